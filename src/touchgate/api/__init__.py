@@ -1,0 +1,1 @@
+"""Shared pieces of the REST layer: auth, request context, list envelopes."""

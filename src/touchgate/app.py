@@ -1,0 +1,173 @@
+"""create_app(): the REST API (and, when present, the console) on one ASGI app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import PlainTextResponse
+from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .api.responses import JSONResponse
+from .auth import ensure_bootstrap_key
+from .errors import TouchgateError
+from .runtime import Runtime
+
+log = logging.getLogger("touchgate")
+
+# Each domain registers its router here; ``include_routers`` mounts them all.
+ROUTER_MODULES = ["touchgate.projects.endpoints"]
+OPTIONAL_ROUTER_MODULES = [
+    "touchgate.datastore.endpoints",
+    "touchgate.touchpoints.endpoints",
+    "touchgate.delivery.endpoints",
+    "touchgate.plugins.endpoints",
+    "touchgate.campaigns.endpoints",
+]
+# Hooks run at start-up/shut-down (workers, plugin hosts…), registered by domains.
+LifecycleHook = Callable[[Runtime], Any]
+
+
+def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "json_invalid":
+            msg = "The body is not valid JSON: " + str(err.get("ctx", {}).get("error", msg))
+        details.append({"field": _field_name(err.get("loc", ())), "message": msg})
+    return details
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(TouchgateError)
+    async def _touchgate_error(_: Request, exc: TouchgateError) -> JSONResponse:
+        return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = _validation_details(exc)
+        first = details[0] if details else {"field": "body", "message": "invalid"}
+        message = f"Invalid input: {first['field']}: {first['message']}"
+        if len(details) > 1:
+            message += f" (and {len(details) - 1} more)"
+        body = {"error": {"code": "invalid_input", "message": message, "details": details}}
+        return JSONResponse(body, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "http_error"
+        )
+        body = {"error": {"code": code, "message": str(exc.detail), "details": None}}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error", exc_info=exc)
+        body = {
+            "error": {
+                "code": "internal",
+                "message": "Internal error; the server log has the details.",
+                "details": None,
+            }
+        }
+        return JSONResponse(body, status_code=500)
+
+
+def create_app(runtime: Runtime | None = None, *, start_hooks: bool = True) -> FastAPI:
+    runtime = runtime or Runtime.from_settings()
+    hooks: list[tuple[LifecycleHook, LifecycleHook | None]] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        with runtime.tx() as session:
+            ensure_bootstrap_key(session, runtime.settings.admin_token)
+        stops = []
+        if start_hooks:
+            for start, stop in app.state.hooks:
+                res = start(runtime)
+                if hasattr(res, "__await__"):
+                    await res
+                stops.append(stop)
+        try:
+            yield
+        finally:
+            for stop in reversed(stops):
+                if stop is not None:
+                    res = stop(runtime)
+                    if hasattr(res, "__await__"):
+                        await res
+
+    app = FastAPI(
+        title="Touchgate",
+        version=__version__,
+        description="Custom touchpoints for marketing campaigns.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.hooks = hooks
+    install_error_handlers(app)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    def readyz() -> JSONResponse:
+        checks: dict[str, Any] = {}
+        ok = True
+        try:
+            with runtime.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as exc:  # report, don't crash: this is a probe
+            ok = False
+            checks["database"] = f"unreachable: {type(exc).__name__}"
+        for name, probe in runtime.extras.get("readiness", {}).items():
+            checks[name] = probe()
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", include_in_schema=False, response_class=PlainTextResponse)
+    def metrics() -> str:
+        from .metrics import render
+
+        return render(runtime)
+
+    import importlib
+
+    for name in ROUTER_MODULES + OPTIONAL_ROUTER_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if name in OPTIONAL_ROUTER_MODULES and exc.name and name.startswith(exc.name):
+                continue
+            raise
+        app.include_router(module.router, prefix="/api/v1")
+        register = getattr(module, "register_hooks", None)
+        if register is not None:
+            register(hooks)
+
+    try:
+        console = importlib.import_module("touchgate.console")
+    except ModuleNotFoundError as exc:
+        if not (exc.name and "touchgate.console".startswith(exc.name)):
+            raise
+    else:
+        console.mount(app)
+    return app

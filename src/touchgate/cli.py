@@ -1,0 +1,106 @@
+"""The one entry point: ``touchgate serve | worker | db | import | plugin | demo``."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .config import Settings, get_settings
+
+app = typer.Typer(no_args_is_help=True, help="Touchgate: custom touchpoints for campaigns.")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+import_app = typer.Typer(no_args_is_help=True, help="Bulk imports into the data store.")
+app.add_typer(db_app, name="db")
+app.add_typer(import_app, name="import")
+console = Console(stderr=True)
+
+ADMIN_TOKEN_FILE = "touchgate.admin-token"
+
+
+def _runtime(settings: Settings | None = None):  # type: ignore[no-untyped-def]
+    from .runtime import Runtime
+
+    return Runtime.from_settings(settings or get_settings())
+
+
+def _ensure_admin_token(settings: Settings) -> tuple[Settings, str]:
+    """Use TOUCHGATE_ADMIN_TOKEN, or a token generated once and kept beside the data."""
+    if settings.admin_token:
+        return settings, settings.admin_token
+    path = settings.data_dir / ADMIN_TOKEN_FILE
+    if path.exists():
+        token = path.read_text().strip()
+    else:
+        token = "tg_" + secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(token + "\n")
+    return settings.model_copy(update={"admin_token": token}), token
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = "heads") -> None:
+    """Apply the migrations to TOUCHGATE_DATABASE_URL."""
+    from .migrate import upgrade
+
+    runtime = _runtime()
+    upgrade(runtime.engine, revision)
+    console.print(f"[green]Database at {runtime.engine.url.render_as_string()} is up to date.")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    demo: Annotated[bool, typer.Option(help="Load the demo project and its receiver.")] = False,
+    worker: Annotated[bool, typer.Option(help="Run a delivery worker in this process.")] = True,
+) -> None:
+    """Apply migrations, then serve the API and console (and a delivery worker)."""
+    import uvicorn
+
+    from .app import create_app
+    from .migrate import upgrade
+
+    settings = get_settings().model_copy(update={"run_worker": worker})
+    settings, token = _ensure_admin_token(settings)
+    runtime = _runtime(settings)
+    upgrade(runtime.engine)
+    base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    if demo:
+        from .demo import load_demo
+
+        summary = load_demo(runtime, base_url)
+        console.print(summary)
+    console.print(f"[bold green]Touchgate is listening on {base_url}")
+    console.print(f"  console:     {base_url}/")
+    console.print(f"  API docs:    {base_url}/docs")
+    console.print(f"  admin token: [bold]{token}[/bold]")
+    console.print(f'  try:  curl -H "Authorization: Bearer {token}" {base_url}/api/v1/projects')
+    uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+
+
+@import_app.command("users")
+def import_users(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    project: Annotated[int, typer.Option("--project", "-p", help="Project id.")],
+    format: Annotated[
+        str | None, typer.Option(help="ndjson or csv (default: from the file name).")
+    ] = None,
+) -> None:
+    """Import users from a JSON Lines or CSV file, streaming, with a progress bar."""
+    from .datastore.cli import import_users_file
+
+    raise typer.Exit(import_users_file(_runtime(), file, project, format, console))
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

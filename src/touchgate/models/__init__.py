@@ -1,0 +1,22 @@
+"""All tables. Import this package to register every model on ``Base.metadata``."""
+
+from .base import Base
+from .datastore import Attribute, Event, User
+from .delivery import Attempt, Order, OrderUser
+from .projects import ApiKey, Project, Space
+from .touchpoints import Touchpoint, TouchpointSpace
+
+__all__ = [
+    "ApiKey",
+    "Attempt",
+    "Attribute",
+    "Base",
+    "Event",
+    "Order",
+    "OrderUser",
+    "Project",
+    "Space",
+    "Touchpoint",
+    "TouchpointSpace",
+    "User",
+]

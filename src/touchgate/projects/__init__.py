@@ -1,0 +1,1 @@
+"""Projects (independent business units) and their spaces (team areas)."""
