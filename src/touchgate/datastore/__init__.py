@@ -1,0 +1,1 @@
+"""The user data store: attribute catalogue, users (imported in bulk) and events."""
