@@ -1,0 +1,1 @@
+"""The delivery engine: wire protocol, HTTP client, network guard, orders, workers, receipts."""
