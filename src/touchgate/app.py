@@ -27,6 +27,7 @@ OPTIONAL_ROUTER_MODULES = [
     "touchgate.datastore.endpoints",
     "touchgate.touchpoints.endpoints",
     "touchgate.delivery.endpoints",
+    "touchgate.delivery.test_endpoints",
     "touchgate.plugins.endpoints",
     "touchgate.campaigns.endpoints",
 ]
