@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, JSONType, UTCDateTime, utcnow
@@ -13,7 +13,6 @@ from .base import Base, JSONType, UTCDateTime, utcnow
 
 class Touchpoint(Base):
     __tablename__ = "touchpoints"
-    __table_args__ = (UniqueConstraint("project_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
@@ -44,6 +43,20 @@ class Touchpoint(Base):
     last_test_ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # Soft delete: orders, results and statistics keep pointing at the row.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# A name is unique among the project's live touchpoints only, so deleting one
+# frees its name. Partial indexes work the same on SQLite and PostgreSQL.
+Index(
+    "uq_touchpoints_project_name_live",
+    Touchpoint.project_id,
+    Touchpoint.name,
+    unique=True,
+    sqlite_where=Touchpoint.deleted_at.is_(None),
+    postgresql_where=Touchpoint.deleted_at.is_(None),
+)
 
 
 class TouchpointSpace(Base):
@@ -52,6 +65,7 @@ class TouchpointSpace(Base):
     touchpoint_id: Mapped[int] = mapped_column(
         ForeignKey("touchpoints.id", ondelete="CASCADE"), primary_key=True
     )
+    # Indexed for "the touchpoints usable in this space".
     space_id: Mapped[int] = mapped_column(
-        ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("spaces.id", ondelete="CASCADE"), primary_key=True, index=True
     )

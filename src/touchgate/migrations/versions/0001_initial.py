@@ -165,6 +165,7 @@ def upgrade() -> None:
         sa.Column("last_test_ok", sa.Boolean(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deleted_at", sa.DateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["project_id"],
             ["projects.id"],
@@ -172,7 +173,15 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_touchpoints")),
-        sa.UniqueConstraint("project_id", "name", name=op.f("uq_touchpoints_project_id")),
+    )
+    # Names are unique among live (not deleted) touchpoints only.
+    op.create_index(
+        "uq_touchpoints_project_name_live",
+        "touchpoints",
+        ["project_id", "name"],
+        unique=True,
+        sqlite_where=sa.text("deleted_at IS NULL"),
+        postgresql_where=sa.text("deleted_at IS NULL"),
     )
     op.create_table(
         "users",
@@ -255,6 +264,9 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("touchpoint_id", "space_id", name=op.f("pk_touchpoint_spaces")),
     )
+    op.create_index(
+        op.f("ix_touchpoint_spaces_space_id"), "touchpoint_spaces", ["space_id"], unique=False
+    )
     op.create_table(
         "attempts",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -292,6 +304,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("order_id", "gid", name=op.f("pk_order_users")),
     )
+    with op.batch_alter_table("order_users", schema=None) as batch_op:
+        batch_op.create_index("ix_order_users_gid", ["gid"], unique=False)
 
 
 def downgrade() -> None:
@@ -301,6 +315,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_attempts_order_id"))
 
     op.drop_table("attempts")
+    op.drop_index(op.f("ix_touchpoint_spaces_space_id"), table_name="touchpoint_spaces")
     op.drop_table("touchpoint_spaces")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index("ix_orders_due")
@@ -308,6 +323,7 @@ def downgrade() -> None:
 
     op.drop_table("orders")
     op.drop_table("users")
+    op.drop_index("uq_touchpoints_project_name_live", table_name="touchpoints")
     op.drop_table("touchpoints")
     op.drop_table("spaces")
     with op.batch_alter_table("events", schema=None) as batch_op:
