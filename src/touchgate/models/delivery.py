@@ -32,9 +32,7 @@ class Order(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_no: Mapped[str] = mapped_column(String(32), unique=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
-    touchpoint_id: Mapped[int] = mapped_column(
-        ForeignKey("touchpoints.id", ondelete="CASCADE")
-    )
+    touchpoint_id: Mapped[int] = mapped_column(ForeignKey("touchpoints.id", ondelete="CASCADE"))
     campaign_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     run_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     step_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -58,6 +56,8 @@ class OrderUser(Base):
     """A user's result in an order: pending → TOU_SUCC | TOU_FAIL."""
 
     __tablename__ = "order_users"
+    # Campaign results look users up by gid across orders.
+    __table_args__ = (Index("ix_order_users_gid", "gid"),)
 
     order_id: Mapped[int] = mapped_column(
         ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
@@ -73,9 +73,7 @@ class Attempt(Base):
     __tablename__ = "attempts"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    order_id: Mapped[int] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), index=True
-    )
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16), default="delivery")  # delivery | receipt
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     duration_ms: Mapped[int] = mapped_column(Integer, default=0)

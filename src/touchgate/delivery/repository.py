@@ -1,0 +1,313 @@
+"""SQL for orders, per-user results and attempts.
+
+The hot paths (enqueue, claim, settle) use Core statements with executemany
+and never build an ORM object per user; reading a single order for the API
+uses the ORM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Row, String, Table, bindparam, cast, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..db import dialect_name
+from ..models import Attempt, Order, OrderUser, Touchpoint, User
+
+ACTIVE_STATES = ("sending", "polling")
+_users: Table = User.__table__  # type: ignore[assignment]
+_orders: Table = Order.__table__  # type: ignore[assignment]
+_order_users: Table = OrderUser.__table__  # type: ignore[assignment]
+_attempts: Table = Attempt.__table__  # type: ignore[assignment]
+
+
+# --- enqueue -----------------------------------------------------------------
+
+
+def user_attributes(
+    session: Session, project_id: int, gids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Attributes of these users in one query (users not in the store are absent)."""
+    if not gids:
+        return {}
+    # The JSON text goes straight to orjson: SQLAlchemy's json.loads is the slow part.
+    stmt = select(_users.c.gid, cast(_users.c.attributes, String)).where(
+        _users.c.project_id == project_id, _users.c.gid.in_(gids)
+    )
+    loads = orjson.loads
+    return {gid: loads(raw) for gid, raw in session.execute(stmt)}
+
+
+def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+    """Insert orders in one executemany and return their ids in the same order."""
+    if not rows:
+        return []
+    stmt = insert(_orders).returning(_orders.c.id, sort_by_parameter_order=True)
+    return [r[0] for r in session.execute(stmt, rows)]
+
+
+def insert_pending_users(session: Session, rows: list[dict[str, Any]]) -> None:
+    """``rows``: ``{"order_id", "gid"}`` each; every user starts pending."""
+    if rows:
+        session.execute(insert(_order_users).values(status="pending", attempts=0), rows)
+
+
+# --- reading -----------------------------------------------------------------
+
+
+def get_order(session: Session, project_id: int, order_no: str) -> Order | None:
+    return session.scalar(
+        select(Order).where(Order.project_id == project_id, Order.order_no == order_no)
+    )
+
+
+def get_order_any(session: Session, order_no: str) -> Order | None:
+    return session.scalar(select(Order).where(Order.order_no == order_no))
+
+
+def order_users(session: Session, order_id: int) -> Sequence[Row[int, str, str | None, int]]:
+    stmt = (
+        select(
+            _order_users.c.gid,
+            _order_users.c.status,
+            _order_users.c.error_msg,
+            _order_users.c.attempts,
+        )
+        .where(_order_users.c.order_id == order_id)
+        .order_by(_order_users.c.gid)
+    )
+    return session.execute(stmt).all()
+
+
+def order_attempts(session: Session, order_id: int) -> Sequence[Attempt]:
+    return session.scalars(
+        select(Attempt).where(Attempt.order_id == order_id).order_by(Attempt.id)
+    ).all()
+
+
+def user_counts(session: Session, order_ids: Sequence[int]) -> dict[int, dict[str, int]]:
+    """``{order_id: {status: count}}``."""
+    out: dict[int, dict[str, int]] = {oid: {} for oid in order_ids}
+    if not order_ids:
+        return out
+    stmt = (
+        select(_order_users.c.order_id, _order_users.c.status, func.count())
+        .where(_order_users.c.order_id.in_(order_ids))
+        .group_by(_order_users.c.order_id, _order_users.c.status)
+    )
+    for oid, status, n in session.execute(stmt):
+        out[oid][status] = n
+    return out
+
+
+def list_orders(
+    session: Session,
+    project_id: int,
+    *,
+    touchpoint_id: int | None,
+    campaign_id: int | None,
+    state: str | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Order], int]:
+    conds = [Order.project_id == project_id]
+    if touchpoint_id is not None:
+        conds.append(Order.touchpoint_id == touchpoint_id)
+    if campaign_id is not None:
+        conds.append(Order.campaign_id == campaign_id)
+    if state is not None:
+        conds.append(Order.state == state)
+    total = session.scalar(select(func.count()).select_from(Order).where(*conds)) or 0
+    rows = session.scalars(
+        select(Order).where(*conds).order_by(Order.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return rows, total
+
+
+def failed_gids(session: Session, order_id: int) -> list[int]:
+    stmt = (
+        select(_order_users.c.gid)
+        .where(_order_users.c.order_id == order_id, _order_users.c.status == "TOU_FAIL")
+        .order_by(_order_users.c.gid)
+    )
+    return list(session.scalars(stmt))
+
+
+# --- the worker ----------------------------------------------------------------
+
+CLAIM_COLUMNS = (
+    _orders.c.id,
+    _orders.c.order_no,
+    _orders.c.project_id,
+    _orders.c.touchpoint_id,
+    _orders.c.campaign_id,
+    _orders.c.run_id,
+    _orders.c.step_id,
+    _orders.c.state,
+    _orders.c.payload,
+    _orders.c.user_count,
+    _orders.c.attempt_count,
+    _orders.c.receipt_deadline,
+    _orders.c.replay_of,
+    _orders.c.context,
+    _orders.c.last_error,
+)
+
+
+def claim_due(
+    session: Session, owner: str, now: datetime, lease_until: datetime, limit: int
+) -> Sequence[Row[Any]]:
+    """Lease up to ``limit`` due orders to ``owner`` and return them.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint
+    orders without waiting; SQLite: the write lock taken by BEGIN IMMEDIATE
+    serialises claims. An order whose lease has expired is due again.
+    """
+    due = (
+        select(_orders.c.id)
+        .where(
+            _orders.c.state.in_(ACTIVE_STATES),
+            _orders.c.next_attempt_at <= now,
+            (_orders.c.lease_until.is_(None)) | (_orders.c.lease_until < now),
+        )
+        .order_by(_orders.c.next_attempt_at)
+        .limit(limit)
+    )
+    if dialect_name(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(_orders)
+        .where(_orders.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=lease_until)
+        .returning(*CLAIM_COLUMNS)
+    )
+    return session.execute(stmt).all()
+
+
+def touchpoints_by_id(session: Session, ids: Iterable[int]) -> Sequence[Touchpoint]:
+    return session.scalars(select(Touchpoint).where(Touchpoint.id.in_(list(ids)))).all()
+
+
+def lock_owned(session: Session, order_ids: Sequence[int], owner: str) -> dict[int, str]:
+    """Lock the orders still leased to ``owner``; returns ``{id: state}``.
+
+    This is the fence that keeps a worker whose lease expired (and whose order
+    another worker took) from settling anything twice.
+    """
+    if not order_ids:
+        return {}
+    stmt = select(_orders.c.id, _orders.c.state).where(
+        _orders.c.id.in_(order_ids), _orders.c.lease_owner == owner
+    )
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    return {oid: state for oid, state in session.execute(stmt)}
+
+
+def pending_gids(session: Session, order_ids: Sequence[int]) -> dict[int, list[int]]:
+    out: dict[int, list[int]] = {oid: [] for oid in order_ids}
+    if not order_ids:
+        return out
+    stmt = select(_order_users.c.order_id, _order_users.c.gid).where(
+        _order_users.c.order_id.in_(order_ids), _order_users.c.status == "pending"
+    )
+    for oid, gid in session.execute(stmt):
+        out[oid].append(gid)
+    return out
+
+
+def settle_all_pending(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Every pending user of an order gets the same result.
+
+    ``rows``: ``{"o_id", "status", "error_msg", "attempts", "settled_at"}``.
+    """
+    if not rows:
+        return
+    stmt = (
+        update(_order_users)
+        .where(
+            _order_users.c.order_id == bindparam("o_id"),
+            _order_users.c.status == "pending",
+        )
+        .values(
+            status=bindparam("status"),
+            error_msg=bindparam("error_msg"),
+            attempts=bindparam("attempts"),
+            settled_at=bindparam("settled_at"),
+        )
+    )
+    session.connection().execute(stmt, rows)
+
+
+def settle_users(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Per-user results: ``{"o_id", "u_gid", "status", "error_msg", "attempts", "settled_at"}``."""
+    if not rows:
+        return
+    stmt = (
+        update(_order_users)
+        .where(
+            _order_users.c.order_id == bindparam("o_id"),
+            _order_users.c.gid == bindparam("u_gid"),
+            _order_users.c.status == "pending",
+        )
+        .values(
+            status=bindparam("status"),
+            error_msg=bindparam("error_msg"),
+            attempts=bindparam("attempts"),
+            settled_at=bindparam("settled_at"),
+        )
+    )
+    session.connection().execute(stmt, rows)
+
+
+def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Move orders on and release their leases.
+
+    ``rows``: ``{"o_id", "state", "attempt_count", "next_attempt_at",
+    "receipt_deadline", "last_error", "updated_at"}``.
+    """
+    if not rows:
+        return
+    stmt = (
+        update(_orders)
+        .where(_orders.c.id == bindparam("o_id"))
+        .values(
+            state=bindparam("state"),
+            attempt_count=bindparam("attempt_count"),
+            next_attempt_at=bindparam("next_attempt_at"),
+            receipt_deadline=bindparam("receipt_deadline"),
+            last_error=bindparam("last_error"),
+            updated_at=bindparam("updated_at"),
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+    session.connection().execute(stmt, rows)
+
+
+def release(session: Session, order_ids: Sequence[int], owner: str) -> None:
+    """Give leases back without a result (a worker shutting down)."""
+    if order_ids:
+        session.execute(
+            update(_orders)
+            .where(_orders.c.id.in_(order_ids), _orders.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+
+def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
+    """``rows``: ``{"order_id", "kind", "at", "duration_ms", "http_status", "error",
+    "response_excerpt"}``."""
+    if rows:
+        session.execute(insert(_attempts), rows)
+
+
+def count_unsettled(session: Session, project_id: int | None = None) -> int:
+    stmt = select(func.count()).select_from(_orders).where(_orders.c.state != "done")
+    if project_id is not None:
+        stmt = stmt.where(_orders.c.project_id == project_id)
+    return session.scalar(stmt) or 0
