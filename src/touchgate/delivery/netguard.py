@@ -148,7 +148,7 @@ def classify(ip: IPAddress | str, allowed: Sequence[Network] = ()) -> str | None
     return None
 
 
-_V4_PART = re.compile(r"^(0[xX][0-9a-fA-F]*|0[0-7]*|[1-9][0-9]*)$")
+_V4_PART = re.compile(r"^(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)$")
 
 
 def _parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
@@ -161,7 +161,7 @@ def _parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
     values: list[int] = []
     for part in parts:
         if part[:2] in ("0x", "0X"):
-            values.append(int(part[2:] or "0", 16))
+            values.append(int(part[2:], 16))
         elif part.startswith("0") and len(part) > 1:
             values.append(int(part[1:], 8))
         else:
