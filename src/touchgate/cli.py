@@ -84,6 +84,50 @@ def serve(
     uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
 
 
+@app.command()
+def worker(
+    concurrency: Annotated[
+        int | None,
+        typer.Option(help="Orders in flight at once (default TOUCHGATE_WORKER_CONCURRENCY)."),
+    ] = None,
+    id: Annotated[
+        str | None, typer.Option("--id", help="Name of this worker (default host-pid-random).")
+    ] = None,
+    lease_seconds: Annotated[
+        float, typer.Option(help="How long a claimed order stays this worker's.")
+    ] = 180.0,
+    scheduler: Annotated[
+        bool, typer.Option(help="Also run the campaign scheduler in this process.")
+    ] = True,
+) -> None:
+    """Run a delivery worker until SIGTERM/SIGINT (run any number against PostgreSQL)."""
+    import importlib
+
+    from .delivery.worker import run_process
+
+    extra = []
+    if scheduler:
+        try:
+            campaigns = importlib.import_module("touchgate.campaigns.scheduler")
+        except ModuleNotFoundError as exc:
+            if not (exc.name and "touchgate.campaigns.scheduler".startswith(exc.name)):
+                raise
+        else:
+            extra.append(campaigns.run_forever)
+    runtime = _runtime()
+    console.print(f"[green]Delivery worker on {runtime.engine.url.render_as_string()}")
+    try:
+        run_process(
+            runtime,
+            worker_id=id,
+            concurrency=concurrency,
+            lease_seconds=lease_seconds,
+            extra=extra,
+        )
+    finally:
+        runtime.close()
+
+
 @import_app.command("users")
 def import_users(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],

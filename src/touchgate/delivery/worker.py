@@ -1,0 +1,383 @@
+"""The delivery worker: claim due orders with leases, send them, settle in bulk.
+
+A pipeline on one asyncio loop, database work in threads so the loop never
+blocks::
+
+    claim (lease many due orders at once) ──► attempts (concurrent, within each
+    touchpoint's in-flight limit) ──► settle queue ──► settle (one transaction
+    for everything finished meanwhile)
+
+Workers are stateless: run one inside ``touchgate serve`` or any number of
+``touchgate worker`` processes against PostgreSQL. A worker killed at any
+moment loses nothing: its leases expire and another worker resends the same
+orders under the same ``orderNo`` (the receiver's idempotency key), and the
+settlement fence (``repository.lock_owned``) keeps a worker that lost its
+lease from recording anything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..models import Touchpoint
+from ..models.base import utcnow
+from ..runtime import Runtime
+from . import protocol, receipts, service
+from . import repository as repo
+from .client import get_client
+from .receipts import TouchpointConfig
+from .service import ClaimedOrder, Outcome
+
+log = logging.getLogger("touchgate.delivery.worker")
+
+# A claimed order must be settled before its lease ends, or another worker may
+# take it (harmless — the fence and the orderNo make it safe — but wasteful).
+DEFAULT_LEASE_SECONDS = 180.0
+DEFAULT_IDLE_SECONDS = 0.5
+SETTLE_MAX = 500
+TOUCHPOINT_CACHE_SECONDS = 10.0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def touchpoint_config(runtime: Runtime, tp: Touchpoint, now: datetime) -> TouchpointConfig:
+    """Snapshot a touchpoint with its secrets decrypted (kept in memory only)."""
+    box = runtime.secrets
+    token = box.decrypt(tp.token_encrypted) if tp.token_encrypted else None
+    secrets = [box.decrypt(tp.signing_secret_encrypted)]
+    if (
+        tp.previous_signing_secret_encrypted
+        and tp.previous_secret_expires_at is not None
+        and tp.previous_secret_expires_at > now
+    ):
+        secrets.append(box.decrypt(tp.previous_signing_secret_encrypted))
+    receipt = tp.receipt or {}
+    schedule = tp.retry_schedule
+    return TouchpointConfig(
+        id=tp.id,
+        project_id=tp.project_id,
+        transport=tp.transport,
+        url=tp.url,
+        token=token,
+        signing_secrets=tuple(secrets),
+        timeout_seconds=float(tp.timeout_seconds or 15),
+        retry_schedule=tuple(int(s) for s in schedule) if schedule is not None else None,
+        max_in_flight=tp.max_in_flight,
+        receipt_mode="async" if receipt.get("mode") == "async" else "sync",
+        receipt_url=receipt.get("url"),
+        # The API enforces ≥ 30 s; the engine trusts what is stored.
+        poll_seconds=max(1, int(receipt.get("poll_seconds") or service.DEFAULT_POLL_SECONDS)),
+        timeout_minutes=service.receipt_timeout_minutes(receipt),
+        plugin_id=tp.plugin_id,
+        plugin_config=tp.plugin_config,
+    )
+
+
+@dataclass
+class _Cached:
+    config: TouchpointConfig
+    plugin_config: dict[str, Any] | None
+    loaded: float
+
+
+class Worker:
+    """One delivery worker. ``await worker.run(stop)`` until ``stop`` is set."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        worker_id: str | None = None,
+        concurrency: int | None = None,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        idle_seconds: float = DEFAULT_IDLE_SECONDS,
+    ) -> None:
+        self.runtime = runtime
+        self.id = worker_id or default_worker_id()
+        self.concurrency = concurrency or runtime.settings.worker_concurrency
+        self.lease_seconds = lease_seconds
+        self.idle_seconds = idle_seconds
+        self._in_flight = 0
+        self._queue: list[Outcome] = []
+        self._queued = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._touchpoints: dict[int, _Cached] = {}
+        self.settled_users = 0
+        self.sent_orders = 0
+
+    # --- database work (in threads) ---------------------------------------------
+
+    def _claim(self, limit: int) -> list[tuple[ClaimedOrder, _Cached]]:
+        now = utcnow()
+        until = now + timedelta(seconds=self.lease_seconds)
+        clock = time.monotonic()
+        with self.runtime.tx() as session:
+            rows = repo.claim_due(session, self.id, now, until, limit)
+            if not rows:
+                return []
+            wanted = {r.touchpoint_id for r in rows}
+            stale = [
+                tid
+                for tid in wanted
+                if tid not in self._touchpoints
+                or clock - self._touchpoints[tid].loaded > TOUCHPOINT_CACHE_SECONDS
+            ]
+            if stale:
+                for tp in repo.touchpoints_by_id(session, stale):
+                    plugin_config = None
+                    if tp.transport == "plugin":
+                        plugin_config = _plugin_runtime_config(session, self.runtime, tp)
+                    self._touchpoints[tp.id] = _Cached(
+                        touchpoint_config(self.runtime, tp, now), plugin_config, clock
+                    )
+        out = []
+        for r in rows:
+            order = ClaimedOrder(**r._asdict())
+            cached = self._touchpoints.get(order.touchpoint_id)
+            if cached is None:  # the touchpoint row is gone (cascade deletes its orders)
+                continue
+            out.append((order, cached))
+        return out
+
+    def _settle(self, outcomes: list[Outcome]) -> int:
+        with self.runtime.tx() as session:
+            return service.settle(session, self.id, outcomes)
+
+    def _release(self, order_ids: list[int]) -> None:
+        with self.runtime.tx() as session:
+            repo.release(session, order_ids, self.id)
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def _attempt(self, order: ClaimedOrder, cached: _Cached) -> Outcome:
+        tp = cached.config
+        at = utcnow()
+        gids = order.batch_gids()
+        if order.state == "polling":
+            if order.receipt_deadline is not None and at >= order.receipt_deadline:
+                return receipts.receipt_timed_out(order, tp, at)
+            kind = "receipt"
+        else:
+            kind = "delivery"
+        if tp.transport == "plugin":
+            return await self._plugin_attempt(order, cached, kind, at, gids)
+        ts = int(at.timestamp() * 1000)
+        if kind == "receipt":
+            url = tp.receipt_url or ""
+            body = protocol.receipt_body(order.order_no, ts, tp.token)
+        else:
+            url = tp.url or ""
+            body = protocol.delivery_body(order.order_no, order.payload, ts, tp.token)
+        headers = protocol.request_headers(body, order.order_no, ts, tp.signing_secrets)
+        res = await get_client(self.runtime).post(
+            url,
+            body,
+            headers,
+            timeout=tp.timeout_seconds,
+            touchpoint_id=tp.id,
+            max_in_flight=tp.max_in_flight,
+        )
+        return receipts.from_http(order, tp, kind, at, gids, res)
+
+    async def _plugin_attempt(
+        self, order: ClaimedOrder, cached: _Cached, kind: str, at: datetime, gids: list[int]
+    ) -> Outcome:
+        tp = cached.config
+        started = time.monotonic()
+
+        def ms() -> int:
+            return int((time.monotonic() - started) * 1000)
+
+        host = self.runtime.extras.get("plugin_host")
+        if host is None or tp.plugin_id is None:
+            return receipts.from_plugin(
+                order, tp, kind, at, gids, 0, retryable="the plugin host is not running"
+            )
+        # Imported lazily: the plugins domain is optional for HTTP-only setups.
+        plugin_host = importlib.import_module("touchgate.plugins.host")
+        retryable_exc: type[Exception] = plugin_host.PluginRetryable
+        failed_exc: type[Exception] = plugin_host.PluginFailed
+
+        users = None if kind == "receipt" else _loads(order.payload)
+        try:
+            results = await host.call(
+                project_id=tp.project_id,
+                plugin_id=tp.plugin_id,
+                config=cached.plugin_config or {},
+                method="query_receipts" if kind == "receipt" else "send",
+                order_no=order.order_no,
+                users=users,
+                timeout=tp.timeout_seconds,
+            )
+        except retryable_exc as exc:
+            return receipts.from_plugin(order, tp, kind, at, gids, ms(), retryable=str(exc))
+        except failed_exc as exc:
+            return receipts.from_plugin(order, tp, kind, at, gids, ms(), failed=str(exc))
+        return receipts.from_plugin(order, tp, kind, at, gids, ms(), results)
+
+    async def _run_one(self, order: ClaimedOrder, cached: _Cached) -> None:
+        try:
+            outcome = await self._attempt(order, cached)
+        except Exception as exc:  # a bug must not kill the worker; the lease expires
+            log.exception("order %s: attempt crashed", order.order_no, exc_info=exc)
+            self._in_flight -= 1
+            self._slot_free.set()
+            return
+        self._queue.append(outcome)
+        self._queued.set()
+
+    # --- the loops ---------------------------------------------------------------------
+
+    async def _settler(self, stop: asyncio.Event) -> None:
+        while True:
+            if not self._queue:
+                if stop.is_set() and self._in_flight == 0:
+                    return
+                self._queued.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._queued.wait(), timeout=0.2)
+                continue
+            batch, self._queue = self._queue[:SETTLE_MAX], self._queue[SETTLE_MAX:]
+            try:
+                self.settled_users += await asyncio.to_thread(self._settle, batch)
+                self.sent_orders += len(batch)
+            except Exception as exc:  # the leases expire and the orders come back
+                log.exception("settling %d outcome(s) failed", len(batch), exc_info=exc)
+                await asyncio.sleep(1)
+            self._in_flight -= len(batch)
+            self._slot_free.set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim, send and settle until ``stop`` is set, then drain what is in flight."""
+        log.info("delivery worker %s started (concurrency %d)", self.id, self.concurrency)
+        settler = asyncio.create_task(self._settler(stop))
+        try:
+            while not stop.is_set():
+                free = self.concurrency - self._in_flight
+                if free <= 0:
+                    self._slot_free.clear()
+                    await _wait_any(stop, self._slot_free, timeout=1.0)
+                    continue
+                try:
+                    claimed = await asyncio.to_thread(self._claim, free)
+                except Exception as exc:  # database away: wait and try again
+                    log.exception("claiming orders failed", exc_info=exc)
+                    claimed = []
+                    await _wait_any(stop, None, timeout=2.0)
+                for order, cached in claimed:
+                    self._in_flight += 1
+                    task = asyncio.create_task(self._run_one(order, cached))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                if not claimed:
+                    self._slot_free.clear()
+                    await _wait_any(stop, None, timeout=self.idle_seconds)
+                elif len(claimed) < free:
+                    # Less work than room: let it accumulate a moment (bigger claims).
+                    await _wait_any(stop, None, timeout=min(0.05, self.idle_seconds))
+        finally:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            stop.set()
+            await settler
+            log.info(
+                "delivery worker %s stopped (%d orders, %d users settled)",
+                self.id,
+                self.sent_orders,
+                self.settled_users,
+            )
+
+
+async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
+    waits = [asyncio.ensure_future(stop.wait())]
+    if other is not None:
+        waits.append(asyncio.ensure_future(other.wait()))
+    done, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
+    for w in pending:
+        w.cancel()
+    del done
+
+
+def _loads(payload: bytes) -> Any:
+    import orjson
+
+    return orjson.loads(payload)
+
+
+def _plugin_runtime_config(session: Any, runtime: Runtime, tp: Touchpoint) -> dict[str, Any]:
+    plugins = importlib.import_module("touchgate.plugins.service")
+    config: dict[str, Any] = plugins.runtime_config(session, runtime.secrets, tp)
+    return config
+
+
+# --- running inside ``touchgate serve`` ------------------------------------------------
+
+
+def start_in_app(runtime: Runtime) -> None:
+    """Start a worker task on the server's loop (lifespan start)."""
+    if not runtime.settings.run_worker:
+        return
+    stop = asyncio.Event()
+    worker = Worker(runtime)
+    task = asyncio.create_task(worker.run(stop), name="touchgate-delivery-worker")
+    runtime.extras["delivery_worker"] = (worker, stop, task)
+
+
+async def stop_in_app(runtime: Runtime) -> None:
+    entry = runtime.extras.pop("delivery_worker", None)
+    if entry is None:
+        return
+    _worker, stop, task = entry
+    stop.set()
+    try:
+        await asyncio.wait_for(task, timeout=30)
+    except TimeoutError:
+        task.cancel()
+
+
+def run_process(
+    runtime: Runtime,
+    *,
+    worker_id: str | None = None,
+    concurrency: int | None = None,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
+    extra: list[Callable[[Runtime, asyncio.Event], Any]] | None = None,
+) -> None:
+    """``touchgate worker``: run until SIGTERM/SIGINT, then drain and exit."""
+    import signal
+
+    from .client import close as close_client
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        worker = Worker(
+            runtime, worker_id=worker_id, concurrency=concurrency, lease_seconds=lease_seconds
+        )
+        jobs = [asyncio.create_task(worker.run(stop))]
+        for fn in extra or []:
+            res = fn(runtime, stop)
+            if asyncio.iscoroutine(res):
+                jobs.append(asyncio.create_task(res))
+        try:
+            await asyncio.gather(*jobs)
+        finally:
+            await close_client(runtime)
+
+    asyncio.run(main())
