@@ -87,8 +87,8 @@ def test_one_session_per_process(tmp_path: Path) -> None:
         c2 = http.get_client(rt)
         assert c1 is c2
         assert rt.extras["http_client"] is c1
-        s1 = c1._ensure_session()
-        assert c1._ensure_session() is s1
+        s1 = c1.session()
+        assert c1.session() is s1
         await http.close(rt)
         assert "http_client" not in rt.extras
         assert s1.closed

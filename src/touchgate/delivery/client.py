@@ -1,7 +1,8 @@
 """The outgoing HTTP client every delivery, receipt poll, options call and test
 send goes through.
 
-One ``aiohttp.ClientSession`` per process (per event loop), kept in
+One ``aiohttp.ClientSession`` per process (per event loop: aiohttp sessions are
+bound to their loop), kept in
 ``runtime.extras["http_client"]``, created lazily on the running loop:
 - its connector resolves through the network guard (``netguard.GuardedResolver``)
   and IP-literal hosts are checked before the request, so refused addresses are
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,54 +104,58 @@ def _classify_error(exc: BaseException, host: str, timeout: float) -> tuple[str,
     return "other", f"{type(exc).__name__}: {exc}"
 
 
+class _LoopState:
+    """A session and the touchpoint limits of one event loop (aiohttp sessions and
+    asyncio semaphores belong to the loop that made them)."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        # touchpoint id → (size, semaphore); a changed size gets a fresh semaphore
+        # (requests already in flight finish on the old one).
+        self.limits: dict[int, tuple[int, asyncio.Semaphore]] = {}
+        self.in_flight: dict[int, int] = {}
+
+
 class HttpClient:
-    """The process-wide sender; get it with ``get_client(runtime)``."""
+    """The process-wide sender; get it with ``get_client(runtime)``.
+
+    There is one session per event loop: the server's loop normally, plus a
+    short-lived one when synchronous code (a CLI command) sends something.
+    """
 
     def __init__(self, runtime: Runtime) -> None:
         self._settings = runtime.settings
         self._allowed = list(runtime.settings.allowed_network_list)
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        # touchpoint id → (size, semaphore); a changed size gets a fresh semaphore
-        # (requests already in flight finish on the old one).
-        self._limits: dict[int, tuple[int, asyncio.Semaphore]] = {}
-        self._in_flight: dict[int, int] = {}
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
+            weakref.WeakKeyDictionary()
+        )
 
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        """The session of the running loop (a new loop, e.g. a CLI command after
-        another, gets its own session and its own touchpoint limits)."""
+    def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            self._session = None
-            self._limits = {}
-            self._in_flight = {}
-            self._loop = loop
-        if self._session is None or self._session.closed:
+        state = self._states.get(loop)
+        if state is None or state.session.closed:
             connector = aiohttp.TCPConnector(
                 resolver=GuardedResolver(self._allowed),
                 limit=self._settings.worker_concurrency + _HEADROOM,
                 limit_per_host=0,
                 ttl_dns_cache=60,
             )
-            self._session = aiohttp.ClientSession(
+            session = aiohttp.ClientSession(
                 connector=connector,
                 cookie_jar=aiohttp.DummyCookieJar(),
                 trust_env=False,
                 auto_decompress=True,
             )
-        return self._session
+            state = self._states[loop] = _LoopState(session)
+        return state
 
-    def _semaphore(self, touchpoint_id: int, max_in_flight: int | None) -> asyncio.Semaphore:
-        size = max_in_flight or self._settings.per_touchpoint_in_flight
-        current = self._limits.get(touchpoint_id)
-        if current is None or current[0] != size:
-            current = (size, asyncio.Semaphore(size))
-            self._limits[touchpoint_id] = current
-        return current[1]
+    def session(self) -> aiohttp.ClientSession:
+        """The session of the running loop, created on first use."""
+        return self._state().session
 
     def in_flight(self, touchpoint_id: int) -> int:
-        """Requests of a touchpoint currently holding a slot (for metrics and tests)."""
-        return self._in_flight.get(touchpoint_id, 0)
+        """Requests of a touchpoint holding a slot on this loop (metrics and tests)."""
+        return self._state().in_flight.get(touchpoint_id, 0)
 
     async def post(
         self,
@@ -162,18 +168,27 @@ class HttpClient:
         max_in_flight: int | None = None,
     ) -> HttpResult:
         """POST ``body`` to ``url``; never raises for network problems."""
-        self._ensure_session()
+        state = self._state()
         if touchpoint_id is None:
-            return await self._post(url, body, headers, timeout)
-        async with self._semaphore(touchpoint_id, max_in_flight):
-            self._in_flight[touchpoint_id] = self._in_flight.get(touchpoint_id, 0) + 1
+            return await self._post(state.session, url, body, headers, timeout)
+        size = max_in_flight or self._settings.per_touchpoint_in_flight
+        limit = state.limits.get(touchpoint_id)
+        if limit is None or limit[0] != size:
+            limit = state.limits[touchpoint_id] = (size, asyncio.Semaphore(size))
+        async with limit[1]:
+            state.in_flight[touchpoint_id] = state.in_flight.get(touchpoint_id, 0) + 1
             try:
-                return await self._post(url, body, headers, timeout)
+                return await self._post(state.session, url, body, headers, timeout)
             finally:
-                self._in_flight[touchpoint_id] -= 1
+                state.in_flight[touchpoint_id] -= 1
 
     async def _post(
-        self, url: str, body: bytes, headers: dict[str, str], timeout: float
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        body: bytes,
+        headers: dict[str, str],
+        timeout: float,
     ) -> HttpResult:
         started = time.monotonic()
 
@@ -195,7 +210,6 @@ class HttpClient:
             check_host(host, self._allowed)
         except BlockedAddressError as exc:
             return HttpResult(None, error_kind="blocked", error=exc.plain())
-        session = self._ensure_session()
         try:
             async with session.post(
                 target,
@@ -230,9 +244,12 @@ class HttpClient:
             return HttpResult(None, duration_ms=elapsed(), error_kind=kind, error=words)
 
     async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        """Close the running loop's session (sessions of other loops cannot be
+        closed from here; they are dropped with their loop)."""
+        loop = asyncio.get_running_loop()
+        state = self._states.pop(loop, None)
+        if state is not None and not state.session.closed:
+            await state.session.close()
 
 
 def _lower_headers(headers: Any) -> dict[str, str]:
