@@ -1,17 +1,128 @@
-"""SQL for the data store. Bulk paths use Core inserts, never an ORM object per row."""
+"""SQL for the data store. Bulk paths use Core statements, never an ORM object per row."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import ColumnElement, Table, func, insert, literal_column, select, update
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..models import Event
+from ..db import dialect_name
+from ..models import Attribute, Event, User
+from ..models.base import utcnow
 
 EventRow = tuple[str, int, datetime, dict[str, Any]]  # name, gid, time, properties
+
+USERS = cast(Table, User.__table__)
+EVENTS = cast(Table, Event.__table__)
+
+
+# -- attribute catalogue -----------------------------------------------------------
+
+
+def list_attributes(session: Session, project_id: int) -> Sequence[Attribute]:
+    """The project's whole catalogue, in creation order."""
+    return session.scalars(
+        select(Attribute).where(Attribute.project_id == project_id).order_by(Attribute.id)
+    ).all()
+
+
+def attributes_by_key(
+    session: Session, project_id: int, keys: Iterable[str]
+) -> dict[str, Attribute]:
+    """The catalogue entries among ``keys`` (missing keys are simply absent)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(Attribute).where(Attribute.project_id == project_id, Attribute.key.in_(wanted))
+    )
+    return {row.key: row for row in rows}
+
+
+def attribute_types(session: Session, project_id: int) -> dict[str, str]:
+    """``{key: type}`` for the whole catalogue (what the importer validates against)."""
+    rows = session.execute(
+        select(Attribute.key, Attribute.type).where(Attribute.project_id == project_id)
+    )
+    return {key: type_ for key, type_ in rows}
+
+
+# -- users ----------------------------------------------------------------------------
+
+
+def get_user(session: Session, project_id: int, gid: int) -> User | None:
+    return session.get(User, (project_id, gid))
+
+
+def upsert_users(
+    session: Session, project_id: int, rows: Sequence[tuple[int, dict[str, Any]]]
+) -> set[int]:
+    """Create or update users in bulk, merging each patch into the stored attributes.
+
+    ``rows`` are ``(gid, patch)`` with distinct gids. Returns the gids that were
+    created (the others existed and were updated). A ``None`` in a patch is stored
+    as JSON null by this statement; :func:`drop_null_attributes` removes it.
+    """
+    if not rows:
+        return set()
+    now = utcnow()
+    params = [
+        {"project_id": project_id, "gid": gid, "attributes": patch, "updated_at": now}
+        for gid, patch in rows
+    ]
+    if dialect_name(session) == "postgresql":
+        pg = pg_insert(USERS)
+        merged = USERS.c.attributes.op("||", return_type=JSONB)(pg.excluded.attributes)
+        pg_stmt = pg.on_conflict_do_update(
+            index_elements=[USERS.c.project_id, USERS.c.gid],
+            set_={"attributes": merged, "updated_at": pg.excluded.updated_at},
+        ).returning(USERS.c.gid, literal_column("xmax = 0").label("created"))
+        return {gid for gid, created in session.execute(pg_stmt, params) if created}
+
+    # SQLite has no xmax: read which gids exist first. Writers are serialised
+    # (BEGIN IMMEDIATE), so nothing can appear between this read and the upsert.
+    gids = [gid for gid, _ in rows]
+    existing = set(
+        session.scalars(
+            select(USERS.c.gid).where(USERS.c.project_id == project_id, USERS.c.gid.in_(gids))
+        )
+    )
+    lite = sqlite_insert(USERS)
+    lite_stmt = lite.on_conflict_do_update(
+        index_elements=[USERS.c.project_id, USERS.c.gid],
+        set_={
+            "attributes": func.json_patch(USERS.c.attributes, lite.excluded.attributes),
+            "updated_at": lite.excluded.updated_at,
+        },
+    )
+    session.execute(lite_stmt, params)
+    return set(gids) - existing
+
+
+def drop_null_attributes(session: Session, project_id: int, gids: Sequence[int]) -> None:
+    """Remove attributes set to null (meaning "no value") from these users."""
+    if not gids:
+        return
+    stripped: ColumnElement[Any]
+    if dialect_name(session) == "postgresql":
+        stripped = func.jsonb_strip_nulls(USERS.c.attributes)
+    else:
+        # RFC 7396 merge patch onto {}: null members are dropped.
+        stripped = func.json_patch("{}", USERS.c.attributes)
+    session.execute(
+        update(USERS)
+        .where(USERS.c.project_id == project_id, USERS.c.gid.in_(list(gids)))
+        .values(attributes=stripped)
+    )
+
+
+# -- events ---------------------------------------------------------------------------
 
 
 def insert_events(session: Session, project_id: int, events: Iterable[EventRow]) -> int:
@@ -23,3 +134,31 @@ def insert_events(session: Session, project_id: int, events: Iterable[EventRow])
     if rows:
         session.execute(insert(Event), rows)
     return len(rows)
+
+
+def list_events(
+    session: Session,
+    project_id: int,
+    *,
+    name: str | None,
+    gid: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Event], int]:
+    """Events newest first (``since`` inclusive, ``until`` exclusive) and how many match."""
+    query = select(Event).where(Event.project_id == project_id)
+    if name is not None:
+        query = query.where(Event.name == name)
+    if gid is not None:
+        query = query.where(Event.gid == gid)
+    if since is not None:
+        query = query.where(Event.time >= since)
+    if until is not None:
+        query = query.where(Event.time < until)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(
+        query.order_by(Event.time.desc(), Event.id.desc()).limit(limit).offset(offset)
+    ).all()
+    return rows, total

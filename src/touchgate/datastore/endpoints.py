@@ -1,0 +1,164 @@
+"""Routes of the data store: attribute catalogue, user import and lookup, events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+import anyio.from_thread
+from fastapi import APIRouter, Body, Path, Query, Request
+from pydantic import AwareDatetime
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
+
+from ..api.deps import CtxDep, ListOf, PageDep
+from ..auth import Principal
+from ..errors import Forbidden, InvalidInput
+from . import service
+from .importer import CONTENT_TYPES, UserImport, format_from_content_type
+from .schemas import (
+    MAX_GID,
+    AttributeCreate,
+    AttributeOut,
+    EventOut,
+    EventsAccepted,
+    ImportLineError,
+    ImportResult,
+    UserOut,
+)
+
+router = APIRouter(tags=["data store"])
+
+ProjectId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Project id.")]
+GidPath = Annotated[int, Path(ge=1, le=MAX_GID, description="The user's gid.")]
+
+
+def _require_writer(principal: Principal, project_id: int) -> None:
+    """Admins and operators of the project may write user data; viewers only read."""
+    principal.require_project(project_id)
+    if principal.role == "viewer":
+        raise Forbidden("This key can only read.")
+
+
+@router.post("/projects/{pid}/attributes", status_code=201, response_model=AttributeOut)
+def create_attribute(pid: ProjectId, body: AttributeCreate, ctx: CtxDep) -> AttributeOut:
+    ctx.principal.require_admin()
+    with ctx.runtime.tx() as session:
+        return AttributeOut.model_validate(service.create_attribute(session, pid, body))
+
+
+@router.get("/projects/{pid}/attributes", response_model=ListOf[AttributeOut])
+def list_attributes(pid: ProjectId, ctx: CtxDep) -> ListOf[AttributeOut]:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        rows = service.list_attributes(session, pid)
+        return ListOf[AttributeOut](
+            items=[AttributeOut.model_validate(r) for r in rows], total=len(rows)
+        )
+
+
+_IMPORT_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": 'JSON Lines (one {"gid": 1, "attributes": {...}} a line) or CSV '
+        "with a header gid,<key>,...; streamed, any size.",
+        "content": {media: {"schema": {"type": "string"}} for media in CONTENT_TYPES},
+    }
+}
+
+
+def _body_chunks(request: Request) -> Iterator[bytes]:
+    """The request body as a sync iterator, for the import running in a worker thread.
+
+    Each chunk is fetched on the event loop (``anyio.from_thread.run``), so the
+    body is read as the importer consumes it and never accumulates.
+    """
+    stream = request.stream()
+
+    async def next_chunk() -> bytes | None:
+        try:
+            return await stream.__anext__()
+        except StopAsyncIteration:
+            return None
+
+    while True:
+        chunk = anyio.from_thread.run(next_chunk)
+        if chunk is None:
+            return
+        if chunk:
+            yield chunk
+
+
+@router.post(
+    "/projects/{pid}/users/import", response_model=ImportResult, openapi_extra=_IMPORT_BODY
+)
+async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportResult:
+    """Import users from a streamed JSON Lines or CSV body; bad lines are reported."""
+    _require_writer(ctx.principal, pid)
+    fmt = format_from_content_type(request.headers.get("content-type"))
+    job = await run_in_threadpool(UserImport.open, ctx.runtime, pid, fmt)
+    try:
+        report = await run_in_threadpool(job.run, _body_chunks(request))
+    except ClientDisconnect:
+        raise InvalidInput(
+            "The client disconnected before the body was complete; the lines read "
+            f"so far were kept ({job.report.lines} lines).",
+            field="body",
+        ) from None
+    return ImportResult(
+        imported=report.imported,
+        updated=report.updated,
+        rejected=report.rejected,
+        errors=[ImportLineError(**e) for e in report.errors],
+        errors_truncated=report.errors_truncated,
+    )
+
+
+@router.get("/projects/{pid}/users/{gid}", response_model=UserOut)
+def get_user(pid: ProjectId, gid: GidPath, ctx: CtxDep) -> UserOut:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return UserOut.model_validate(service.get_user(session, pid, gid))
+
+
+@router.post("/projects/{pid}/events", status_code=202, response_model=EventsAccepted)
+def record_events(
+    pid: ProjectId,
+    ctx: CtxDep,
+    body: Annotated[
+        Any,
+        Body(
+            description='One event {"name", "gid", "time"?, "properties"?} or '
+            '{"events": [...]} (at most 10,000).'
+        ),
+    ],
+) -> EventsAccepted:
+    _require_writer(ctx.principal, pid)
+    events = service.parse_events(body)
+    with ctx.runtime.tx() as session:
+        return EventsAccepted(accepted=service.record_events(session, pid, events))
+
+
+@router.get("/projects/{pid}/events", response_model=ListOf[EventOut])
+def list_events(
+    pid: ProjectId,
+    ctx: CtxDep,
+    page: PageDep,
+    name: Annotated[str | None, Query(max_length=100)] = None,
+    gid: Annotated[int | None, Query(ge=1, le=MAX_GID)] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Inclusive, with a zone.")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Exclusive, with a zone.")] = None,
+) -> ListOf[EventOut]:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        rows, total = service.list_events(
+            session,
+            pid,
+            name=name,
+            gid=gid,
+            since=since,
+            until=until,
+            limit=page.limit,
+            offset=page.offset,
+        )
+        return ListOf[EventOut](items=[EventOut.model_validate(r) for r in rows], total=total)

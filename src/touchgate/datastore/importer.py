@@ -1,0 +1,567 @@
+"""Streaming user import: JSON Lines or CSV in, chunked bulk upserts out.
+
+One code path serves the HTTP endpoint (the request body bridged from the event
+loop) and the CLI (a file read in blocks): both hand :meth:`UserImport.run` an
+iterable of byte chunks. Lines are split on ``b"\\n"`` at the byte level, which is
+safe for UTF-8 (a newline byte never occurs inside a multi-byte character), so a
+line may straddle any number of chunks. CSV goes through the :mod:`csv` module
+fed by that incremental line source, so quoted fields holding commas or newlines
+parse correctly.
+
+Every ``chunk_lines`` valid lines are written with one bulk upsert in their own
+transaction: good lines are kept whatever happens to the others, and memory is
+bounded by one chunk, never by the file.
+
+Line semantics:
+
+* ``gid`` is a positive 64-bit integer; ``attributes`` an object whose keys are
+  all in the project's catalogue and whose values have the catalogue's type
+  (``number``, ``boolean``, ``date`` as ``YYYY-MM-DD``, ``string``).
+* The given attributes are merged into the user's stored ones. ``null`` (an empty
+  CSV cell) means "no value": the attribute is removed from the user.
+* A gid seen again later in the file: the later line wins (it is applied after
+  the earlier one, exactly as if the lines were imported one by one).
+* ``imported`` counts lines that created a user, ``updated`` lines that changed
+  an existing one, ``rejected`` lines that were refused (with their line number).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import math
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidInput, TouchgateError
+from ..runtime import Runtime
+from . import repository as repo
+from . import service
+
+MAX_GID = 2**63 - 1
+CHUNK_LINES = 5_000
+MAX_ERRORS = 1_000
+# A single line longer than this is refused without being held in memory.
+MAX_LINE_BYTES = 1 << 20
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_INT = re.compile(r"[+-]?\d+")
+_DIGITS = re.compile(r"\d+")
+_TRUE = frozenset({"true", "1", "yes", "y", "t"})
+_FALSE = frozenset({"false", "0", "no", "n", "f"})
+_BOM = codecs.BOM_UTF8
+
+
+class ImportFormat(StrEnum):
+    NDJSON = "ndjson"
+    CSV = "csv"
+
+
+# Media types the import endpoint accepts, and the format each one means.
+CONTENT_TYPES: dict[str, ImportFormat] = {
+    "application/x-ndjson": ImportFormat.NDJSON,
+    "application/jsonl": ImportFormat.NDJSON,
+    "application/ndjson": ImportFormat.NDJSON,
+    "text/csv": ImportFormat.CSV,
+}
+# File name suffixes the CLI recognises when --format is not given.
+SUFFIXES: dict[str, ImportFormat] = {
+    ".ndjson": ImportFormat.NDJSON,
+    ".jsonl": ImportFormat.NDJSON,
+    ".json": ImportFormat.NDJSON,
+    ".csv": ImportFormat.CSV,
+}
+
+
+class UnsupportedMediaType(TouchgateError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+def format_from_content_type(content_type: str | None) -> ImportFormat:
+    """The import format named by a Content-Type header, or 415 listing the accepted ones."""
+    accepted = ", ".join(CONTENT_TYPES)
+    media, _, params = (content_type or "").partition(";")
+    media = media.strip().lower()
+    fmt = CONTENT_TYPES.get(media)
+    if fmt is None:
+        shown = repr(media) if media else "none"
+        raise UnsupportedMediaType(
+            f"Content-Type {shown} is not accepted for a user import; send one of: {accepted}.",
+            details={"accepted": list(CONTENT_TYPES)},
+        )
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = value.strip().strip('"').lower()
+            if charset not in ("utf-8", "utf8"):
+                raise UnsupportedMediaType(
+                    f"charset {charset!r} is not accepted; user imports are UTF-8.",
+                    details={"accepted": list(CONTENT_TYPES)},
+                )
+    return fmt
+
+
+def format_from_name(name: str) -> ImportFormat | None:
+    lowered = name.lower().removesuffix(".gz")
+    for suffix, fmt in SUFFIXES.items():
+        if lowered.endswith(suffix):
+            return fmt
+    return None
+
+
+@dataclass
+class ImportReport:
+    """What an import did; ``errors`` keeps the first :data:`MAX_ERRORS` rejected lines."""
+
+    imported: int = 0
+    updated: int = 0
+    rejected: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    errors_truncated: bool = False
+    bytes_read: int = 0
+
+    def reject(self, line: int, message: str) -> None:
+        self.rejected += 1
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append({"line": line, "message": message})
+        else:
+            self.errors_truncated = True
+
+    @property
+    def lines(self) -> int:
+        return self.imported + self.updated + self.rejected
+
+
+class LineRejected(Exception):
+    """A line that cannot be imported; the message says why."""
+
+
+# ---------------------------------------------------------------------------
+# Value conversion by catalogue type
+
+
+def _describe(value: Any) -> str:
+    text = orjson.dumps(value).decode() if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_date(text: str) -> str:
+    if _DATE.fullmatch(text):
+        try:
+            date.fromisoformat(text)
+        except ValueError:
+            pass
+        else:
+            return text
+    raise ValueError(f"expected a date YYYY-MM-DD, got {_describe(text)}")
+
+
+def _json_string(value: Any) -> Any:
+    if isinstance(value, str):
+        return value
+    raise ValueError(f"expected a string, got {_describe(value)}")
+
+
+def _json_number(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("expected a finite number")
+        return value
+    raise ValueError(f"expected a number, got {_describe(value)}")
+
+
+def _json_boolean(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"expected true or false, got {_describe(value)}")
+
+
+def _json_date(value: Any) -> Any:
+    if isinstance(value, str):
+        return _check_date(value)
+    raise ValueError(f"expected a date string YYYY-MM-DD, got {_describe(value)}")
+
+
+def _csv_string(text: str) -> Any:
+    return text
+
+
+def _csv_number(text: str) -> Any:
+    text = text.strip()
+    if _INT.fullmatch(text):
+        number = int(text)
+        if -MAX_GID - 1 <= number <= MAX_GID:
+            return number
+        raise ValueError(f"the number {text} is outside the 64-bit range")
+    try:
+        parsed = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number, got {_describe(text)}") from None
+    if not math.isfinite(parsed):
+        raise ValueError(f"expected a finite number, got {_describe(text)}")
+    return parsed
+
+
+def _csv_boolean(text: str) -> Any:
+    lowered = text.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {_describe(text)}")
+
+
+def _csv_date(text: str) -> Any:
+    return _check_date(text.strip())
+
+
+JSON_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "string": _json_string,
+    "number": _json_number,
+    "boolean": _json_boolean,
+    "date": _json_date,
+}
+CSV_CONVERTERS: dict[str, Callable[[str], Any]] = {
+    "string": _csv_string,
+    "number": _csv_number,
+    "boolean": _csv_boolean,
+    "date": _csv_date,
+}
+
+
+def _gid_from_json(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_GID:
+        return value
+    raise LineRejected(f"gid must be a positive 64-bit integer, got {_describe(value)}")
+
+
+def _gid_from_text(text: str) -> int:
+    text = text.strip()
+    if _DIGITS.fullmatch(text):
+        gid = int(text)
+        if 1 <= gid <= MAX_GID:
+            return gid
+    raise LineRejected(f"gid must be a positive 64-bit integer, got {_describe(text)}")
+
+
+# ---------------------------------------------------------------------------
+# Splitting a byte stream into lines
+
+
+class _TooLong:
+    """Marks a line that exceeded :data:`MAX_LINE_BYTES` (its bytes were dropped)."""
+
+
+TOO_LONG = _TooLong()
+
+
+def split_lines(
+    chunks: Iterable[bytes], report: ImportReport, max_line_bytes: int = MAX_LINE_BYTES
+) -> Iterator[bytes | _TooLong]:
+    """Yield every line of the stream with its ``b"\\n"`` (the last one may lack it).
+
+    Only the current unfinished line is buffered, as a list of parts, so a long
+    line arriving in many small chunks costs linear time, and a line longer than
+    ``max_line_bytes`` is dropped as it arrives and reported as :data:`TOO_LONG`.
+    """
+    parts: list[bytes] = []
+    size = 0
+    too_long = False
+    for chunk in chunks:
+        report.bytes_read += len(chunk)
+        pieces = chunk.split(b"\n")
+        last = pieces.pop()
+        for piece in pieces:
+            if too_long or size + len(piece) > max_line_bytes:
+                yield TOO_LONG
+            elif parts:
+                parts.append(piece)
+                parts.append(b"\n")
+                yield b"".join(parts)
+            else:
+                yield piece + b"\n"
+            parts = []
+            size = 0
+            too_long = False
+        if last and not too_long:
+            if size + len(last) > max_line_bytes:
+                parts = []
+                too_long = True
+            else:
+                parts.append(last)
+                size += len(last)
+    if too_long:
+        yield TOO_LONG
+    elif parts:
+        yield b"".join(parts)
+
+
+def _too_long_message(max_line_bytes: int) -> str:
+    return f"the line is longer than {max_line_bytes} bytes"
+
+
+# ---------------------------------------------------------------------------
+# The import
+
+
+@dataclass
+class _Pending:
+    """Valid lines waiting for the next bulk upsert, merged per gid (later wins)."""
+
+    patches: dict[int, dict[str, Any]] = field(default_factory=dict)
+    counts: dict[int, int] = field(default_factory=dict)
+    lines: int = 0
+
+    def add(self, gid: int, patch: dict[str, Any]) -> None:
+        existing = self.patches.get(gid)
+        if existing is None:
+            self.patches[gid] = patch
+            self.counts[gid] = 1
+        else:
+            existing.update(patch)
+            self.counts[gid] += 1
+        self.lines += 1
+
+
+class UserImport:
+    """One import into one project; create it with :meth:`open`, then :meth:`run` it."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        project_id: int,
+        fmt: ImportFormat,
+        catalogue: dict[str, str],
+        *,
+        chunk_lines: int = CHUNK_LINES,
+        max_line_bytes: int = MAX_LINE_BYTES,
+    ) -> None:
+        self.runtime = runtime
+        self.project_id = project_id
+        self.format = fmt
+        self.catalogue = catalogue
+        self.chunk_lines = chunk_lines
+        self.max_line_bytes = max_line_bytes
+        self.report = ImportReport()
+        self._pending = _Pending()
+        self._json_converters = {k: JSON_CONVERTERS[t] for k, t in catalogue.items()}
+
+    @classmethod
+    def open(cls, runtime: Runtime, project_id: int, fmt: ImportFormat) -> UserImport:
+        """Check the project exists (404 otherwise) and load its attribute catalogue."""
+        with runtime.tx() as session:
+            catalogue = service.import_catalogue(session, project_id)
+        return cls(runtime, project_id, fmt, catalogue)
+
+    def run(self, chunks: Iterable[bytes]) -> ImportReport:
+        """Read the whole stream, writing a chunk at a time; returns the report."""
+        if self.format is ImportFormat.CSV:
+            self._run_csv(chunks)
+        else:
+            self._run_ndjson(chunks)
+        self._flush()
+        return self.report
+
+    # -- JSON Lines ---------------------------------------------------------
+
+    def _run_ndjson(self, chunks: Iterable[bytes]) -> None:
+        report = self.report
+        for number, raw in enumerate(split_lines(chunks, report, self.max_line_bytes), 1):
+            if isinstance(raw, _TooLong):
+                report.reject(number, _too_long_message(self.max_line_bytes))
+                continue
+            if number == 1 and raw.startswith(_BOM):
+                raw = raw[len(_BOM) :]
+            line = raw.strip()
+            if not line:
+                continue
+            try:
+                gid, patch = self._parse_json_line(line)
+            except LineRejected as exc:
+                report.reject(number, str(exc))
+                continue
+            self._add(gid, patch)
+
+    def _parse_json_line(self, line: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            raise LineRejected(f"not valid JSON: {exc}") from None
+        if not isinstance(record, dict):
+            raise LineRejected('expected an object like {"gid": 1, "attributes": {...}}')
+        if "gid" not in record:
+            raise LineRejected("gid is missing")
+        gid = _gid_from_json(record["gid"])
+        unknown_fields = [k for k in record if k not in ("gid", "attributes")]
+        if unknown_fields:
+            raise LineRejected(
+                f"unknown field {unknown_fields[0]!r}; a line has only gid and attributes"
+            )
+        attributes = record.get("attributes", {})
+        if not isinstance(attributes, dict):
+            raise LineRejected(f"attributes must be an object, got {_describe(attributes)}")
+        problems: list[str] = []
+        patch: dict[str, Any] = {}
+        converters = self._json_converters
+        for key, value in attributes.items():
+            convert = converters.get(key)
+            if convert is None:
+                problems.append(f"unknown attribute {key!r} (not in the project's catalogue)")
+            elif value is None:
+                patch[key] = None
+            else:
+                try:
+                    patch[key] = convert(value)
+                except ValueError as exc:
+                    problems.append(f"attribute {key!r}: {exc}")
+        if problems:
+            raise LineRejected("; ".join(problems))
+        return gid, patch
+
+    # -- CSV ------------------------------------------------------------------
+
+    def _run_csv(self, chunks: Iterable[bytes]) -> None:
+        report = self.report
+        # Physical lines that could not be read (bad UTF-8, too long): a record
+        # touching one is rejected with that reason.
+        bad_lines: dict[int, str] = {}
+
+        def text_lines() -> Iterator[str]:
+            for number, raw in enumerate(split_lines(chunks, report, self.max_line_bytes), 1):
+                if isinstance(raw, _TooLong):
+                    bad_lines[number] = _too_long_message(self.max_line_bytes)
+                    yield "\n"
+                    continue
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]
+                try:
+                    yield raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    bad_lines[number] = f"not valid UTF-8: {exc.reason} at byte {exc.start}"
+                    yield raw.decode("utf-8", "replace")
+
+        reader = csv.reader(text_lines(), strict=True)
+        columns: list[tuple[str, Callable[[str], Any]]] | None = None
+        gid_index = 0
+        width = 0
+        while True:
+            start = reader.line_num + 1
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                if columns is None:
+                    raise InvalidInput(
+                        f"The CSV header (line {start}) cannot be read: {exc}.", field="header"
+                    ) from None
+                report.reject(start, f"malformed CSV: {exc}")
+                continue
+            end = reader.line_num
+            if bad_lines:
+                reason = next((bad_lines[n] for n in range(start, end + 1) if n in bad_lines), None)
+                for n in [n for n in bad_lines if n <= end]:
+                    del bad_lines[n]
+                if reason is not None:
+                    if columns is None:
+                        raise InvalidInput(
+                            f"The CSV header (line {start}) cannot be read: {reason}.",
+                            field="header",
+                        )
+                    report.reject(start, reason)
+                    continue
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            if columns is None:
+                columns, gid_index = self._read_header(row, start)
+                width = len(row)
+                continue
+            if len(row) != width:
+                report.reject(start, f"expected {width} fields like the header, got {len(row)}")
+                continue
+            try:
+                gid = _gid_from_text(row[gid_index])
+            except LineRejected as exc:
+                report.reject(start, str(exc))
+                continue
+            patch: dict[str, Any] = {}
+            problems: list[str] = []
+            for index, (key, convert) in enumerate(columns):
+                if index == gid_index:
+                    continue
+                cell = row[index]
+                if cell == "":
+                    patch[key] = None
+                    continue
+                try:
+                    patch[key] = convert(cell)
+                except ValueError as exc:
+                    problems.append(f"attribute {key!r}: {exc}")
+            if problems:
+                report.reject(start, "; ".join(problems))
+                continue
+            self._add(gid, patch)
+
+    def _read_header(
+        self, row: list[str], line: int
+    ) -> tuple[list[tuple[str, Callable[[str], Any]]], int]:
+        """Check the header names gid once and only catalogue keys (422 otherwise)."""
+        names = [cell.strip() for cell in row]
+        problems: list[str] = []
+        if names.count("gid") != 1:
+            problems.append("the header must name a 'gid' column exactly once, like gid,<key>,...")
+        seen: set[str] = set()
+        columns: list[tuple[str, Callable[[str], Any]]] = []
+        for position, name in enumerate(names, 1):
+            if name == "gid":
+                columns.append((name, _csv_string))
+                continue
+            if not name:
+                problems.append(f"column {position} has no name")
+            elif name in seen:
+                problems.append(f"column {name!r} appears twice")
+            elif name not in self.catalogue:
+                problems.append(f"unknown attribute {name!r} (not in the project's catalogue)")
+            else:
+                columns.append((name, CSV_CONVERTERS[self.catalogue[name]]))
+            seen.add(name)
+        if problems:
+            raise InvalidInput(
+                f"The CSV header (line {line}) is invalid: {problems[0]}"
+                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                + ".",
+                details=[{"field": "header", "message": p} for p in problems],
+            )
+        return columns, names.index("gid")
+
+    # -- writing ----------------------------------------------------------------
+
+    def _add(self, gid: int, patch: dict[str, Any]) -> None:
+        self._pending.add(gid, patch)
+        if self._pending.lines >= self.chunk_lines:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if not pending.lines:
+            return
+        self._pending = _Pending()
+        rows = sorted(pending.patches.items())  # one lock order for concurrent imports
+        with self.runtime.tx() as session:
+            new_gids = repo.upsert_users(session, self.project_id, rows)
+            cleared = [gid for gid, patch in rows if None in patch.values()]
+            if cleared:
+                repo.drop_null_attributes(session, self.project_id, cleared)
+        for gid, count in pending.counts.items():
+            if gid in new_gids:
+                self.report.imported += 1
+                self.report.updated += count - 1
+            else:
+                self.report.updated += count

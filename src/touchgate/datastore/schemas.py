@@ -1,0 +1,117 @@
+"""Request and response bodies of the data store API."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+MAX_GID = 2**63 - 1
+KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+# ``gid`` is the user id column of every import; an attribute cannot shadow it.
+RESERVED_KEYS = frozenset({"gid"})
+
+AttributeType = Literal["string", "number", "date", "boolean"]
+AttributeKind = Literal["attribute", "identity"]
+Gid = Annotated[int, Field(strict=True, ge=1, le=MAX_GID)]
+
+
+class AttributeCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    name: str | None = Field(default=None, max_length=100)
+    type: AttributeType
+    kind: AttributeKind = "attribute"
+    sensitive: bool = False
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not KEY_PATTERN.fullmatch(value):
+            raise ValueError("must be 1-64 letters, digits or '_', starting with a letter or '_'")
+        if value in RESERVED_KEYS:
+            raise ValueError(f"{value!r} is reserved for the user id")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class AttributeOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    key: str
+    name: str
+    type: str
+    kind: str
+    sensitive: bool
+    created_at: datetime
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    gid: int
+    attributes: dict[str, Any]
+
+
+class ImportLineError(BaseModel):
+    line: int
+    message: str
+
+
+class ImportResult(BaseModel):
+    imported: int = Field(description="Lines that created a user.")
+    updated: int = Field(description="Lines that updated an existing user.")
+    rejected: int = Field(description="Lines refused; the first ones are in errors.")
+    errors: list[ImportLineError]
+    errors_truncated: bool = Field(
+        description="True when more lines were rejected than errors lists."
+    )
+
+
+class EventIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100)
+    gid: Gid
+    time: AwareDatetime | None = Field(
+        default=None, description="ISO 8601 with a time zone; now when omitted."
+    )
+    properties: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be blank")
+        return value
+
+
+class EventBatchIn(BaseModel):
+    events: list[EventIn]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    name: str
+    gid: int
+    time: datetime
+    properties: dict[str, Any]
