@@ -1,0 +1,1 @@
+"""The touchpoint registry: custom delivery channels of a project and their rules."""

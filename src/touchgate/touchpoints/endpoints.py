@@ -1,0 +1,223 @@
+"""REST routes of the touchpoint registry (``/projects/{pid}/touchpoints…``).
+
+Every write needs an admin key; reads need access to the project (the space
+list, access to the space). The test send (``…/test``) lives in ``delivery``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
+
+from ..api.deps import CtxDep, ListOf, PageDep
+from ..errors import InvalidInput
+from ..runtime import Runtime
+from . import service
+from .schemas import (
+    OptionOut,
+    SecretRotated,
+    SpacesUpdate,
+    Status,
+    TouchpointCreate,
+    TouchpointCreated,
+    TouchpointOut,
+    TouchpointPatch,
+    TouchpointSaved,
+    TouchpointType,
+)
+
+_MESSAGES = {"missing": "required", "extra_forbidden": "unknown field"}
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """``("body", "template_params", 1, "key")`` → ``template_params[1].key``, the
+    same paths the service uses for the rules it checks."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def _as_invalid_input(exc: RequestValidationError) -> InvalidInput:
+    errors = _validation_details(exc)
+    first = errors[0]
+    message = f"Invalid input: {first['field']}: {first['message']}"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more)"
+    return InvalidInput(message, details=errors)
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    details: list[dict[str, Any]] = []
+    for err in exc.errors():
+        kind = err.get("type")
+        if kind == "json_invalid":
+            reason = err.get("ctx", {}).get("error", "invalid")
+            details.append({"field": "body", "message": f"The body is not valid JSON: {reason}"})
+            continue
+        message = _MESSAGES.get(str(kind)) or str(err.get("msg", "invalid"))
+        details.append(
+            {
+                "field": field_path(err.get("loc", ())),
+                "message": message.removeprefix("Value error, "),
+            }
+        )
+    return details or [{"field": "body", "message": "invalid"}]
+
+
+class TouchpointRoute(APIRoute):
+    """Reports request validation errors with bracketed paths (``space_ids[2]``),
+    like every other field error of this domain."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                raise _as_invalid_input(exc) from None
+
+        return route
+
+
+router = APIRouter(tags=["touchpoints"], route_class=TouchpointRoute)
+
+BASE = "/projects/{pid}/touchpoints"
+
+
+@router.post(BASE, status_code=201, response_model=TouchpointCreated)
+def create_touchpoint(pid: int, body: TouchpointCreate, ctx: CtxDep) -> TouchpointCreated:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return TouchpointCreated.model_validate(
+            service.create_touchpoint(session, ctx.runtime.secrets, pid, body)
+        )
+
+
+@router.get(BASE, response_model=ListOf[TouchpointOut])
+def list_touchpoints(
+    pid: int,
+    ctx: CtxDep,
+    page: PageDep,
+    status: Status | None = None,
+    type_: Annotated[TouchpointType | None, Query(alias="type")] = None,
+    q: Annotated[str | None, Query(max_length=100)] = None,
+) -> ListOf[TouchpointOut]:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        items, total = service.list_touchpoints(
+            session, pid, status=status, type_=type_, q=q, limit=page.limit, offset=page.offset
+        )
+        return ListOf[TouchpointOut](
+            items=[TouchpointOut.model_validate(i) for i in items], total=total
+        )
+
+
+@router.get(BASE + "/{tid}", response_model=TouchpointOut)
+def get_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return TouchpointOut.model_validate(service.show_touchpoint(session, pid, tid))
+
+
+@router.patch(BASE + "/{tid}", response_model=TouchpointSaved)
+def update_touchpoint(pid: int, tid: int, body: TouchpointPatch, ctx: CtxDep) -> TouchpointSaved:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return TouchpointSaved.model_validate(
+            service.update_touchpoint(session, ctx.runtime.secrets, pid, tid, body)
+        )
+
+
+@router.delete(BASE + "/{tid}", status_code=204, response_class=Response)
+def delete_touchpoint(pid: int, tid: int, ctx: CtxDep) -> Response:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        service.delete_touchpoint(session, pid, tid)
+    return Response(status_code=204)
+
+
+@router.post(BASE + "/{tid}/enable", response_model=TouchpointOut)
+def enable_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return TouchpointOut.model_validate(service.enable_touchpoint(session, pid, tid))
+
+
+@router.post(BASE + "/{tid}/disable", response_model=TouchpointOut)
+def disable_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return TouchpointOut.model_validate(service.disable_touchpoint(session, pid, tid))
+
+
+@router.put(BASE + "/{tid}/spaces", response_model=TouchpointOut)
+def set_spaces(pid: int, tid: int, body: SpacesUpdate, ctx: CtxDep) -> TouchpointOut:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return TouchpointOut.model_validate(service.set_spaces(session, pid, tid, body.space_ids))
+
+
+@router.post(BASE + "/{tid}/rotate-secret", response_model=SecretRotated)
+def rotate_secret(pid: int, tid: int, ctx: CtxDep) -> SecretRotated:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return SecretRotated.model_validate(
+            service.rotate_secret(session, ctx.runtime.secrets, pid, tid)
+        )
+
+
+def _enum_param(runtime: Runtime, pid: int, tid: int, key: str) -> dict[str, Any]:
+    with runtime.tx() as session:
+        return service.enum_param(session, pid, tid, key)
+
+
+@router.get(
+    BASE + "/{tid}/params/{key}/options",
+    response_model=list[OptionOut],
+    response_model_exclude_none=True,
+)
+async def param_options(pid: int, tid: int, key: str, ctx: CtxDep) -> list[dict[str, Any]]:
+    """An enum parameter's options: the manual ones, or fetched from its options API."""
+    ctx.principal.require_project(pid)
+    enum = await run_in_threadpool(_enum_param, ctx.runtime, pid, tid, key)
+    if enum["source"] == "manual":
+        options: list[dict[str, Any]] = enum["options"]
+        return options
+    # The delivery domain owns outgoing HTTP (network guard, signing, cache).
+    loader = importlib.import_module("touchgate.delivery.options").load_api_options
+    fetched: list[dict[str, Any]] = await loader(ctx.runtime, tid, key)
+    return fetched
+
+
+@router.get("/projects/{pid}/spaces/{sid}/touchpoints", response_model=ListOf[TouchpointOut])
+def usable_in_space(pid: int, sid: int, ctx: CtxDep, page: PageDep) -> ListOf[TouchpointOut]:
+    """The touchpoints a campaign in this space may use: enabled and authorised."""
+    ctx.principal.require_space(pid, sid)
+    with ctx.runtime.tx() as session:
+        items, total = service.usable_in_space(
+            session, pid, sid, limit=page.limit, offset=page.offset
+        )
+        return ListOf[TouchpointOut](
+            items=[TouchpointOut.model_validate(i) for i in items], total=total
+        )

@@ -1,0 +1,627 @@
+"""The touchpoint registry: every rule of adding, editing, authorising, enabling,
+disabling, deleting a touchpoint and rotating its signing secret.
+
+Services take a session and never commit. Input has already passed the
+per-value checks of ``schemas``; the rules here involve several fields, several
+items, other tables or the touchpoint's state, and are collected with
+``FieldErrors`` so one answer names every invalid field.
+
+The delivery engine reads a touchpoint's secrets through :func:`auth_token` and
+:func:`signing_secrets`; nothing else decrypts them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..crypto import SecretBox, new_signing_secret
+from ..errors import Conflict, FieldErrors, InvalidInput, NotFound
+from ..models import Touchpoint
+from ..models.base import utcnow
+from ..projects import service as projects
+from ..runtime import Runtime
+from . import guard
+from . import repository as repo
+from .schemas import (
+    OPTIONS_WARN_THRESHOLD,
+    EnumSource,
+    Receipt,
+    TemplateParam,
+    TouchpointCreate,
+    TouchpointPatch,
+)
+
+ENABLED = "enabled"
+DISABLED = "disabled"
+# After a rotation the old signing secret still signs this long, so receivers
+# can switch to the new one without dropping a request.
+SECRET_GRACE = timedelta(hours=24)
+
+View = dict[str, Any]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def get_touchpoint(
+    session: Session, project_id: int, touchpoint_id: int, *, for_update: bool = False
+) -> Touchpoint:
+    """A live touchpoint of the project, or NotFound (also for a deleted one)."""
+    projects.get_project(session, project_id)
+    touchpoint = repo.get(session, project_id, touchpoint_id, for_update=for_update)
+    if touchpoint is None:
+        raise NotFound(f"Touchpoint {touchpoint_id} does not exist in project {project_id}.")
+    return touchpoint
+
+
+def _plugins() -> Any:
+    # The plugins domain owns plugin configuration (validation, secret fields);
+    # imported on use so the registry does not depend on it for HTTP touchpoints.
+    return importlib.import_module("touchgate.plugins.service")
+
+
+def _view(session: Session, touchpoint: Touchpoint, space_ids: list[int]) -> View:
+    plugin_config = None
+    if touchpoint.transport == "plugin" and touchpoint.plugin_id is not None:
+        plugin_config = _plugins().public_config(
+            session, touchpoint.plugin_id, touchpoint.plugin_config
+        )
+    last_test = None
+    if touchpoint.last_test_at is not None:
+        last_test = {"at": touchpoint.last_test_at, "ok": bool(touchpoint.last_test_ok)}
+    return {
+        "id": touchpoint.id,
+        "project_id": touchpoint.project_id,
+        "name": touchpoint.name,
+        "type": touchpoint.type,
+        "transport": touchpoint.transport,
+        "status": touchpoint.status,
+        "url": touchpoint.url,
+        "token_set": touchpoint.token_encrypted is not None,
+        "batch_size": touchpoint.batch_size,
+        "description": touchpoint.description,
+        "timeout_seconds": touchpoint.timeout_seconds,
+        "retry_schedule": touchpoint.retry_schedule,
+        "max_in_flight": touchpoint.max_in_flight,
+        "receipt": touchpoint.receipt,
+        "user_attributes": touchpoint.user_attributes,
+        "template_params": touchpoint.template_params,
+        "plugin_id": touchpoint.plugin_id,
+        "plugin_config": plugin_config,
+        "space_ids": space_ids,
+        "last_test": last_test,
+        "created_at": touchpoint.created_at,
+        "updated_at": touchpoint.updated_at,
+    }
+
+
+def views(session: Session, touchpoints: Sequence[Touchpoint]) -> list[View]:
+    """Output for many touchpoints; their spaces come from one query."""
+    spaces = repo.space_ids_by_touchpoint(session, [t.id for t in touchpoints])
+    return [_view(session, t, spaces[t.id]) for t in touchpoints]
+
+
+def view(session: Session, touchpoint: Touchpoint) -> View:
+    return views(session, [touchpoint])[0]
+
+
+def show_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> View:
+    return view(session, get_touchpoint(session, project_id, touchpoint_id))
+
+
+def list_touchpoints(
+    session: Session,
+    project_id: int,
+    *,
+    status: str | None = None,
+    type_: str | None = None,
+    q: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[View], int]:
+    projects.get_project(session, project_id)
+    rows, total = repo.list_touchpoints(
+        session,
+        project_id,
+        status=status,
+        type_=type_,
+        q=q.strip() if q else None,
+        limit=limit,
+        offset=offset,
+    )
+    return views(session, rows), total
+
+
+def usable_in_space(
+    session: Session, project_id: int, space_id: int, *, limit: int = 100, offset: int = 0
+) -> tuple[list[View], int]:
+    """What a space's campaign editor may choose: enabled and authorised."""
+    projects.get_space(session, project_id, space_id)
+    rows, total = repo.usable_in_space(session, project_id, space_id, limit, offset)
+    return views(session, rows), total
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _check_transport(
+    errors: FieldErrors,
+    transport: str,
+    *,
+    url: str | None,
+    plugin_id: int | None,
+    given: set[str],
+) -> None:
+    """``url`` and ``plugin_id`` are the values the touchpoint will have; ``given``
+    the fields this request sets to a value."""
+    if transport == "http":
+        if url is None:
+            errors.add("url", "required for an http touchpoint")
+        for name in ("plugin_id", "plugin_config"):
+            if name in given:
+                errors.add(name, 'only for "transport": "plugin"')
+    else:
+        if plugin_id is None:
+            errors.add("plugin_id", "required for a plugin touchpoint")
+        if "url" in given:
+            errors.add("url", "a plugin touchpoint has no URL: the plugin delivers")
+        if "token" in given:
+            errors.add("token", "a plugin touchpoint has no token: secrets go in plugin_config")
+
+
+def _check_receipt(errors: FieldErrors, transport: str, receipt: Receipt) -> dict[str, Any]:
+    """The stored form: ``{"mode": "sync"}`` or the async settings with defaults."""
+    if receipt.mode == "sync":
+        for name in ("url", "poll_seconds", "timeout_minutes"):
+            if name in receipt.model_fields_set:
+                errors.add(f"receipt.{name}", 'only used with "mode": "async"')
+        return {"mode": "sync"}
+    stored: dict[str, Any] = {"mode": "async"}
+    if transport == "http":
+        if receipt.url is None:
+            errors.add("receipt.url", "required for async receipts: the URL to fetch them from")
+        stored["url"] = receipt.url
+    elif receipt.url is not None:
+        errors.add(
+            "receipt.url",
+            "a plugin touchpoint fetches receipts through its plugin (query_receipts); "
+            "leave url out",
+        )
+    stored["poll_seconds"] = receipt.poll_seconds
+    stored["timeout_minutes"] = receipt.timeout_minutes
+    return stored
+
+
+def _check_enum(
+    errors: FieldErrors, path: str, label: str, enum: EnumSource, warnings: list[str]
+) -> dict[str, Any]:
+    if enum.source == "api":
+        if enum.options is not None:
+            errors.add(
+                f"{path}.options", 'only for "source": "manual"; the options API supplies them'
+            )
+        if enum.url is None:
+            errors.add(f"{path}.url", 'required for "source": "api": the options API URL')
+        return {"source": "api", "url": enum.url}
+    if enum.url is not None:
+        errors.add(f"{path}.url", 'only for "source": "api"')
+    if enum.options is None:
+        errors.add(f"{path}.options", 'required for "source": "manual"')
+        return {"source": "manual", "options": []}
+    if not enum.options:
+        errors.add(f"{path}.options", "needs at least one option")
+    # Codes identify what an operator picked, so they are unique over both levels.
+    seen: dict[str, str] = {}
+    leaves = 0
+    options: list[dict[str, Any]] = []
+
+    def claim(code: str, where: str) -> None:
+        if code in seen:
+            errors.add(f"{where}.code", f"duplicate code {code!r} (also {seen[code]})")
+        else:
+            seen[code] = where
+
+    for i, option in enumerate(enum.options):
+        where = f"{path}.options[{i}]"
+        claim(option.code, where)
+        item: dict[str, Any] = {"code": option.code, "name": option.name}
+        if option.children:
+            children = []
+            for j, child in enumerate(option.children):
+                claim(child.code, f"{where}.children[{j}]")
+                children.append({"code": child.code, "name": child.name})
+            item["children"] = children
+            leaves += len(children)
+        else:
+            leaves += 1
+        options.append(item)
+    if leaves > OPTIONS_WARN_THRESHOLD:
+        warnings.append(
+            f"{path.removesuffix('.enum')} ({label}) has {leaves} options; more than "
+            f"{OPTIONS_WARN_THRESHOLD} make the dropdown hard to use. Consider the options "
+            "API or two levels."
+        )
+    return {"source": "manual", "options": options}
+
+
+def _check_template_params(
+    errors: FieldErrors, params: list[TemplateParam], warnings: list[str]
+) -> list[dict[str, Any]]:
+    keys: dict[str, int] = {}
+    stored: list[dict[str, Any]] = []
+    for i, param in enumerate(params):
+        path = f"template_params[{i}]"
+        if param.key in keys:
+            errors.add(
+                f"{path}.key",
+                f"duplicate key {param.key!r} (also template_params[{keys[param.key]}])",
+            )
+        else:
+            keys[param.key] = i
+        item: dict[str, Any] = {
+            "key": param.key,
+            "name": param.name,
+            "type": param.type,
+            "required": param.required,
+        }
+        if param.type == "enum":
+            if param.enum is None:
+                errors.add(
+                    f"{path}.enum",
+                    'required for an enum parameter: {"source": "manual", "options": [...]} '
+                    'or {"source": "api", "url": "..."}',
+                )
+            else:
+                item["enum"] = _check_enum(errors, f"{path}.enum", param.key, param.enum, warnings)
+        elif param.enum is not None:
+            errors.add(
+                f"{path}.enum", f"only enum parameters have options; this one is {param.type}"
+            )
+        stored.append(item)
+    return stored
+
+
+def _check_user_attributes(
+    session: Session, errors: FieldErrors, project_id: int, keys: list[str]
+) -> None:
+    catalogue = repo.attributes_by_key(session, project_id, keys)
+    seen: dict[str, int] = {}
+    for i, key in enumerate(keys):
+        path = f"user_attributes[{i}]"
+        if key in seen:
+            errors.add(path, f"{key!r} is listed twice (also user_attributes[{seen[key]}])")
+            continue
+        seen[key] = i
+        attribute = catalogue.get(key)
+        if attribute is None:
+            errors.add(path, f"{key!r} is not in the project's attribute catalogue")
+        elif attribute.sensitive:
+            errors.add(
+                path,
+                f"{key!r} is sensitive (masked or encrypted in the data store) and cannot be "
+                "sent to a touchpoint",
+            )
+
+
+def _prepare_plugin_config(
+    session: Session,
+    secrets: SecretBox,
+    errors: FieldErrors,
+    project_id: int,
+    plugin_id: int,
+    config: dict[str, Any] | None,
+    previous: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    try:
+        prepared: dict[str, Any] = _plugins().prepare_touchpoint_config(
+            session, secrets, project_id, plugin_id, config, previous
+        )
+    except InvalidInput as exc:
+        for detail in exc.details or [{"field": "plugin_config", "message": exc.message}]:
+            errors.add(str(detail.get("field") or "plugin_config"), str(detail.get("message")))
+        return None
+    except NotFound as exc:
+        errors.add("plugin_id", exc.message)
+        return None
+    return prepared
+
+
+def _name_conflict(name: str) -> Conflict:
+    return Conflict(
+        f"A touchpoint named {name!r} already exists in this project.",
+        code="name_taken",
+        details=[{"field": "name", "message": "already used by another touchpoint"}],
+    )
+
+
+def _flush(session: Session, name: str) -> None:
+    """Flush, turning a lost race for the name (the partial unique index) into 409."""
+    try:
+        session.flush()
+    except IntegrityError as exc:
+        text = str(exc.orig)
+        if "uq_touchpoints_project_name_live" in text or "touchpoints.name" in text:
+            raise _name_conflict(name) from None
+        raise
+
+
+def _enabled_conflict(touchpoint: Touchpoint, action: str) -> Conflict:
+    return Conflict(
+        f"Touchpoint {touchpoint.name!r} is enabled; disable it first, then {action} it.",
+        code="touchpoint_enabled",
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def create_touchpoint(
+    session: Session, secrets: SecretBox, project_id: int, data: TouchpointCreate
+) -> View:
+    """A new touchpoint: enabled, authorised to no space, with a fresh signing
+    secret that the returned view carries this once as ``signing_secret``."""
+    projects.get_project(session, project_id)
+    errors = FieldErrors()
+    warnings: list[str] = []
+    given = {name for name in data.model_fields_set if getattr(data, name) is not None}
+    _check_transport(errors, data.transport, url=data.url, plugin_id=data.plugin_id, given=given)
+    receipt = _check_receipt(errors, data.transport, data.receipt)
+    params = _check_template_params(errors, data.template_params, warnings)
+    _check_user_attributes(session, errors, project_id, data.user_attributes)
+    plugin_config = None
+    if data.transport == "plugin" and data.plugin_id is not None:
+        plugin_config = _prepare_plugin_config(
+            session, secrets, errors, project_id, data.plugin_id, data.plugin_config, None
+        )
+    errors.raise_if_any()
+    if repo.name_taken(session, project_id, data.name):
+        raise _name_conflict(data.name)
+
+    signing_secret = new_signing_secret()
+    is_http = data.transport == "http"
+    touchpoint = Touchpoint(
+        project_id=project_id,
+        name=data.name,
+        type=data.type,
+        transport=data.transport,
+        status=ENABLED,
+        url=data.url if is_http else None,
+        token_encrypted=secrets.encrypt(data.token) if is_http and data.token else None,
+        signing_secret_encrypted=secrets.encrypt(signing_secret),
+        batch_size=data.batch_size,
+        description=data.description or None,
+        timeout_seconds=data.timeout_seconds,
+        retry_schedule=list(data.retry_schedule),
+        max_in_flight=data.max_in_flight,
+        receipt=receipt,
+        user_attributes=list(data.user_attributes),
+        template_params=params,
+        plugin_id=None if is_http else data.plugin_id,
+        plugin_config=plugin_config,
+    )
+    session.add(touchpoint)
+    _flush(session, data.name)
+    return {**view(session, touchpoint), "warnings": warnings, "signing_secret": signing_secret}
+
+
+def update_touchpoint(
+    session: Session,
+    secrets: SecretBox,
+    project_id: int,
+    touchpoint_id: int,
+    data: TouchpointPatch,
+) -> View:
+    """Change the fields sent. The type never changes; only a disabled touchpoint
+    can be edited. Input errors are reported before the state conflict."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    sent = data.model_fields_set
+    given = {name for name in sent if getattr(data, name) is not None}
+    errors = FieldErrors()
+    warnings: list[str] = []
+
+    if data.type is not None and data.type != touchpoint.type:
+        errors.add(
+            "type",
+            f"the type of a touchpoint cannot change (this one is {touchpoint.type!r}); "
+            "add a new touchpoint instead",
+        )
+    transport = data.transport or touchpoint.transport
+    switching = transport != touchpoint.transport
+    kept_url = None if switching else touchpoint.url
+    kept_plugin = None if switching else touchpoint.plugin_id
+    url = data.url or kept_url
+    plugin_id = data.plugin_id or kept_plugin
+    _check_transport(errors, transport, url=url, plugin_id=plugin_id, given=given)
+
+    receipt = None
+    if data.receipt is not None:
+        receipt = _check_receipt(errors, transport, data.receipt)
+    elif switching:
+        # The stored receipt settings must still make sense for the new transport.
+        receipt = _check_receipt(errors, transport, Receipt.model_validate(touchpoint.receipt))
+    params = None
+    if data.template_params is not None:
+        params = _check_template_params(errors, data.template_params, warnings)
+    if data.user_attributes is not None:
+        _check_user_attributes(session, errors, project_id, data.user_attributes)
+    plugin_config: dict[str, Any] | None = None
+    plugin_changed = transport == "plugin" and (
+        switching or "plugin_id" in sent or "plugin_config" in sent
+    )
+    if plugin_changed and plugin_id is not None:
+        previous = None if switching else touchpoint.plugin_config
+        # Without a new plugin_config the plugins domain works from ``previous``
+        # (omitted secret fields always keep their stored value).
+        config = data.plugin_config if "plugin_config" in sent else None
+        plugin_config = _prepare_plugin_config(
+            session, secrets, errors, project_id, plugin_id, config, previous
+        )
+    errors.raise_if_any()
+
+    if touchpoint.status == ENABLED:
+        raise _enabled_conflict(touchpoint, "edit")
+    if data.name is not None and data.name != touchpoint.name:
+        if repo.name_taken(session, project_id, data.name, exclude_id=touchpoint.id):
+            raise _name_conflict(data.name)
+        touchpoint.name = data.name
+
+    for name in ("batch_size", "timeout_seconds", "max_in_flight"):
+        if name in sent:
+            setattr(touchpoint, name, getattr(data, name))
+    if "description" in sent:
+        touchpoint.description = data.description or None
+    if data.retry_schedule is not None:
+        touchpoint.retry_schedule = list(data.retry_schedule)
+    if data.user_attributes is not None:
+        touchpoint.user_attributes = list(data.user_attributes)
+    if params is not None:
+        touchpoint.template_params = params
+    if receipt is not None:
+        touchpoint.receipt = receipt
+    touchpoint.transport = transport
+    if transport == "http":
+        touchpoint.url = url
+        touchpoint.plugin_id = None
+        touchpoint.plugin_config = None
+        if "token" in sent:
+            token = data.token
+            touchpoint.token_encrypted = secrets.encrypt(token) if token else None
+        elif switching:
+            touchpoint.token_encrypted = None
+    else:
+        touchpoint.url = None
+        touchpoint.token_encrypted = None
+        touchpoint.plugin_id = plugin_id
+        if plugin_changed:
+            touchpoint.plugin_config = plugin_config
+    touchpoint.updated_at = utcnow()
+    _flush(session, touchpoint.name)
+    return {**view(session, touchpoint), "warnings": warnings}
+
+
+def set_spaces(session: Session, project_id: int, touchpoint_id: int, space_ids: list[int]) -> View:
+    """Authorise exactly these spaces (any status)."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    existing = repo.existing_space_ids(session, project_id, space_ids)
+    errors = FieldErrors()
+    for i, space_id in enumerate(space_ids):
+        if space_id not in existing:
+            errors.add(
+                f"space_ids[{i}]", f"space {space_id} does not exist in project {project_id}"
+            )
+    errors.raise_if_any()
+    repo.replace_spaces(session, touchpoint.id, space_ids)
+    touchpoint.updated_at = utcnow()
+    session.flush()
+    return view(session, touchpoint)
+
+
+def enable_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> View:
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    if touchpoint.status != ENABLED:
+        touchpoint.status = ENABLED
+        touchpoint.updated_at = utcnow()
+        session.flush()
+    return view(session, touchpoint)
+
+
+def disable_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> View:
+    """Refused while a campaign in a blocking state uses it (see ``guard``)."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    if touchpoint.status == DISABLED:
+        return view(session, touchpoint)
+    campaigns = guard.blocking_campaigns(session, touchpoint.id)
+    if campaigns:
+        listed = ", ".join(f"{c['name']!r} ({c['status']})" for c in campaigns[:5])
+        if len(campaigns) > 5:
+            listed += f" and {len(campaigns) - 5} more"
+        raise Conflict(
+            f"Touchpoint {touchpoint.name!r} cannot be disabled: campaigns that are running, "
+            f"paused, not started, awaiting publish or in approval use it: {listed}.",
+            code="touchpoint_in_use",
+            details={"campaigns": campaigns},
+        )
+    touchpoint.status = DISABLED
+    touchpoint.updated_at = utcnow()
+    session.flush()
+    return view(session, touchpoint)
+
+
+def delete_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> None:
+    """Soft delete: hidden everywhere and its name free again, while orders,
+    results and statistics that refer to it stay intact."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    if touchpoint.status == ENABLED:
+        raise _enabled_conflict(touchpoint, "delete")
+    pending = repo.unsettled_order_count(session, touchpoint.id)
+    if pending:
+        raise Conflict(
+            f"Touchpoint {touchpoint.name!r} still has {pending} unsettled order(s) "
+            "(being delivered or waiting for receipts); delete it once they are done.",
+            code="touchpoint_has_pending_orders",
+            details={"pending_orders": pending},
+        )
+    repo.clear_spaces(session, touchpoint.id)
+    repo.mark_deleted(session, touchpoint, utcnow())
+
+
+def rotate_secret(
+    session: Session, secrets: SecretBox, project_id: int, touchpoint_id: int
+) -> dict[str, Any]:
+    """A new signing secret; the current one keeps signing for ``SECRET_GRACE``.
+    Rotating again within the grace period drops the oldest secret."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    secret = new_signing_secret()
+    now = utcnow()
+    touchpoint.previous_signing_secret_encrypted = touchpoint.signing_secret_encrypted
+    touchpoint.previous_secret_expires_at = now + SECRET_GRACE
+    touchpoint.signing_secret_encrypted = secrets.encrypt(secret)
+    touchpoint.updated_at = now
+    session.flush()
+    return {"signing_secret": secret, "previous_secret_expires_at": now + SECRET_GRACE}
+
+
+def enum_param(session: Session, project_id: int, touchpoint_id: int, key: str) -> dict[str, Any]:
+    """The ``enum`` settings of one template parameter (``{source, options|url}``)."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id)
+    for param in touchpoint.template_params:
+        if param.get("key") == key:
+            if param.get("type") != "enum":
+                raise InvalidInput(
+                    f"Parameter {key!r} is a {param.get('type')} parameter; only enum "
+                    "parameters have options.",
+                    field="key",
+                )
+            enum: dict[str, Any] = param["enum"]
+            return enum
+    raise NotFound(f"Touchpoint {touchpoint_id} has no template parameter {key!r}.")
+
+
+# ---------------------------------------------------------------- for delivery
+
+
+def auth_token(secrets: SecretBox, touchpoint: Touchpoint) -> str | None:
+    """The plain auth token (for the legacy ``sign``), or None when it has none."""
+    if touchpoint.token_encrypted is None:
+        return None
+    return secrets.decrypt(touchpoint.token_encrypted)
+
+
+def signing_secrets(
+    source: Runtime | SecretBox, touchpoint: Touchpoint, now: datetime
+) -> list[str]:
+    """Secrets to sign with: the current one first, then the previous one while
+    its grace period lasts (receivers accept either signature)."""
+    box = source.secrets if isinstance(source, Runtime) else source
+    found = [box.decrypt(touchpoint.signing_secret_encrypted)]
+    previous = touchpoint.previous_signing_secret_encrypted
+    expires = touchpoint.previous_secret_expires_at
+    if previous is not None and expires is not None and now < expires:
+        found.append(box.decrypt(previous))
+    return found
