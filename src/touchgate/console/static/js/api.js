@@ -1,0 +1,101 @@
+// The REST client. The console uses exactly the public API (/api/v1) with the key the
+// user signed in with; the key lives in sessionStorage (or localStorage when the user
+// asked to be remembered) and never leaves this origin.
+
+const BASE = "/api/v1";
+const KEY_NAME = "touchgate.key";
+
+export class ApiError extends Error {
+  constructor(status, code, message, details) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.details = details;
+  }
+
+  /** The field errors of a 4xx as [{field, message}] (empty when there are none). */
+  get fieldErrors() {
+    return Array.isArray(this.details) ? this.details.filter((d) => d && d.field) : [];
+  }
+}
+
+export function storedKey() {
+  return sessionStorage.getItem(KEY_NAME) || localStorage.getItem(KEY_NAME) || "";
+}
+
+export function storeKey(key, remember) {
+  forgetKey();
+  (remember ? localStorage : sessionStorage).setItem(KEY_NAME, key);
+}
+
+export function forgetKey() {
+  sessionStorage.removeItem(KEY_NAME);
+  localStorage.removeItem(KEY_NAME);
+}
+
+let onUnauthorized = () => {};
+
+/** Called with the error when the server says the key is no longer valid. */
+export function setUnauthorizedHandler(fn) {
+  onUnauthorized = fn;
+}
+
+export async function request(method, path, body, { key, query } = {}) {
+  const headers = { Accept: "application/json" };
+  const token = key ?? storedKey();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let payload;
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    payload = JSON.stringify(body);
+  }
+  let url = BASE + path;
+  if (query) {
+    const params = new URLSearchParams();
+    for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== null && v !== "") params.set(k, v);
+    const qs = params.toString();
+    if (qs) url += (url.includes("?") ? "&" : "?") + qs;
+  }
+  let res;
+  try {
+    res = await fetch(url, { method, headers, body: payload });
+  } catch (err) {
+    throw new ApiError(0, "network", String(err && err.message ? err.message : err), null);
+  }
+  if (res.status === 204) return null;
+  const text = await res.text();
+  let data = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = null;
+    }
+  }
+  if (!res.ok) {
+    const e = (data && data.error) || {};
+    const err = new ApiError(res.status, e.code || `http_${res.status}`, e.message || text.slice(0, 300) || res.statusText, e.details ?? null);
+    if (res.status === 401 && key === undefined) onUnauthorized(err);
+    throw err;
+  }
+  return data;
+}
+
+export const api = {
+  get: (path, query) => request("GET", path, undefined, { query }),
+  post: (path, body) => request("POST", path, body ?? {}),
+  put: (path, body) => request("PUT", path, body),
+  patch: (path, body) => request("PATCH", path, body),
+  del: (path) => request("DELETE", path),
+};
+
+/** Every item of a list endpoint (they page with limit/offset). */
+export async function listAll(path, query = {}) {
+  const items = [];
+  const limit = 500;
+  for (let offset = 0; ; offset += limit) {
+    const page = await api.get(path, { ...query, limit, offset });
+    items.push(...page.items);
+    if (page.items.length < limit || items.length >= page.total) return items;
+  }
+}

@@ -1,0 +1,231 @@
+// The console's shell: sign-in, the header (project switcher, navigation, language,
+// sign-out) and a hash router that renders one view at a time.
+
+import { ApiError, forgetKey, listAll, request, setUnauthorizedHandler, storeKey, storedKey } from "./api.js";
+import { busy, emptyState, h, replace, spinner, toast } from "./dom.js";
+import { errorBox } from "./errors.js";
+import { LANGS, detectLang, lang, setLang, t } from "./i18n.js";
+
+const PROJECT_KEY = "touchgate.project";
+const root = document.getElementById("app");
+
+export const session = {
+  projects: [],
+  /** Bumped on every navigation so slow responses of an old view are dropped. */
+  generation: 0,
+};
+
+export function navigate(hash) {
+  if (location.hash === hash) route();
+  else location.hash = hash;
+}
+
+function parseHash() {
+  const path = location.hash.replace(/^#/, "") || "/";
+  const parts = path.split("?")[0].split("/").filter(Boolean);
+  return parts;
+}
+
+async function signIn(key, remember) {
+  // The key is valid when it can list projects; that list also feeds the switcher.
+  const data = await request("GET", "/projects", undefined, { key, query: { limit: 1000 } });
+  storeKey(key, remember);
+  session.projects = data.items;
+}
+
+function signOut() {
+  forgetKey();
+  session.projects = [];
+  navigate("#/login");
+}
+
+setUnauthorizedHandler(() => {
+  forgetKey();
+  toast(t("auth.expired"), "error");
+  navigate("#/login");
+});
+
+function langSwitch() {
+  const select = h(
+    "select",
+    {
+      class: "lang-select",
+      "aria-label": t("app.language"),
+      title: t("app.language"),
+      "data-testid": "lang-switch",
+      onChange: async (e) => {
+        await setLang(e.target.value, { persist: true });
+        route();
+      },
+    },
+    LANGS.map((code) => h("option", { value: code, selected: code === lang() }, code === "zh-CN" ? "简体中文" : "English")),
+  );
+  return select;
+}
+
+function renderLogin(message) {
+  const keyInput = h("input", {
+    type: "password",
+    id: "api-key",
+    autocomplete: "current-password",
+    placeholder: t("auth.key_placeholder"),
+    "data-testid": "login-key",
+    required: true,
+  });
+  const remember = h("input", { type: "checkbox", id: "remember", "data-testid": "login-remember" });
+  const errorSlot = h("div", { class: "login-error" });
+  if (message) errorSlot.appendChild(h("div", { class: "alert alert-info" }, message));
+  const submit = h("button", { class: "btn btn-primary btn-block", type: "submit", "data-testid": "login-submit" }, t("auth.sign_in"));
+  const form = h(
+    "form",
+    { class: "login-card", "data-testid": "login-form" },
+    h("div", { class: "brand brand-lg" }, h("img", { src: "/console/favicon.svg", alt: "" }), "Touchgate"),
+    h("p", { class: "muted" }, t("auth.intro")),
+    h("div", { class: "field" }, h("label", { class: "field-label", for: "api-key" }, t("auth.key")), keyInput),
+    h("label", { class: "check" }, remember, t("auth.remember")),
+    errorSlot,
+    submit,
+    h("div", { class: "login-foot" }, langSwitch()),
+  );
+  form.addEventListener(
+    "submit",
+    busy(submit, async (e) => {
+      e.preventDefault();
+      const key = keyInput.value.trim();
+      replace(errorSlot);
+      if (!key) {
+        errorSlot.appendChild(h("div", { class: "alert alert-error", role: "alert" }, t("auth.key_required")));
+        return;
+      }
+      try {
+        await signIn(key, remember.checked);
+        navigate("#/");
+      } catch (err) {
+        const box = err instanceof ApiError && err.status === 401
+          ? h("div", { class: "alert alert-error", role: "alert", "data-testid": "login-error" }, t("auth.invalid_key"))
+          : errorBox(err, { testid: "login-error" });
+        errorSlot.appendChild(box);
+      }
+    }),
+  );
+  // The page never reloads on submit, even while a previous attempt is still running.
+  form.addEventListener("submit", (e) => e.preventDefault(), { capture: true });
+  replace(root, h("div", { class: "login-page" }, form));
+  root.classList.remove("boot");
+  keyInput.focus();
+}
+
+function header(active, pid) {
+  const projectSelect = h(
+    "select",
+    {
+      class: "project-select",
+      "aria-label": t("nav.project"),
+      "data-testid": "project-switch",
+      onChange: (e) => {
+        localStorage.setItem(PROJECT_KEY, e.target.value);
+        navigate(`#/p/${e.target.value}/${active === "campaigns" ? "campaigns" : "touchpoints"}`);
+      },
+    },
+    session.projects.map((p) => h("option", { value: p.id, selected: String(p.id) === String(pid) }, p.name)),
+  );
+  const link = (name, href) =>
+    h("a", { class: active === name ? "nav-link active" : "nav-link", href, "data-testid": `nav-${name}` }, t(`nav.${name}`));
+  return h(
+    "header",
+    { class: "topbar" },
+    h("a", { class: "brand", href: "#/" }, h("img", { src: "/console/favicon.svg", alt: "" }), "Touchgate"),
+    session.projects.length
+      ? h("div", { class: "project-pick" }, h("span", { class: "muted small" }, t("nav.project")), projectSelect)
+      : null,
+    pid
+      ? h("nav", { class: "nav" }, link("touchpoints", `#/p/${pid}/touchpoints`), link("campaigns", `#/p/${pid}/campaigns`))
+      : null,
+    h("div", { class: "spacer" }),
+    langSwitch(),
+    h("button", { class: "btn btn-ghost", type: "button", "data-testid": "sign-out", onClick: signOut }, t("auth.sign_out")),
+  );
+}
+
+function shell(active, pid) {
+  const view = h("main", { class: "view", id: "view" }, spinner());
+  replace(root, header(active, pid), view);
+  root.classList.remove("boot");
+  return view;
+}
+
+async function ensureProjects() {
+  if (!session.projects.length) {
+    session.projects = await listAll("/projects");
+  }
+}
+
+function defaultProject() {
+  const saved = localStorage.getItem(PROJECT_KEY);
+  const found = session.projects.find((p) => String(p.id) === saved);
+  return (found || session.projects[0] || {}).id;
+}
+
+async function route() {
+  const generation = ++session.generation;
+  const parts = parseHash();
+  if (parts[0] === "login") {
+    renderLogin();
+    return;
+  }
+  if (!storedKey()) {
+    renderLogin();
+    return;
+  }
+  try {
+    await ensureProjects();
+  } catch (err) {
+    if (err instanceof ApiError && err.status === 401) return; // the handler shows the login
+    replace(root, h("main", { class: "view" }, errorBox(err)));
+    return;
+  }
+  if (generation !== session.generation) return;
+  if (parts[0] !== "p" || !parts[1]) {
+    const pid = defaultProject();
+    if (pid === undefined) {
+      const view = shell(null, null);
+      replace(view, emptyState(t("projects.none_title"), t("projects.none_text")));
+      return;
+    }
+    navigate(`#/p/${pid}/touchpoints`);
+    return;
+  }
+  const pid = Number(parts[1]);
+  const project = session.projects.find((p) => p.id === pid);
+  if (!project) {
+    const view = shell(null, null);
+    replace(view, emptyState(t("projects.unknown_title"), t("projects.unknown_text", { id: parts[1] }), h("a", { class: "btn", href: "#/" }, t("common.back"))));
+    return;
+  }
+  localStorage.setItem(PROJECT_KEY, String(pid));
+  const section = parts[2] === "touchpoints" || !parts[2] ? "touchpoints" : "campaigns";
+  const view = shell(section, pid);
+  const ctx = { pid, project, view, navigate, isCurrent: () => generation === session.generation };
+  try {
+    if (section === "touchpoints") {
+      const mod = await import("./touchpoints.js");
+      await mod.renderTouchpoints(ctx);
+    } else {
+      const mod = await import("./campaigns.js");
+      await mod.renderCampaigns(ctx, parts.slice(2));
+    }
+  } catch (err) {
+    if (!ctx.isCurrent()) return;
+    if (err instanceof ApiError && err.status === 401) return;
+    replace(view, errorBox(err));
+    if (!(err instanceof ApiError)) console.error(err);
+  }
+}
+
+async function start() {
+  await setLang(detectLang());
+  window.addEventListener("hashchange", route);
+  await route();
+}
+
+start();

@@ -1,0 +1,224 @@
+// The test dialog: inputs generated from the touchpoint's configuration (a field per
+// user attribute and per template parameter), then one real request and what it did.
+
+import { ApiError, api, listAll } from "./api.js";
+import { badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
+import { applyFieldErrors, clearFieldErrors, errorBox } from "./errors.js";
+import { t, tMaybe } from "./i18n.js";
+
+function typedValue(type, raw) {
+  const text = String(raw ?? "").trim();
+  if (text === "") return undefined;
+  if (type === "number") {
+    const n = Number(text);
+    return Number.isFinite(n) ? n : text;
+  }
+  if (type === "boolean") return text === "true";
+  return text;
+}
+
+/** Options endpoint answers [{code, name, children?}] (tolerate {items} too). */
+function optionList(data) {
+  return Array.isArray(data) ? data : (data && (data.items || data.options)) || [];
+}
+
+function enumControl(param, path, values) {
+  const wrap = h("div", { class: "enum-pick", "data-field": path, "data-testid": `test-param-${param.key}` }, h("span", { class: "muted small" }, t("common.loading")));
+  const load = async () => {
+    let options;
+    try {
+      options = optionList(await api.get(`${values.base}/params/${encodeURIComponent(param.key)}/options`));
+    } catch (err) {
+      replace(wrap, errorBox(err, { testid: "options-error" }));
+      return;
+    }
+    const twoLevel = options.some((o) => o.children && o.children.length);
+    const first = h(
+      "select",
+      { "aria-label": param.name, "data-testid": "enum-level1" },
+      h("option", { value: "" }, t("test.choose")),
+      options.map((o) => h("option", { value: o.code }, twoLevel && o.children && o.children.length ? `${o.name} ›` : `${o.name} (${o.code})`)),
+    );
+    const second = h("select", { "aria-label": param.name, "data-testid": "enum-level2", disabled: true }, h("option", { value: "" }, t("test.choose")));
+    const update = () => {
+      const chosen = options.find((o) => o.code === first.value);
+      const children = (chosen && chosen.children) || [];
+      if (twoLevel) {
+        replace(second, h("option", { value: "" }, children.length ? t("test.choose") : "—"), children.map((c) => h("option", { value: c.code }, `${c.name} (${c.code})`)));
+        second.disabled = !children.length;
+      }
+      values.params[param.key] = () => (children.length ? second.value || undefined : first.value || undefined);
+    };
+    first.addEventListener("change", update);
+    update();
+    replace(wrap, twoLevel ? h("div", { class: "cascade" }, first, second) : first);
+  };
+  load();
+  return wrap;
+}
+
+export async function openTestDialog(ctx, tp, onDone) {
+  const base = `/projects/${ctx.pid}/touchpoints/${tp.id}`;
+  const [fresh, catalogue] = await Promise.all([api.get(base), listAll(`/projects/${ctx.pid}/attributes`).catch(() => [])]);
+  const types = new Map(catalogue.map((a) => [a.key, a]));
+  const values = { base, attrs: {}, params: {} };
+
+  const m = modal({ title: t("test.title", { name: fresh.name }), size: "lg", testid: "test-dialog" });
+  const gid = h("input", { type: "number", value: "1", min: 0, "data-field": "users[0].gid", "data-testid": "test-gid" });
+  const attrFields = fresh.user_attributes.map((key) => {
+    const meta = types.get(key) || { type: "string", name: key };
+    const path = `users[0].attributes.${key}`;
+    let control;
+    if (meta.type === "boolean") {
+      control = h("select", { "data-field": path, "data-testid": `test-attr-${key}` }, h("option", { value: "" }, "—"), h("option", { value: "true" }, t("common.yes")), h("option", { value: "false" }, t("common.no")));
+    } else {
+      control = h("input", {
+        type: meta.type === "number" ? "number" : meta.type === "date" ? "date" : "text",
+        "data-field": path,
+        "data-testid": `test-attr-${key}`,
+      });
+    }
+    values.attrs[key] = () => typedValue(meta.type, control.value);
+    return field(`${meta.name || key}`, control, { hint: key });
+  });
+
+  const paramFields = fresh.template_params.map((p) => {
+    const path = `params.${p.key}`;
+    let control;
+    if (p.type === "enum") control = enumControl(p, path, values);
+    else {
+      control = h("input", {
+        type: p.type === "date" ? "date" : p.type === "number" ? "number" : "text",
+        step: p.type === "number" ? "any" : null,
+        "data-field": path,
+        "data-testid": `test-param-${p.key}`,
+        placeholder: p.type === "text" ? t("test.text_placeholder") : null,
+      });
+      values.params[p.key] = () => typedValue(p.type === "number" ? "number" : "string", control.value);
+    }
+    return field(p.name, control, { required: p.required, hint: `${p.key} · ${t(`tp.param.type.${p.type}`)}` });
+  });
+
+  const result = h("div", { class: "test-result", "data-testid": "test-result" });
+  const topErrors = h("div");
+  m.body.append(
+    h(
+      "div",
+      { class: "test-grid" },
+      h(
+        "section",
+        { class: "form-section" },
+        h("h3", {}, t("test.user")),
+        field(t("test.gid"), gid, { required: true }),
+        attrFields.length ? attrFields : h("p", { class: "muted small" }, t("test.no_attributes")),
+        h("h3", {}, t("test.params")),
+        paramFields.length ? paramFields : h("p", { class: "muted small" }, t("test.no_params")),
+      ),
+      h("section", { class: "form-section result-pane" }, h("h3", {}, t("test.result")), topErrors, result, h("p", { class: "muted small placeholder-text" }, t("test.result_placeholder"))),
+    ),
+  );
+
+  const send = h("button", { class: "btn btn-primary", type: "button", "data-testid": "test-send" }, t("test.send"));
+  send.addEventListener(
+    "click",
+    busy(send, async () => {
+      replace(topErrors);
+      replace(result);
+      clearFieldErrors(m.body);
+      const attributes = {};
+      for (const [key, get] of Object.entries(values.attrs)) {
+        const v = get();
+        if (v !== undefined) attributes[key] = v;
+      }
+      const params = {};
+      for (const [key, get] of Object.entries(values.params)) {
+        const v = get();
+        if (v !== undefined) params[key] = v;
+      }
+      const gidValue = typedValue("number", gid.value);
+      try {
+        const out = await api.post(`${base}/test`, { users: [{ gid: gidValue, attributes }], params });
+        m.body.querySelector(".placeholder-text")?.remove();
+        replace(result, renderResult(out));
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        if (err.fieldErrors.length) applyFieldErrors(m.body, err);
+        topErrors.appendChild(errorBox(err, { testid: "test-error" }));
+      }
+      if (onDone) await onDone();
+    }),
+  );
+  m.footer.append(h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.close")), send);
+}
+
+/** A one-line verdict in the user's language; the service's diagnosis follows in detail. */
+function summary(out) {
+  if (out.ok) return t("test.sum.ok");
+  const status = out.response && out.response.status;
+  if (status === null || status === undefined) return t("test.sum.unreachable");
+  if (status < 200 || status >= 300) return t("test.sum.http", { status });
+  const failed = (out.statuses || []).filter((s) => s.status !== "TOU_SUCC").length;
+  if (failed) return t("test.sum.users_failed", { n: failed });
+  return t("test.sum.failed");
+}
+
+function diagnosisItem(item) {
+  if (item && typeof item === "object") {
+    const known = item.code ? tMaybe(`diag.${item.code}`) : null;
+    return h("li", {}, known ? h("strong", {}, known, " ") : null, h("span", { lang: "en" }, item.message || JSON.stringify(item)));
+  }
+  return h("li", { lang: "en" }, String(item));
+}
+
+function renderResult(out) {
+  const statuses = out.statuses || [];
+  const req = out.request || {};
+  const res = out.response || {};
+  return h(
+    "div",
+    { class: "stack" },
+    h(
+      "div",
+      { class: `alert ${out.ok ? "alert-ok" : "alert-error"}`, "data-testid": "test-verdict", "data-ok": out.ok ? "true" : "false" },
+      h("div", { class: "alert-title" }, out.ok ? t("test.passed") : t("test.failed")),
+      h("div", {}, summary(out)),
+      out.order_no ? h("div", { class: "muted small" }, t("test.order_no"), " ", h("code", {}, out.order_no)) : null,
+    ),
+    (out.diagnosis || []).length
+      ? h("div", { class: "diagnosis", "data-testid": "test-diagnosis" }, h("div", { class: "strong small" }, t("test.diagnosis")), h("ul", {}, out.diagnosis.map(diagnosisItem)))
+      : null,
+    statuses.length
+      ? h(
+          "table",
+          { class: "table table-compact", "data-testid": "test-statuses" },
+          h("thead", {}, h("tr", {}, h("th", {}, "gid"), h("th", {}, t("test.status")), h("th", {}, t("test.error_msg")))),
+          h(
+            "tbody",
+            {},
+            statuses.map((s) =>
+              h(
+                "tr",
+                {},
+                h("td", {}, String(s.gid)),
+                h("td", {}, badge(s.status === "TOU_SUCC" ? t("status.TOU_SUCC") : s.status === "TOU_FAIL" ? t("status.TOU_FAIL") : s.status, s.status === "TOU_SUCC" ? "ok" : s.status === "TOU_FAIL" ? "error" : "neutral")),
+                h("td", { lang: "en" }, s.error_msg || ""),
+              ),
+            ),
+          ),
+        )
+      : null,
+    h(
+      "details",
+      { class: "exchange", open: true },
+      h("summary", {}, t("test.sent"), req.url ? h("code", { class: "small muted" }, ` POST ${req.url}`) : null),
+      req.headers ? codeBlock(req.headers, "test-request-headers") : null,
+      codeBlock(req.body ?? "", "test-request-body"),
+    ),
+    h(
+      "details",
+      { class: "exchange", open: true },
+      h("summary", {}, t("test.received"), res.status !== undefined && res.status !== null ? h("span", { class: "small muted" }, ` HTTP ${res.status}`) : null),
+      codeBlock(res.body ?? "", "test-response-body"),
+    ),
+  );
+}

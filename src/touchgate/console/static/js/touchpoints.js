@@ -1,0 +1,339 @@
+// The touchpoint list of a project and its actions: authorise spaces, edit, test,
+// disable/enable, delete — with the rules visible (edit and delete only while disabled).
+
+import { ApiError, api, listAll } from "./api.js";
+import { badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
+import { errorBox, errorHeading } from "./errors.js";
+import { formatDateTime, formatRelative, t } from "./i18n.js";
+
+const TYPES = ["notification", "benefit", "other"];
+const filters = { q: "", status: "", type: "" };
+
+export async function renderTouchpoints(ctx) {
+  const { pid, view } = ctx;
+  const tableSlot = h("div", { class: "card table-card" }, spinner());
+  const search = h("input", {
+    type: "search",
+    class: "search",
+    placeholder: t("tp.search"),
+    value: filters.q,
+    "aria-label": t("tp.search"),
+    "data-testid": "tp-search",
+  });
+  const statusSel = h(
+    "select",
+    { "aria-label": t("tp.col.status"), "data-testid": "tp-filter-status" },
+    h("option", { value: "" }, t("tp.filter.all_statuses")),
+    ["enabled", "disabled"].map((s) => h("option", { value: s, selected: filters.status === s }, t(`tp.status.${s}`))),
+  );
+  const typeSel = h(
+    "select",
+    { "aria-label": t("tp.col.type"), "data-testid": "tp-filter-type" },
+    h("option", { value: "" }, t("tp.filter.all_types")),
+    TYPES.map((s) => h("option", { value: s, selected: filters.type === s }, t(`tp.type.${s}`))),
+  );
+  const addBtn = h(
+    "button",
+    { class: "btn btn-primary", type: "button", "data-testid": "tp-add" },
+    h("span", { class: "plus" }, "+"),
+    t("tp.add"),
+  );
+  replace(
+    view,
+    h(
+      "div",
+      { class: "page-head" },
+      h("div", {}, h("h1", {}, t("tp.title")), h("p", { class: "muted" }, t("tp.subtitle"))),
+      addBtn,
+    ),
+    h("div", { class: "toolbar" }, search, statusSel, typeSel),
+    tableSlot,
+  );
+
+  let spaces = [];
+  const state = { touchpoints: [] };
+
+  const reload = async () => {
+    const [items, spaceItems] = await Promise.all([
+      listAll(`/projects/${pid}/touchpoints`, { q: filters.q, status: filters.status, type: filters.type }),
+      listAll(`/projects/${pid}/spaces`),
+    ]);
+    if (!ctx.isCurrent()) return;
+    spaces = spaceItems;
+    state.touchpoints = items;
+    renderTable();
+  };
+
+  const actions = {
+    reload,
+    spaces: () => spaces,
+    ctx,
+  };
+
+  const renderTable = () => {
+    if (!state.touchpoints.length) {
+      const filtered = filters.q || filters.status || filters.type;
+      replace(
+        tableSlot,
+        filtered
+          ? emptyState(t("tp.none_match_title"), t("tp.none_match_text"))
+          : emptyState(
+              t("tp.none_title"),
+              t("tp.none_text"),
+              h("button", { class: "btn btn-primary", type: "button", onClick: () => openForm(ctx, null, actions) }, t("tp.add")),
+            ),
+      );
+      return;
+    }
+    const spaceName = new Map(spaces.map((s) => [s.id, s.name]));
+    replace(
+      tableSlot,
+      h(
+        "table",
+        { class: "table", "data-testid": "tp-table" },
+        h(
+          "thead",
+          {},
+          h(
+            "tr",
+            {},
+            ["name", "type", "transport", "status", "spaces", "last_test", "updated", "actions"].map((c) =>
+              h("th", { class: `col-${c}` }, t(`tp.col.${c}`)),
+            ),
+          ),
+        ),
+        h(
+          "tbody",
+          {},
+          state.touchpoints.map((tp) => row(tp, spaceName, actions)),
+        ),
+      ),
+    );
+  };
+
+  let timer = null;
+  search.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      filters.q = search.value.trim();
+      reload().catch(showError);
+    }, 250);
+  });
+  statusSel.addEventListener("change", () => {
+    filters.status = statusSel.value;
+    reload().catch(showError);
+  });
+  typeSel.addEventListener("change", () => {
+    filters.type = typeSel.value;
+    reload().catch(showError);
+  });
+  addBtn.addEventListener("click", () => openForm(ctx, null, actions));
+  const showError = (err) => replace(tableSlot, errorBox(err));
+  await reload();
+}
+
+async function openForm(ctx, touchpoint, actions) {
+  const mod = await import("./touchpoint_form.js");
+  mod.openTouchpointForm(ctx, touchpoint, actions.reload);
+}
+
+function lastTest(tp) {
+  const last = tp.last_test;
+  if (!last || !last.at) return h("span", { class: "muted" }, t("tp.never_tested"));
+  return h(
+    "div",
+    { class: "stack-xs", title: formatDateTime(last.at) },
+    last.ok ? badge(t("tp.test_ok"), "ok") : badge(t("tp.test_failed"), "error"),
+    h("span", { class: "muted small" }, formatRelative(last.at)),
+  );
+}
+
+function row(tp, spaceName, actions) {
+  const enabled = tp.status === "enabled";
+  const lockedReason = enabled ? t("tp.locked_reason") : null;
+  const btn = (label, testid, onClick, opts = {}) => {
+    const b = h(
+      "button",
+      {
+        class: `btn btn-sm ${opts.danger ? "btn-danger-ghost" : "btn-ghost"}`,
+        type: "button",
+        "data-testid": testid,
+        disabled: opts.disabled || false,
+        title: opts.title || null,
+        "aria-disabled": opts.disabled ? "true" : null,
+      },
+      label,
+    );
+    b.addEventListener("click", busy(b, onClick));
+    // A disabled button gets no pointer events, so the reason also sits on a wrapper.
+    return opts.disabled ? h("span", { class: "tip-wrap", title: opts.title || null }, b) : b;
+  };
+  const spacesCell = (tp.space_ids || []).length
+    ? h("div", { class: "chips" }, tp.space_ids.map((id) => h("span", { class: "chip" }, spaceName.get(id) || `#${id}`)))
+    : h("span", { class: "muted" }, t("tp.no_spaces"));
+  return h(
+    "tr",
+    { "data-testid": "tp-row", "data-id": tp.id, "data-name": tp.name },
+    h(
+      "td",
+      { class: "col-name" },
+      h("div", { class: "strong" }, tp.name),
+      tp.description ? h("div", { class: "muted small clamp" }, tp.description) : null,
+    ),
+    h("td", {}, badge(t(`tp.type.${tp.type}`), "neutral")),
+    h("td", {}, tp.transport === "plugin" ? t("tp.transport.plugin") : t("tp.transport.http")),
+    h(
+      "td",
+      { "data-testid": "tp-status" },
+      enabled ? badge(t("tp.status.enabled"), "ok", { "data-status": "enabled" }) : badge(t("tp.status.disabled"), "muted", { "data-status": "disabled" }),
+    ),
+    h("td", { "data-testid": "tp-spaces" }, spacesCell),
+    h("td", { "data-testid": "tp-last-test" }, lastTest(tp)),
+    h("td", { class: "muted small", title: formatDateTime(tp.updated_at) }, formatDateTime(tp.updated_at)),
+    h(
+      "td",
+      { class: "col-actions" },
+      h(
+        "div",
+        { class: "row-actions" },
+        btn(t("tp.action.spaces"), "tp-spaces-btn", () => openSpaces(tp, actions)),
+        btn(t("tp.action.edit"), "tp-edit", () => openForm(actions.ctx, tp, actions), { disabled: enabled, title: lockedReason }),
+        btn(t("tp.action.test"), "tp-test", async () => {
+          const mod = await import("./test_dialog.js");
+          await mod.openTestDialog(actions.ctx, tp, actions.reload);
+        }),
+        enabled
+          ? btn(t("tp.action.disable"), "tp-disable", () => disable(tp, actions))
+          : btn(t("tp.action.enable"), "tp-enable", () => enable(tp, actions)),
+        btn(t("tp.action.delete"), "tp-delete", () => remove(tp, actions), {
+          disabled: enabled,
+          title: enabled ? t("tp.delete_locked_reason") : null,
+          danger: true,
+        }),
+      ),
+    ),
+  );
+}
+
+async function enable(tp, actions) {
+  try {
+    await api.post(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/enable`);
+    toast(t("tp.enabled_toast", { name: tp.name }));
+  } catch (err) {
+    toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+  }
+  await actions.reload();
+}
+
+async function disable(tp, actions) {
+  const { pid } = actions.ctx;
+  try {
+    await api.post(`/projects/${pid}/touchpoints/${tp.id}/disable`);
+    toast(t("tp.disabled_toast", { name: tp.name }));
+  } catch (err) {
+    if (err instanceof ApiError && err.code === "touchpoint_in_use") {
+      showInUse(tp, err, pid);
+    } else {
+      toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+    }
+  }
+  await actions.reload();
+}
+
+/** The refusal to disable, with a link to every campaign that blocks it. */
+function showInUse(tp, err, pid) {
+  const campaigns = (err.details && err.details.campaigns) || [];
+  const m = modal({ title: t("tp.in_use_title"), size: "sm", testid: "in-use" });
+  m.body.append(
+    h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("error.code.touchpoint_in_use")), t("tp.in_use_text", { name: tp.name })),
+    h(
+      "ul",
+      { class: "link-list", "data-testid": "blocking-campaigns" },
+      campaigns.map((c) =>
+        h(
+          "li",
+          {},
+          h(
+            "a",
+            {
+              href: c.space_id ? `#/p/${pid}/s/${c.space_id}/campaigns/${c.id}` : `#/p/${pid}/campaign/${c.id}`,
+              "data-testid": "blocking-campaign",
+              onClick: () => m.close(),
+            },
+            c.name,
+          ),
+          " ",
+          badge(t(`campaign.status.${c.status}`), "warn"),
+        ),
+      ),
+    ),
+    h("p", { class: "muted small" }, t("tp.in_use_hint")),
+  );
+  m.footer.append(h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.ok")));
+}
+
+async function remove(tp, actions) {
+  const ok = await confirmDialog(t("tp.delete_title"), t("tp.delete_text", { name: tp.name }), {
+    danger: true,
+    okLabel: t("tp.action.delete"),
+  });
+  if (!ok) return;
+  try {
+    await api.del(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}`);
+    toast(t("tp.deleted_toast", { name: tp.name }));
+  } catch (err) {
+    toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+  }
+  await actions.reload();
+}
+
+/** Which spaces may use the touchpoint: the project's spaces as checkboxes. */
+function openSpaces(tp, actions) {
+  const spaces = actions.spaces();
+  const chosen = new Set(tp.space_ids || []);
+  const m = modal({ title: t("tp.spaces_title", { name: tp.name }), size: "sm", testid: "spaces-dialog" });
+  const errSlot = h("div");
+  m.body.append(
+    h("p", { class: "muted" }, t("tp.spaces_text")),
+    tp.status !== "enabled" ? h("div", { class: "alert alert-info" }, t("tp.spaces_disabled_note")) : null,
+    spaces.length
+      ? h(
+          "div",
+          { class: "check-list", "data-field": "space_ids" },
+          spaces.map((s) =>
+            h(
+              "label",
+              { class: "check" },
+              h("input", {
+                type: "checkbox",
+                value: s.id,
+                checked: chosen.has(s.id),
+                "data-testid": `space-${s.name}`,
+                onChange: (e) => (e.target.checked ? chosen.add(s.id) : chosen.delete(s.id)),
+              }),
+              s.name,
+            ),
+          ),
+        )
+      : emptyState(t("tp.no_spaces_in_project"), t("tp.no_spaces_in_project_text")),
+    errSlot,
+  );
+  const save = h("button", { class: "btn btn-primary", type: "button", "data-testid": "spaces-save" }, t("common.save"));
+  save.addEventListener(
+    "click",
+    busy(save, async () => {
+      replace(errSlot);
+      try {
+        await api.put(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/spaces`, {
+          space_ids: spaces.filter((s) => chosen.has(s.id)).map((s) => s.id),
+        });
+        m.close();
+        toast(t("tp.spaces_saved"));
+        await actions.reload();
+      } catch (err) {
+        errSlot.appendChild(errorBox(err));
+      }
+    }),
+  );
+  m.footer.append(h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
+}
