@@ -1,6 +1,7 @@
 """All tables. Import this package to register every model on ``Base.metadata``."""
 
 from .base import Base
+from .campaigns import Campaign as Campaign  # registers every campaigns table
 from .datastore import Attribute, Event, User
 from .delivery import Attempt, Order, OrderUser
 from .projects import ApiKey, Project, Space

@@ -1,0 +1,1 @@
+"""Campaigns: audiences, triggers, strategies, runs and their results."""

@@ -1,0 +1,110 @@
+"""The campaign scheduler: starts campaigns at their start time, fires due runs,
+does due work (delayed sends, follow-up steps) and finishes campaigns.
+
+``tick(runtime, now)`` does one pass; ``run_forever(runtime, stop)`` loops it (an
+asyncio task in ``touchgate serve`` and in every ``touchgate worker``; the
+database work runs in a thread). Any number of processes may tick the same
+database: a run belongs to whoever inserts its ``campaign_runs`` row, due work
+to whoever deletes its ``campaign_due`` row, each in the transaction that does
+the work, so a crash mid-way leaves it for the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from ..models.base import utcnow
+from ..models.campaigns import Campaign
+from ..runtime import Runtime
+from . import repository as repo
+from . import runner
+from .runner import CampaignBroken
+
+log = logging.getLogger("touchgate.campaigns.scheduler")
+
+TICK_SECONDS = 1.0
+DUE_PER_TICK = 200
+
+
+@dataclass
+class TickReport:
+    started: int = 0
+    runs: int = 0
+    due: int = 0
+    finished: int = 0
+    closed: int = 0
+
+
+def _guarded(runtime: Runtime, campaign_id: int | None, work: Callable[[Session], Any]) -> Any:
+    """Run ``work`` in its own transaction. A campaign that cannot go on is closed
+    with the reason; any other error is logged and retried at the next tick."""
+    try:
+        with runtime.tx() as session:
+            return work(session)
+    except CampaignBroken as exc:
+        if campaign_id is not None:
+            with runtime.tx() as session:
+                campaign = session.get(Campaign, campaign_id)
+                if campaign is not None and campaign.status in ("running", "not_started"):
+                    campaign.status = "closed"
+                    campaign.next_run_at = None
+                    campaign.last_error = exc.message
+                    repo.drop_due(session, campaign_id)
+            log.warning("campaign %s closed: %s", campaign_id, exc.message)
+        return "closed"
+    except Exception:
+        log.exception("campaign %s: scheduler work failed; retrying at the next tick", campaign_id)
+        return None
+
+
+def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
+    """One scheduler pass at ``now`` (default: the current time)."""
+    now = now or utcnow()
+    report = TickReport()
+    with runtime.tx() as session:
+        report.started = repo.start_due_campaigns(session, now)
+        due_campaigns = repo.campaigns_due(session, now)
+    for campaign_id in due_campaigns:
+        result = _guarded(
+            runtime, campaign_id, partial(runner.fire, campaign_id=campaign_id, now=now)
+        )
+        if result == "closed":
+            report.closed += 1
+        elif result is not None:
+            report.runs += 1
+    with runtime.tx() as session:
+        due_ids = repo.due_ids(session, now, DUE_PER_TICK)
+    for due_id in due_ids:
+        result = _guarded(runtime, None, partial(runner.run_due, due_id=due_id, now=now))
+        if result is True:
+            report.due += 1
+    with runtime.tx() as session:
+        for campaign_id in repo.running_without_next_run(session):
+            if not repo.has_pending_work(session, campaign_id):
+                report.finished += repo.finish_campaign(session, campaign_id, now)
+    return report
+
+
+async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | None = None) -> None:
+    """Tick until ``stop`` is set (the worker command and ``serve`` run this)."""
+    every = (
+        interval
+        if interval is not None
+        else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
+    )
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(tick, runtime)
+        except Exception:
+            log.exception("campaign scheduler tick failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=every)
