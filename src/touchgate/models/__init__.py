@@ -4,6 +4,7 @@ from .base import Base
 from .campaigns import Campaign as Campaign  # registers every campaigns table
 from .datastore import Attribute, Event, User
 from .delivery import Attempt, Order, OrderUser
+from .plugins import Plugin
 from .projects import ApiKey, Project, Space
 from .touchpoints import Touchpoint, TouchpointSpace
 
@@ -15,6 +16,7 @@ __all__ = [
     "Event",
     "Order",
     "OrderUser",
+    "Plugin",
     "Project",
     "Space",
     "Touchpoint",

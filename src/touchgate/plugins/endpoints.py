@@ -1,0 +1,149 @@
+"""REST routes for plugin packages, and the lifespan hooks that start the plugin host."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from starlette.datastructures import UploadFile
+
+from ..api.deps import CtxDep, ListOf, PageDep
+from ..errors import InvalidInput
+from ..projects import service as projects
+from ..runtime import Runtime
+from . import repository as repo
+from . import service
+from .host import PluginHost, ensure_plugin_host
+from .package import MAX_PACKAGE_BYTES, InvalidPlugin, stage_package
+from .schemas import PluginOut
+
+router = APIRouter(tags=["plugins"])
+
+# Bodies far beyond the package limit are refused before they are read at all.
+MAX_BODY_BYTES = 4 * MAX_PACKAGE_BYTES
+
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "The plugin package (.zip, at most 10 MiB).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post(
+    "/projects/{pid}/plugins",
+    status_code=201,
+    response_model=PluginOut,
+    openapi_extra=UPLOAD_BODY,
+    responses={400: {"description": "invalid_plugin: every problem in details"}},
+)
+async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
+    ctx.principal.require_admin()
+    runtime = ctx.runtime
+    from starlette.concurrency import run_in_threadpool
+
+    def _check_project() -> None:
+        with runtime.tx() as session:
+            projects.get_project(session, pid)
+
+    await run_in_threadpool(_check_project)
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise InvalidPlugin(
+            "The plugin package is larger than 10 MiB.",
+            details=[
+                {
+                    "field": "file",
+                    "message": f"the upload is {length} bytes; at most "
+                    f"{MAX_PACKAGE_BYTES} (10 MiB)",
+                }
+            ],
+        )
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InvalidInput(
+            "Upload the package as multipart/form-data with a field named 'file'.",
+            field="file",
+        )
+    try:
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception as exc:  # a malformed multipart body is the caller's mistake
+        raise InvalidInput(f"The multipart body cannot be read: {exc}", field="file") from exc
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("The form needs a file field named 'file'.", field="file")
+        fileobj = upload.file
+
+        def _store() -> PluginOut:
+            staged = stage_package(fileobj, runtime.settings.plugin_path)
+            try:
+                with runtime.tx() as session:
+                    plugin = service.create_plugin(session, runtime.settings, pid, staged)
+                    return PluginOut.model_validate(plugin)
+            finally:
+                staged.discard()
+
+        return await run_in_threadpool(_store)
+    finally:
+        await form.close()
+
+
+@router.get("/projects/{pid}/plugins", response_model=ListOf[PluginOut])
+def list_plugins(pid: int, ctx: CtxDep, page: PageDep) -> ListOf[PluginOut]:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        projects.get_project(session, pid)
+        rows, total = repo.list_plugins(session, pid, page.limit, page.offset)
+        return ListOf[PluginOut](items=[PluginOut.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/projects/{pid}/plugins/{plugin_id}", response_model=PluginOut)
+def get_plugin(pid: int, plugin_id: int, ctx: CtxDep) -> PluginOut:
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        return PluginOut.model_validate(service.get_plugin(session, pid, plugin_id))
+
+
+@router.delete("/projects/{pid}/plugins/{plugin_id}", status_code=204)
+def delete_plugin(pid: int, plugin_id: int, ctx: CtxDep) -> Response:
+    ctx.principal.require_admin()
+    with ctx.runtime.tx() as session:
+        directory = service.delete_plugin(session, ctx.runtime.settings, pid, plugin_id)
+    host = ctx.runtime.extras.get("plugin_host")
+    if isinstance(host, PluginHost):
+        host.forget_plugin(plugin_id)
+    shutil.rmtree(directory, ignore_errors=True)
+    return Response(status_code=204)
+
+
+def _start(runtime: Runtime) -> None:
+    ensure_plugin_host(runtime)
+
+
+def _stop(runtime: Runtime) -> None:
+    host = runtime.extras.pop("plugin_host", None)
+    if isinstance(host, PluginHost):
+        host.close()
+
+
+def register_hooks(
+    hooks: list[tuple[Callable[[Runtime], Any], Callable[[Runtime], Any] | None]],
+) -> None:
+    hooks.append((_start, _stop))
