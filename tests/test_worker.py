@@ -1,0 +1,117 @@
+"""Leases, the settlement fence and several workers on one database."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from test_engine_support import (  # noqa: F401  (fixtures)
+    Endpoint,
+    WorkerThread,
+    add_users,
+    all_done,
+    endpoint_fixture,
+    enqueue,
+    make_touchpoint,
+    results,
+    touch_events,
+    wait_for,
+)
+from touchgate.delivery import repository as repo
+from touchgate.delivery import service
+from touchgate.delivery.protocol import Verdict
+from touchgate.delivery.service import ClaimedOrder, Outcome
+from touchgate.models import Order
+from touchgate.models.base import utcnow
+from touchgate.runtime import Runtime
+
+
+def _claim(
+    runtime: Runtime, owner: str, seconds: float, now_offset: float = 0
+) -> list[ClaimedOrder]:
+    now = utcnow() + timedelta(seconds=now_offset)
+    with runtime.tx() as s:
+        rows = repo.claim_due(s, owner, now, now + timedelta(seconds=seconds), 10)
+        return [ClaimedOrder(**r._asdict()) for r in rows]
+
+
+def _success(order: ClaimedOrder) -> Outcome:
+    gids = order.batch_gids()
+    return Outcome(
+        order=order,
+        kind="delivery",
+        mode="sync",
+        at=utcnow(),
+        verdict=Verdict.RESULTS,
+        statuses={g: ("TOU_SUCC", "") for g in gids},
+        batch_gids=gids,
+        http_status=200,
+    )
+
+
+def test_leases_and_the_settlement_fence(runtime: Runtime) -> None:
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch", batch_size=5)
+    add_users(runtime, tp.project_id, range(1, 4))
+    [no] = enqueue(runtime, tp, [1, 2, 3])
+    [a] = _claim(runtime, "worker-a", seconds=30)
+    assert a.order_no == no and a.state == "sending" and a.attempt_count == 0
+    assert _claim(runtime, "worker-b", seconds=30) == []  # leased: nobody else gets it
+    # 31 s later A's lease has expired (A was killed, or is slow): B takes the order.
+    [b] = _claim(runtime, "worker-b", seconds=30, now_offset=31)
+    assert b.order_no == no
+    with runtime.tx() as s:
+        assert service.settle(s, "worker-a", [_success(a)]) == 0  # fenced off
+    assert results(runtime, [no]) == {g: ("pending", None, 0) for g in (1, 2, 3)}
+    with runtime.tx() as s:
+        assert service.settle(s, "worker-b", [_success(b)]) == 3
+    assert results(runtime, [no]) == {g: ("TOU_SUCC", "", 1) for g in (1, 2, 3)}
+    with runtime.tx() as s:
+        order = s.scalar(select(Order).where(Order.order_no == no))
+        assert order is not None
+        assert (order.state, order.lease_owner, order.lease_until) == ("done", None, None)
+        # Settling the same outcome again changes nothing (the order is done).
+        assert service.settle(s, "worker-b", [_success(b)]) == 0
+    assert len(touch_events(runtime, tp.project_id)) == 3
+    assert _claim(runtime, "worker-c", seconds=30, now_offset=3600) == []
+
+
+def test_not_yet_due_orders_wait(runtime: Runtime) -> None:
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch")
+    add_users(runtime, tp.project_id, range(1, 2))
+    [no] = enqueue(runtime, tp, [1])
+    [a] = _claim(runtime, "w", seconds=30)
+    retry = Outcome(
+        order=a,
+        kind="delivery",
+        mode="sync",
+        at=utcnow(),
+        verdict=Verdict.RETRY,
+        reason="HTTP 503",
+        batch_gids=[1],
+        retry_schedule=[600],
+    )
+    with runtime.tx() as s:
+        assert service.settle(s, "w", [retry]) == 0
+    assert _claim(runtime, "w", seconds=30) == []  # due in ~10 minutes
+    [again] = _claim(runtime, "w", seconds=30, now_offset=721)
+    assert again.order_no == no and again.attempt_count == 1
+    assert again.last_error == "HTTP 503"
+
+
+def test_two_workers_share_the_work(runtime: Runtime, endpoint: Endpoint) -> None:
+    tp = make_touchpoint(runtime, endpoint.url, batch_size=10)
+    add_users(runtime, tp.project_id, range(1, 1001))
+    nos = enqueue(runtime, tp, list(range(1, 1001)))
+    workers = [WorkerThread(runtime, concurrency=4), WorkerThread(runtime, concurrency=4)]
+    try:
+        wait_for(lambda: all_done(runtime, nos), timeout=60, what="all settled")
+    finally:
+        for w in workers:
+            w.close()
+    assert all(w.worker.sent_orders > 0 for w in workers), "both workers took orders"
+    sent = Counter(s.doc["orderNo"] for s in endpoint.of("touch"))
+    assert set(sent) == set(nos) and set(sent.values()) == {1}
+    assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
+    assert len(touch_events(runtime, tp.project_id)) == 1000
