@@ -1,0 +1,440 @@
+"""The web console in a real browser (Chromium through Playwright) against the real app.
+
+Each flow runs in both languages (the browser's locale picks the language, as a
+user's would) and on both database backends. Fake touchpoint endpoints are
+aiohttp servers on 127.0.0.1. Set ``TOUCHGATE_SCREENSHOTS=<dir>`` to keep a
+screenshot of every screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from touchgate.touchpoints import guard
+
+from conftest import ADMIN_TOKEN, LiveServer
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+I18N = Path(__file__).resolve().parents[1] / "src/touchgate/console/static/i18n"
+LANGS = ["en", "zh-CN"]
+SHOTS = os.environ.get("TOUCHGATE_SCREENSHOTS")
+
+
+def texts(lang: str) -> dict[str, str]:
+    data: dict[str, str] = json.loads((I18N / f"{lang}.json").read_text("utf-8"))
+    return data
+
+
+def shot(page: Page, lang: str, name: str) -> None:
+    if SHOTS:
+        Path(SHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(SHOTS) / f"{lang}-{name}.png"))
+
+
+class Receiver:
+    """A touchpoint endpoint on 127.0.0.1 that reaches every user and records each call."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.port = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+        if not self.ready.wait(10):
+            raise RuntimeError("receiver did not start")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/touch"
+
+    async def _touch(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.requests.append(body)
+        statuses = [
+            {"gid": entry["gid"], "status": "TOU_SUCC", "errorMsg": ""}
+            for entry in body.get("dataList", [])
+        ]
+        return web.json_response(
+            {"code": 0, "message": "", "orderNo": body.get("orderNo"), "sendStatusList": statuses}
+        )
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        app = web.Application()
+        app.router.add_post("/touch", self._touch)
+        self.runner = web.AppRunner(app)
+        self.loop.run_until_complete(self.runner.setup())
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        self.loop.run_until_complete(site.start())
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.ready.set()
+        self.loop.run_forever()
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    if os.environ.get("TOUCHGATE_SKIP_BROWSER"):
+        pytest.skip("TOUCHGATE_SKIP_BROWSER is set")
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture(params=LANGS)
+def lang(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+@pytest.fixture
+def page(browser: Browser, live_server: LiveServer, runtime: Any, lang: str) -> Iterator[Page]:
+    context = browser.new_context(
+        locale=lang, viewport={"width": 1400, "height": 900}, base_url=live_server.url
+    )
+    context.set_default_timeout(15_000)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert not errors, f"JavaScript errors in the console: {errors}"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    r = Receiver()
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def shop(client: httpx.Client) -> dict[str, Any]:
+    """A project with two spaces and an attribute catalogue (one sensitive attribute)."""
+    pid = client.post("/projects", json={"name": "Shop"}).json()["id"]
+    spaces = [
+        client.post(f"/projects/{pid}/spaces", json={"name": name}).json()
+        for name in ("Growth", "Members")
+    ]
+    for key, name, type_, sensitive in [
+        ("memberId", "Member id", "string", False),
+        ("level", "Level", "number", False),
+        ("idCard", "ID card", "string", True),
+    ]:
+        r = client.post(
+            f"/projects/{pid}/attributes",
+            json={"key": key, "name": name, "type": type_, "kind": "attribute", "sensitive": sensitive},
+        )
+        assert r.status_code == 201, r.text
+    return {"id": pid, "spaces": spaces}
+
+
+def sign_in(page: Page) -> None:
+    page.goto("/")
+    page.get_by_test_id("login-key").fill(ADMIN_TOKEN)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("tp-add")).to_be_visible()
+
+
+def row(page: Page, name: str) -> Any:
+    return page.locator(f"[data-testid=tp-row][data-name='{name}']")
+
+
+TOUCHPOINT_BODY: dict[str, Any] = {
+    "name": "Coupons",
+    "type": "benefit",
+    "user_attributes": ["memberId", "level"],
+    "template_params": [
+        {"key": "startDate", "name": "Valid from", "type": "date", "required": True},
+        {"key": "amount", "name": "Amount", "type": "number", "required": True},
+        {
+            "key": "jump",
+            "name": "Jump",
+            "type": "enum",
+            "required": True,
+            "enum": {
+                "source": "manual",
+                "options": [
+                    {"code": "H5", "name": "H5 page"},
+                    {
+                        "code": "APP",
+                        "name": "App",
+                        "children": [
+                            {"code": "APP_HOME", "name": "Home"},
+                            {"code": "APP_MINE", "name": "Mine"},
+                        ],
+                    },
+                ],
+            },
+        },
+        {"key": "title", "name": "Title", "type": "text", "required": False},
+    ],
+}
+
+
+def test_sign_in_language_and_sign_out(page: Page, lang: str, shop: dict[str, Any]) -> None:
+    t = texts(lang)
+    page.goto("/")
+    expect(page.get_by_test_id("login-submit")).to_have_text(t["auth.sign_in"])
+    shot(page, lang, "01-sign-in")
+    page.get_by_test_id("login-key").fill("not-a-key")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("login-error")).to_have_text(t["auth.invalid_key"])
+    shot(page, lang, "02-sign-in-error")
+
+    sign_in(page)
+    expect(page.locator("h1")).to_have_text(t["tp.title"])
+    expect(page.get_by_test_id("project-switch")).to_have_value(str(shop["id"]))
+    shot(page, lang, "03-empty-list")
+
+    # Switching the language re-renders in the other one and is remembered.
+    other = "en" if lang == "zh-CN" else "zh-CN"
+    page.get_by_test_id("lang-switch").select_option(other)
+    expect(page.locator("h1")).to_have_text(texts(other)["tp.title"])
+    page.reload()
+    expect(page.locator("h1")).to_have_text(texts(other)["tp.title"])
+    assert page.evaluate("document.documentElement.lang") == other
+    page.get_by_test_id("lang-switch").select_option(lang)
+    expect(page.locator("h1")).to_have_text(t["tp.title"])
+
+    page.get_by_test_id("sign-out").click()
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+    page.goto("/#/p/1/touchpoints")
+    expect(page.get_by_test_id("login-form")).to_be_visible()
+
+
+def test_add_touchpoint_with_every_parameter_type(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, receiver: Receiver
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    sign_in(page)
+    page.get_by_test_id("tp-add").click()
+    form = page.get_by_test_id("tp-form")
+    expect(form).to_be_visible()
+
+    name = form.get_by_test_id("tp-name")
+    name.fill("优惠券中心 Coupons center")  # 20 characters: over the limit
+    expect(form.get_by_test_id("name-count")).to_have_text("20/15")
+    expect(form.get_by_test_id("name-count")).to_have_class(re.compile(r"\bover\b"))
+    form.get_by_test_id("tp-type").select_option("benefit")
+    form.get_by_test_id("tp-url").fill(receiver.url)
+    form.get_by_test_id("tp-token").fill("s3cret-token")
+    form.get_by_test_id("tp-batch").fill("50")
+    form.get_by_test_id("attr-memberId").check()
+    # A sensitive attribute is shown but cannot be chosen, and says why.
+    expect(form.get_by_test_id("attr-idCard")).to_be_disabled()
+    assert form.locator("[data-field='user_attr:idCard']").get_attribute("title") == t[
+        "tp.form.attr_sensitive_reason"
+    ]
+
+    def add_param(key: str, label: str, type_: str, required: bool) -> Any:
+        form.get_by_test_id("param-add").click()
+        param = form.get_by_test_id("param-row").last
+        param.get_by_test_id("param-key").fill(key)
+        param.get_by_test_id("param-name").fill(label)
+        param.get_by_test_id("param-type").select_option(type_)
+        if required:
+            param.get_by_test_id("param-required").check()
+        return form.get_by_test_id("param-row").last
+
+    add_param("startDate", "Valid from", "date", True)
+    add_param("amount", "Amount", "number", True)
+    jump = add_param("jump", "Jump", "enum", True)
+    jump.get_by_test_id("opt-add").click()
+    first = jump.get_by_test_id("enum-option").nth(0)
+    first.get_by_test_id("opt-code").fill("H5")
+    first.get_by_test_id("opt-name").fill("H5 page")
+    jump.get_by_test_id("opt-add").click()
+    second = jump.get_by_test_id("enum-option").nth(1)
+    second.get_by_test_id("opt-code").fill("APP")
+    second.get_by_test_id("opt-name").fill("App")
+    second.get_by_test_id("opt-add-child").click()
+    child = jump.get_by_test_id("enum-child").nth(0)
+    child.get_by_test_id("opt-code").fill("APP_HOME")
+    child.get_by_test_id("opt-name").fill("Home")
+    add_param("9title", "Title", "text", False)  # not an identifier
+    shot(page, lang, "04-add-form")
+
+    # The service's field errors land next to their fields.
+    form.get_by_test_id("tp-save").click()
+    expect(form.locator("[data-error-for='name']")).to_be_visible()
+    expect(form.locator("[data-error-for='template_params[3].key']")).to_be_visible()
+    expect(form.get_by_test_id("form-error")).to_contain_text(t["error.code.invalid_input"])
+    shot(page, lang, "05-add-form-errors")
+
+    name.fill("优惠券中心")
+    expect(form.get_by_test_id("name-count")).to_have_text("5/15")
+    form.get_by_test_id("param-key").nth(3).fill("title")
+    form.get_by_test_id("tp-save").click()
+
+    secret_dialog = page.get_by_test_id("secret-dialog")
+    expect(secret_dialog).to_be_visible()
+    secret = secret_dialog.get_by_test_id("signing-secret").input_value()
+    assert secret.startswith("whsec_")
+    expect(secret_dialog).to_contain_text(t["tp.secret.once_title"])
+    shot(page, lang, "06-signing-secret")
+    secret_dialog.get_by_test_id("secret-done").click()
+
+    tp_row = row(page, "优惠券中心")
+    expect(tp_row).to_be_visible()
+    expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.enabled"])
+    expect(tp_row.get_by_test_id("tp-last-test")).to_have_text(t["tp.never_tested"])
+    shot(page, lang, "07-list")
+
+    stored = client.get(f"/projects/{pid}/touchpoints").json()["items"][0]
+    assert stored["token_set"] is True
+    assert stored["batch_size"] == 50
+    assert stored["user_attributes"] == ["memberId"]
+    params = stored["template_params"]
+    assert [(p["key"], p["type"], p["required"]) for p in params] == [
+        ("startDate", "date", True),
+        ("amount", "number", True),
+        ("jump", "enum", True),
+        ("title", "text", False),
+    ]
+    assert params[2]["enum"]["options"][1]["children"] == [{"code": "APP_HOME", "name": "Home"}]
+
+
+def test_authorise_test_disable_edit_delete(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, receiver: Receiver
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    growth = shop["spaces"][0]
+    r = client.post(
+        f"/projects/{pid}/touchpoints", json={**TOUCHPOINT_BODY, "url": receiver.url}
+    )
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    sign_in(page)
+    tp_row = row(page, "Coupons")
+
+    # While enabled, edit and delete are greyed out and say why.
+    expect(tp_row.get_by_test_id("tp-edit")).to_be_disabled()
+    assert tp_row.get_by_test_id("tp-edit").get_attribute("title") == t["tp.locked_reason"]
+    expect(tp_row.get_by_test_id("tp-delete")).to_be_disabled()
+    assert tp_row.get_by_test_id("tp-delete").get_attribute("title") == t["tp.delete_locked_reason"]
+
+    # Authorise a space.
+    tp_row.get_by_test_id("tp-spaces-btn").click()
+    dialog = page.get_by_test_id("spaces-dialog")
+    dialog.get_by_test_id("space-Growth").check()
+    shot(page, lang, "08-spaces")
+    dialog.get_by_test_id("spaces-save").click()
+    expect(tp_row.get_by_test_id("tp-spaces")).to_have_text("Growth")
+    assert client.get(f"/projects/{pid}/touchpoints/{tid}").json()["space_ids"] == [growth["id"]]
+
+    # Test against the local receiver with inputs generated from the configuration.
+    tp_row.get_by_test_id("tp-test").click()
+    test = page.get_by_test_id("test-dialog")
+    test.get_by_test_id("test-gid").fill("42")
+    test.get_by_test_id("test-attr-memberId").fill("M042")
+    expect(test.get_by_test_id("test-attr-level")).to_have_attribute("type", "number")
+    test.get_by_test_id("test-attr-level").fill("3")
+    expect(test.get_by_test_id("test-param-startDate")).to_have_attribute("type", "date")
+    test.get_by_test_id("test-param-startDate").fill("2026-12-01")
+    expect(test.get_by_test_id("test-param-amount")).to_have_attribute("type", "number")
+    test.get_by_test_id("test-param-amount").fill("100")
+    cascade = test.get_by_test_id("test-param-jump")
+    expect(cascade.get_by_test_id("enum-level2")).to_be_disabled()
+    cascade.get_by_test_id("enum-level1").select_option("APP")
+    cascade.get_by_test_id("enum-level2").select_option("APP_HOME")
+    test.get_by_test_id("test-param-title").fill("Hi {{memberId}}")
+    test.get_by_test_id("test-send").click()
+    verdict = test.get_by_test_id("test-verdict")
+    expect(verdict).to_have_attribute("data-ok", "true")
+    expect(verdict).to_contain_text(t["test.passed"])
+    expect(test.get_by_test_id("test-statuses")).to_contain_text(t["status.TOU_SUCC"])
+    expect(test.get_by_test_id("test-request-body")).to_contain_text("APP_HOME")
+    shot(page, lang, "09-test-result")
+    assert len(receiver.requests) == 1
+    sent = receiver.requests[0]["dataList"][0]
+    assert sent["gid"] == 42
+    assert sent["dynamicData"] == {"memberId": "M042", "level": 3}
+    assert sent["temData"] == {
+        "startDate": "2026-12-01",
+        "amount": 100,
+        "jump": "APP_HOME",
+        "title": "Hi M042",
+    }
+    page.keyboard.press("Escape")
+    expect(tp_row.get_by_test_id("tp-last-test")).to_contain_text(t["tp.test_ok"])
+
+    # Disabling while a campaign uses it is refused, naming the campaign with a link.
+    def blocking(session: Any, touchpoint_id: int) -> list[dict[str, Any]]:
+        if touchpoint_id != tid:
+            return []
+        return [{"id": 7, "name": "Birthday coupon", "status": "running"}]
+
+    guard.register_usage_check(blocking)
+    try:
+        tp_row.get_by_test_id("tp-disable").click()
+        refusal = page.get_by_test_id("in-use")
+        expect(refusal).to_be_visible()
+        link = refusal.get_by_test_id("blocking-campaign")
+        expect(link).to_have_text("Birthday coupon")
+        assert link.get_attribute("href") == f"#/p/{pid}/campaign/7"
+        expect(refusal).to_contain_text(t["campaign.status.running"])
+        shot(page, lang, "10-disable-refused")
+        page.keyboard.press("Escape")
+    finally:
+        guard.unregister_usage_check(blocking)
+    expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.enabled"])
+
+    # Disable, then edit (type fixed, token write-only) and delete.
+    tp_row.get_by_test_id("tp-disable").click()
+    expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.disabled"])
+    tp_row.get_by_test_id("tp-edit").click()
+    form = page.get_by_test_id("tp-form")
+    expect(form.get_by_test_id("tp-type")).to_be_disabled()
+    expect(form.get_by_test_id("tp-token")).to_have_value("")
+    form.get_by_test_id("tp-name").fill("Coupons 2")
+    form.get_by_test_id("tp-description").fill("Issues coupons")
+    shot(page, lang, "11-edit-form")
+    form.get_by_test_id("tp-save").click()
+    expect(form).to_be_hidden()
+    edited = row(page, "Coupons 2")
+    expect(edited).to_be_visible()
+    stored = client.get(f"/projects/{pid}/touchpoints/{tid}").json()
+    assert stored["description"] == "Issues coupons"
+    assert stored["template_params"] == TOUCHPOINT_BODY["template_params"]
+    shot(page, lang, "12-list-disabled")
+
+    edited.get_by_test_id("tp-delete").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(edited).to_have_count(0)
+    assert client.get(f"/projects/{pid}/touchpoints/{tid}").status_code == 404
