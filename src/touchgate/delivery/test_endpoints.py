@@ -1,0 +1,53 @@
+"""The test-send route ``POST /projects/{pid}/touchpoints/{tid}/test``, and the
+shutdown hook that closes the process's outgoing HTTP client."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from ..api.deps import CtxDep
+from ..runtime import Runtime
+from . import client, testsend
+from .testsend import Prepared, TestSendIn, TestSendOut
+
+router = APIRouter(tags=["touchpoints"])
+
+
+@router.post(
+    "/projects/{pid}/touchpoints/{tid}/test",
+    response_model=TestSendOut,
+    summary="Send one real request to the touchpoint now and diagnose the answer",
+)
+async def test_touchpoint(pid: int, tid: int, body: TestSendIn, ctx: CtxDep) -> TestSendOut:
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    runtime = ctx.runtime
+
+    # The database work runs in the thread pool, each part in its own short
+    # transaction: nothing holds a transaction while the endpoint is waited on.
+    def prepare() -> Prepared:
+        with runtime.tx() as session:
+            return testsend.prepare(session, runtime, pid, tid, body)
+
+    prepared = await run_in_threadpool(prepare)
+    result = await testsend.send(runtime, prepared, body)
+
+    def record() -> None:
+        with runtime.tx() as session:
+            testsend.record(session, pid, tid, result.ok)
+
+    await run_in_threadpool(record)
+    return result
+
+
+async def _close_http_client(runtime: Runtime) -> None:
+    await client.close(runtime)
+
+
+def register_hooks(hooks: list[tuple[Any, Any]]) -> None:
+    """Close the HTTP client at shutdown. Put first because stop hooks run in
+    reverse: it closes after every other stop (the worker drains with it)."""
+    hooks.insert(0, (lambda runtime: None, _close_http_client))

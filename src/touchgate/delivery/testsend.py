@@ -1,0 +1,493 @@
+"""Test send: one real request to a touchpoint now, with users and template values
+typed in by hand, showing what was sent, what came back, and — when it failed —
+a diagnosis in plain words (``product.md``, "Test").
+
+Three steps, so no database transaction is held while waiting on the network:
+``prepare`` (inside a transaction: checks the input and reads what sending
+needs), ``send`` (no database: fetches API enum options, validates the values,
+sends, reads the answer) and ``record`` (inside a transaction: the touchpoint's
+``last_test_at``/``last_test_ok``). A disabled touchpoint can be tested — that
+is when integrators test. Nothing is stored besides the last-test fields: a test
+send is not an order and reports no ``$ma_channel_touch`` event.
+
+The result redacts secrets: the ``sign`` value and the ``webhook-signature``
+header are shown as ``<redacted>``; the token and signing secrets never appear.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from ..errors import FieldErrors, InvalidInput
+from ..models.base import utcnow
+from ..runtime import Runtime
+from . import protocol
+from .client import HttpResult, get_client
+from .options import OptionsSource
+from .params import api_option_sources, fetch_enum_options, validate_params
+from .protocol import FAIL, PENDING, Reading, Verdict
+
+REDACTED = "<redacted>"
+# How much of a response body the result shows.
+SHOWN_BODY_BYTES = 64 * 1024
+GID_MIN = -(2**63)
+GID_MAX = 2**63 - 1
+
+
+# ---------------------------------------------------------------- shapes
+
+
+class TestUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    gid: Annotated[int, Field(strict=True, ge=GID_MIN, le=GID_MAX)]
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+
+class TestSendIn(BaseModel):
+    """``{users: [{gid, attributes}], params: {...}}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    users: Annotated[list[TestUser], Field(min_length=1, max_length=500)]
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class SentRequest(BaseModel):
+    url: str | None
+    headers: dict[str, str]
+    body: Any
+
+
+class ReceivedResponse(BaseModel):
+    status: int | None
+    body: Any
+    duration_ms: int
+    error: str | None = None
+
+
+class UserStatus(BaseModel):
+    gid: int
+    status: str
+    error_msg: str
+
+
+class TestSendOut(BaseModel):
+    ok: bool
+    order_no: str
+    request: SentRequest
+    response: ReceivedResponse | None
+    statuses: list[UserStatus]
+    diagnosis: list[str]
+
+
+# ---------------------------------------------------------------- prepare
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What sending needs, read from the database (no ORM object crosses an await)."""
+
+    touchpoint_id: int
+    project_id: int
+    transport: str
+    url: str | None
+    token: str | None
+    signing_secrets: tuple[str, ...]
+    timeout: float
+    max_in_flight: int | None
+    receipt_mode: str
+    user_attributes: tuple[str, ...]
+    template_params: tuple[dict[str, Any], ...]
+    option_sources: dict[str, OptionsSource]
+    plugin_id: int | None = None
+    plugin_config: dict[str, Any] | None = None
+    plugin_error: str | None = None
+    user_errors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def prepare(
+    session: Session, runtime: Runtime, project_id: int, touchpoint_id: int, body: TestSendIn
+) -> Prepared:
+    """Check the users against the touchpoint and read its sending configuration.
+
+    Problems with the users are kept (not raised) so they are reported together
+    with problems in the template values, which can only be checked once API
+    enum options are fetched.
+    """
+    from ..touchpoints import service as touchpoints
+
+    tp = touchpoints.get_touchpoint(session, project_id, touchpoint_id)
+    errors = FieldErrors()
+    batch = int(tp.batch_size or 500)
+    if len(body.users) > batch:
+        errors.add("users", f"at most {batch} users (the touchpoint's batch size)")
+    attribute_keys = list(tp.user_attributes or [])
+    seen: set[int] = set()
+    for i, user in enumerate(body.users):
+        if user.gid in seen:
+            errors.add(f"users[{i}].gid", f"gid {user.gid} appears more than once")
+        seen.add(user.gid)
+        for key in user.attributes:
+            if key not in attribute_keys:
+                allowed = ", ".join(attribute_keys) or "none"
+                errors.add(
+                    f"users[{i}].attributes.{key}",
+                    f"is not one of the touchpoint's user attributes ({allowed})",
+                )
+    plugin_config: dict[str, Any] | None = None
+    plugin_error: str | None = None
+    if tp.transport == "plugin":
+        try:
+            plugins = importlib.import_module("touchgate.plugins.service")
+            plugin_config = plugins.runtime_config(session, runtime.secrets, tp)
+        except ModuleNotFoundError:
+            plugin_error = "plugins are not available in this installation"
+        except Exception as exc:  # PluginFailed: the plugin is gone or misconfigured
+            plugin_error = str(exc)
+    receipt = tp.receipt or {}
+    return Prepared(
+        touchpoint_id=tp.id,
+        project_id=tp.project_id,
+        transport=tp.transport,
+        url=tp.url,
+        token=touchpoints.auth_token(runtime.secrets, tp),
+        signing_secrets=tuple(touchpoints.signing_secrets(runtime.secrets, tp, utcnow())),
+        timeout=float(tp.timeout_seconds or 15),
+        max_in_flight=tp.max_in_flight,
+        receipt_mode=str(receipt.get("mode") or "sync"),
+        user_attributes=tuple(attribute_keys),
+        template_params=tuple(dict(p) for p in tp.template_params or []),
+        option_sources=api_option_sources(runtime, tp, body.params),
+        plugin_id=tp.plugin_id,
+        plugin_config=plugin_config,
+        plugin_error=plugin_error,
+        user_errors=errors.items,
+    )
+
+
+def record(session: Session, project_id: int, touchpoint_id: int, ok: bool) -> None:
+    """Remember when the touchpoint was last tested and whether it went well."""
+    from ..touchpoints import service as touchpoints
+
+    tp = touchpoints.get_touchpoint(session, project_id, touchpoint_id)
+    tp.last_test_at = utcnow()
+    tp.last_test_ok = ok
+
+
+# ---------------------------------------------------------------- send
+
+
+async def send(runtime: Runtime, prep: Prepared, body: TestSendIn) -> TestSendOut:
+    """Validate the template values, send one request, read and diagnose the answer.
+
+    Raises ``InvalidInput`` listing every invalid user and value (nothing is
+    sent then); network and endpoint problems are results, not errors.
+    """
+    details = list(prep.user_errors)
+    tem_data: dict[str, Any] = {}
+    text_keys: list[str] = []
+    try:
+        fetched = await fetch_enum_options(runtime, prep.option_sources)
+        tem_data, text_keys = validate_params(
+            prep.template_params, body.params, fetched, attribute_keys=prep.user_attributes
+        )
+    except InvalidInput as exc:
+        details.extend(exc.details or [])
+    if details:
+        errors = FieldErrors()
+        errors.items = details
+        errors.raise_if_any("The test send has invalid input.")
+
+    entries = [
+        protocol.data_entry(u.gid, u.attributes, prep.user_attributes, tem_data, text_keys)
+        for u in body.users
+    ]
+    gids = [u.gid for u in body.users]
+    order_no = protocol.new_order_no()
+    if prep.transport == "plugin":
+        return await _send_plugin(runtime, prep, order_no, entries, gids)
+    return await _send_http(runtime, prep, order_no, entries, gids)
+
+
+async def _send_http(
+    runtime: Runtime,
+    prep: Prepared,
+    order_no: str,
+    entries: list[dict[str, Any]],
+    gids: list[int],
+) -> TestSendOut:
+    ts = int(time.time() * 1000)
+    data_list = protocol.encode_data_list(entries)
+    payload = protocol.delivery_body(order_no, data_list, ts, prep.token)
+    headers = protocol.request_headers(payload, order_no, ts, prep.signing_secrets)
+    url = prep.url or ""
+    result = await get_client(runtime).post(
+        url,
+        payload,
+        headers,
+        timeout=prep.timeout,
+        touchpoint_id=prep.touchpoint_id,
+        max_in_flight=prep.max_in_flight,
+    )
+    shown_body = orjson.loads(payload)
+    if "sign" in shown_body:
+        shown_body["sign"] = REDACTED
+    shown_headers = dict(headers)
+    shown_headers["webhook-signature"] = REDACTED
+    request = SentRequest(url=url, headers=shown_headers, body=shown_body)
+    response = ReceivedResponse(
+        status=result.status,
+        body=_shown(result.body),
+        duration_ms=result.duration_ms,
+        error=result.error,
+    )
+    if result.status is None or result.error_kind is not None:
+        reason = result.error or "no response"
+        return TestSendOut(
+            ok=False,
+            order_no=order_no,
+            request=request,
+            response=response,
+            statuses=[UserStatus(gid=g, status=FAIL, error_msg=reason) for g in gids],
+            diagnosis=[_transport_diagnosis(result, url, prep.timeout)],
+        )
+    reading = protocol.read_response(
+        result.status, result.body, gids, order_no=order_no, mode=prep.receipt_mode
+    )
+    ok, statuses, more = _diagnose(reading, gids, order_no, prep, result)
+    return TestSendOut(
+        ok=ok,
+        order_no=order_no,
+        request=request,
+        response=response,
+        statuses=statuses,
+        diagnosis=more,
+    )
+
+
+async def _send_plugin(
+    runtime: Runtime,
+    prep: Prepared,
+    order_no: str,
+    entries: list[dict[str, Any]],
+    gids: list[int],
+) -> TestSendOut:
+    request = SentRequest(
+        url=None,
+        headers={},
+        body={"plugin_id": prep.plugin_id, "orderNo": order_no, "users": entries},
+    )
+
+    def failed(words: str, duration_ms: int = 0, error: str | None = None) -> TestSendOut:
+        return TestSendOut(
+            ok=False,
+            order_no=order_no,
+            request=request,
+            response=ReceivedResponse(
+                status=None, body=None, duration_ms=duration_ms, error=error or words
+            ),
+            statuses=[UserStatus(gid=g, status=FAIL, error_msg=error or words) for g in gids],
+            diagnosis=[words],
+        )
+
+    if prep.plugin_error is not None:
+        return failed(f"The plugin cannot be used: {prep.plugin_error}.")
+    host = runtime.extras.get("plugin_host")
+    if host is None or prep.plugin_id is None:
+        return failed(
+            "The plugin host is not running in this process, so the plugin cannot be "
+            "called; start Touchgate with `touchgate serve`."
+        )
+    plugin_host = importlib.import_module("touchgate.plugins.host")
+    retryable: type[Exception] = plugin_host.PluginRetryable
+    failure: type[Exception] = plugin_host.PluginFailed
+    started = time.monotonic()
+    try:
+        results = await host.call(
+            project_id=prep.project_id,
+            plugin_id=prep.plugin_id,
+            config=prep.plugin_config or {},
+            method="send",
+            order_no=order_no,
+            users=entries,
+            timeout=prep.timeout,
+        )
+    except retryable as exc:
+        ms = int((time.monotonic() - started) * 1000)
+        return failed(
+            f"The plugin asked to try again later (RetryableError): {exc}. In a campaign "
+            "the batch would be retried on the touchpoint's schedule.",
+            ms,
+            str(exc),
+        )
+    except failure as exc:
+        ms = int((time.monotonic() - started) * 1000)
+        return failed(f"The plugin failed: {exc}.", ms, str(exc))
+    ms = int((time.monotonic() - started) * 1000)
+    response = ReceivedResponse(status=None, body=results, duration_ms=ms)
+    reading = protocol.read_document(
+        {"code": 0, "sendStatusList": results},
+        gids,
+        order_no=order_no,
+        mode=prep.receipt_mode,
+    )
+    ok, statuses, diagnosis = _diagnose(reading, gids, order_no, prep, None)
+    return TestSendOut(
+        ok=ok,
+        order_no=order_no,
+        request=request,
+        response=response,
+        statuses=statuses,
+        diagnosis=diagnosis,
+    )
+
+
+# ---------------------------------------------------------------- diagnosis
+
+
+def _shown(body: bytes) -> Any:
+    """A response body as JSON when it is JSON, else as (truncated) text."""
+    if not body:
+        return None
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        text = body[:SHOWN_BODY_BYTES].decode("utf-8", errors="replace")
+        if len(body) > SHOWN_BODY_BYTES:
+            text += f"… ({len(body)} bytes in all)"
+        return text
+
+
+def _transport_diagnosis(result: HttpResult, url: str, timeout: float) -> str:
+    kind = result.error_kind
+    error = result.error or "unknown error"
+    if kind == "blocked":
+        return f"The request was not sent: it was {error}."
+    if kind == "refused":
+        return (
+            f"The endpoint is unreachable: {error}. Check the request URL ({url}) and that "
+            "the receiver is running and listening on that address."
+        )
+    if kind == "dns":
+        return f"The endpoint is unreachable: {error}. Check the host name in the request URL."
+    if kind == "timeout":
+        return (
+            f"The endpoint did not answer within {timeout:g} s (the touchpoint's timeout). "
+            "Answer faster (do slow work after responding) or raise the timeout; in a "
+            "campaign the batch would be retried."
+        )
+    if kind == "tls":
+        return f"The secure connection failed: {error}. Check the endpoint's certificate."
+    if kind == "reset":
+        return f"The connection broke: {error}. In a campaign the batch would be retried."
+    if kind == "too_large":
+        return (
+            f"The response was too large: {error}. An endpoint should answer with the "
+            "short status JSON only."
+        )
+    return f"The request failed: {error}."
+
+
+def _diagnose(
+    reading: Reading,
+    gids: list[int],
+    order_no: str,
+    prep: Prepared,
+    result: HttpResult | None,
+) -> tuple[bool, list[UserStatus], list[str]]:
+    """(ok, per-user statuses, diagnosis) from a reading of the answer."""
+    diagnosis: list[str] = []
+    if reading.verdict is not Verdict.RESULTS:
+        status = result.status if result is not None else None
+        reason = reading.reason
+        if status is not None and not 200 <= status <= 299:
+            diagnosis.append(_status_diagnosis(status, result))
+        elif reading.code not in (None, 0):
+            message = reading.message or "(no message)"
+            diagnosis.append(
+                f"The endpoint refused the batch: code {reading.code} with message "
+                f"{message!r}. Every user of the batch counts as TOU_FAIL."
+            )
+        else:
+            diagnosis.append(
+                f"The answer is not what the protocol expects: {reason}. The endpoint must "
+                'answer JSON like {"code": 0, "message": "", "orderNo": "…", '
+                '"sendStatusList": [{"gid": 1, "status": "TOU_SUCC", "errorMsg": ""}]}.'
+            )
+        return (
+            False,
+            [UserStatus(gid=g, status=FAIL, error_msg=reason) for g in gids],
+            diagnosis,
+        )
+    ok = True
+    statuses: list[UserStatus] = []
+    for gid in gids:
+        if gid in reading.statuses:
+            st, msg = reading.statuses[gid]
+            statuses.append(UserStatus(gid=gid, status=st, error_msg=msg))
+        else:
+            statuses.append(UserStatus(gid=gid, status=PENDING, error_msg=""))
+    if reading.missing_gids:
+        ok = False
+        diagnosis.append(
+            f"No status was returned for gid {_gids(reading.missing_gids)}: in sync receipt "
+            "mode every user of the request must be listed in sendStatusList; unlisted "
+            "users count as TOU_FAIL (no status returned)."
+        )
+    pending = [g for g in gids if g not in reading.statuses]
+    if prep.receipt_mode == "async" and pending:
+        diagnosis.append(
+            f"gid {_gids(pending)} has no status yet: in async receipt mode it stays "
+            "pending until the receipt URL reports it."
+        )
+    if reading.unexpected_gids:
+        ok = False
+        diagnosis.append(
+            f"The answer lists gid {_gids(reading.unexpected_gids)}, which was not in the "
+            "request; such entries are ignored."
+        )
+    if reading.order_no_mismatch is not None:
+        ok = False
+        diagnosis.append(
+            f"The answer's orderNo {reading.order_no_mismatch!r} differs from the request's "
+            f"{order_no!r}; echo the orderNo you received (it is the idempotency key)."
+        )
+    failed = [s for s in statuses if s.status == FAIL and s.gid not in reading.missing_gids]
+    for s in failed:
+        ok = False
+        diagnosis.append(
+            f"The endpoint reported gid {s.gid} as not reached (TOU_FAIL): "
+            f"{s.error_msg or 'no reason given'}."
+        )
+    return ok, statuses, diagnosis
+
+
+def _status_diagnosis(status: int, result: HttpResult | None) -> str:
+    if 300 <= status <= 399:
+        location = (result.headers.get("location") if result is not None else None) or "?"
+        return (
+            f"The endpoint answered HTTP {status}, a redirect to {location}. Redirects are "
+            "not followed: set the request URL to the final address."
+        )
+    if protocol.is_retryable_status(status):
+        return (
+            f"The endpoint answered HTTP {status}. In a campaign the batch would be "
+            "retried on the touchpoint's schedule."
+        )
+    return (
+        f"The endpoint answered HTTP {status}; only 2xx answers are read. Every user of "
+        "the batch counts as TOU_FAIL."
+    )
+
+
+def _gids(gids: list[int]) -> str:
+    shown = ", ".join(str(g) for g in gids[:10])
+    return shown + (f" and {len(gids) - 10} more" if len(gids) > 10 else "")
