@@ -86,11 +86,15 @@ class PluginInfo:
     project_id: int
     entry: str
     directory: Path
+    sha256: str = ""
+
+
+WorkerKey = tuple[int, str, str]  # plugin id, package digest, config fingerprint
 
 
 @dataclass
 class _Worker:
-    key: tuple[int, str]
+    key: WorkerKey
     process: SandboxProcess
     last_used: float = field(default_factory=time.monotonic)
 
@@ -147,10 +151,9 @@ class PluginHost:
         self._per_plugin = per_plugin
         self._idle_seconds = idle_seconds
         self._cond = threading.Condition()
-        self._idle: dict[tuple[int, str], list[_Worker]] = {}
-        self._counts: dict[tuple[int, str], int] = {}
+        self._idle: dict[WorkerKey, list[_Worker]] = {}
+        self._counts: dict[WorkerKey, int] = {}
         self._total = 0
-        self._plugins: dict[int, PluginInfo] = {}
         self._closed = False
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_processes + 4, thread_name_prefix="plugin-host"
@@ -214,9 +217,9 @@ class PluginHost:
             if reply["ok"]:
                 keep = True
                 return read_results(reply.get("result"))
-            error = reply.get("error") or {}
-            keep = not error.get("limit")
-            raise _map_plugin_error(error)
+            # A worker whose plugin raised may have left things behind (threads,
+            # children, half-open state): the next call gets a fresh process.
+            raise _map_plugin_error(reply.get("error") or {})
         finally:
             self._release(worker, keep=keep)
 
@@ -224,9 +227,8 @@ class PluginHost:
         return self.sandbox.kind
 
     def forget_plugin(self, plugin_id: int) -> None:
-        """Close idle workers of a plugin (it was deleted) and drop its cache entry."""
+        """Close the idle workers of a plugin (it was deleted)."""
         with self._cond:
-            self._plugins.pop(plugin_id, None)
             doomed = []
             for key in [k for k in self._idle if k[0] == plugin_id]:
                 doomed += self._idle.pop(key)
@@ -254,12 +256,11 @@ class PluginHost:
     # -- plugins ------------------------------------------------------------------
 
     def _plugin(self, project_id: int, plugin_id: int) -> PluginInfo:
-        info = self._plugins.get(plugin_id)
+        # One primary-key read per batch (not per user); no cache, so a deleted
+        # plugin is refused at once.
+        info = self._load_plugin(plugin_id)
         if info is None:
-            info = self._load_plugin(plugin_id)
-            if info is None:
-                raise PluginFailed(f"plugin {plugin_id} does not exist")
-            self._plugins[plugin_id] = info  # rows never change after upload
+            raise PluginFailed(f"plugin {plugin_id} does not exist")
         if info.project_id != project_id:
             raise PluginFailed(f"plugin {plugin_id} does not belong to project {project_id}")
         if not info.directory.is_dir():
@@ -283,11 +284,12 @@ class PluginHost:
                 project_id=row.project_id,
                 entry=row.entry,
                 directory=plugin_dir(self._runtime.settings, row.id),
+                sha256=row.sha256,
             )
 
     # -- the pool -------------------------------------------------------------------
 
-    def _forget_locked(self, key: tuple[int, str]) -> None:
+    def _forget_locked(self, key: WorkerKey) -> None:
         self._counts[key] -= 1
         if not self._counts[key]:
             del self._counts[key]
@@ -324,7 +326,7 @@ class PluginHost:
         return oldest
 
     def _acquire(self, info: PluginInfo, config: dict[str, Any], timeout: float) -> _Worker:
-        key = (info.id, config_fingerprint(config))
+        key = (info.id, info.sha256, config_fingerprint(config))
         # Waiting for a free worker does not eat the call's own timeout, but is bounded.
         deadline = time.monotonic() + max(60.0, 10 * timeout)
         doomed: list[_Worker] = []
@@ -365,7 +367,7 @@ class PluginHost:
             raise
 
     def _start(
-        self, key: tuple[int, str], info: PluginInfo, config: dict[str, Any], timeout: float
+        self, key: WorkerKey, info: PluginInfo, config: dict[str, Any], timeout: float
     ) -> _Worker:
         try:
             process = self.sandbox.launch(info.directory, info.entry)
