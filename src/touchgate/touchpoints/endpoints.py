@@ -6,7 +6,6 @@ list, access to the space). The test send (``…/test``) lives in ``delivery``.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
@@ -197,16 +196,24 @@ def _enum_param(runtime: Runtime, pid: int, tid: int, key: str) -> dict[str, Any
     response_model=list[OptionOut],
     response_model_exclude_none=True,
 )
-async def param_options(pid: int, tid: int, key: str, ctx: CtxDep) -> list[dict[str, Any]]:
-    """An enum parameter's options: the manual ones, or fetched from its options API."""
+async def param_options(
+    pid: int, tid: int, key: str, ctx: CtxDep, response: Response
+) -> list[dict[str, Any]]:
+    """An enum parameter's options: the manual ones, or fetched from its options API.
+    When the API failed and the last good options are shown, the header
+    ``X-Touchgate-Warning`` says so."""
     ctx.principal.require_project(pid)
     enum = await run_in_threadpool(_enum_param, ctx.runtime, pid, tid, key)
     if enum["source"] == "manual":
         options: list[dict[str, Any]] = enum["options"]
         return options
     # The delivery domain owns outgoing HTTP (network guard, signing, cache).
-    loader = importlib.import_module("touchgate.delivery.options").load_api_options
-    fetched: list[dict[str, Any]] = await loader(ctx.runtime, tid, key)
+    from ..delivery import options as options_api
+
+    fetched = await options_api.load_api_options(ctx.runtime, tid, key, project_id=pid)
+    warning = options_api.refresh_warning(ctx.runtime, tid, key)
+    if warning:
+        response.headers["X-Touchgate-Warning"] = warning.encode("ascii", "replace").decode()
     return fetched
 
 

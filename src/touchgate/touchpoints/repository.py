@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import Select, delete, func, insert, select
 from sqlalchemy.orm import Session
 
-from ..models import Attribute, Order, Space, Touchpoint, TouchpointSpace
+from ..models import Order, Space, Touchpoint, TouchpointSpace
 
 
 def _live(project_id: int) -> Select[Touchpoint]:
@@ -145,18 +145,6 @@ def unsettled_order_count(session: Session, touchpoint_id: int) -> int:
         )
         or 0
     )
-
-
-def attributes_by_key(
-    session: Session, project_id: int, keys: Iterable[str]
-) -> dict[str, Attribute]:
-    wanted = list(set(keys))
-    if not wanted:
-        return {}
-    rows = session.scalars(
-        select(Attribute).where(Attribute.project_id == project_id, Attribute.key.in_(wanted))
-    )
-    return {row.key: row for row in rows}
 
 
 def mark_deleted(session: Session, touchpoint: Touchpoint, at: datetime) -> None:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..crypto import SecretBox, new_signing_secret
+from ..datastore import repository as datastore
 from ..errors import Conflict, FieldErrors, InvalidInput, NotFound
 from ..models import Touchpoint
 from ..models.base import utcnow
@@ -29,6 +30,7 @@ from ..runtime import Runtime
 from . import guard
 from . import repository as repo
 from .schemas import (
+    MAX_ID,
     OPTIONS_WARN_THRESHOLD,
     EnumSource,
     Receipt,
@@ -49,12 +51,26 @@ View = dict[str, Any]
 # ---------------------------------------------------------------- reading
 
 
+def _stored_id(value: int) -> bool:
+    # Ids live in 32-bit columns on PostgreSQL: a larger one names nothing (and
+    # must not reach the database, which would refuse to compare it).
+    return 0 < value <= MAX_ID
+
+
+def _get_project(session: Session, project_id: int) -> None:
+    if not _stored_id(project_id):
+        raise NotFound(f"Project {project_id} does not exist.")
+    projects.get_project(session, project_id)
+
+
 def get_touchpoint(
     session: Session, project_id: int, touchpoint_id: int, *, for_update: bool = False
 ) -> Touchpoint:
     """A live touchpoint of the project, or NotFound (also for a deleted one)."""
-    projects.get_project(session, project_id)
-    touchpoint = repo.get(session, project_id, touchpoint_id, for_update=for_update)
+    _get_project(session, project_id)
+    touchpoint = None
+    if _stored_id(touchpoint_id):
+        touchpoint = repo.get(session, project_id, touchpoint_id, for_update=for_update)
     if touchpoint is None:
         raise NotFound(f"Touchpoint {touchpoint_id} does not exist in project {project_id}.")
     return touchpoint
@@ -125,7 +141,7 @@ def list_touchpoints(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[View], int]:
-    projects.get_project(session, project_id)
+    _get_project(session, project_id)
     rows, total = repo.list_touchpoints(
         session,
         project_id,
@@ -142,6 +158,9 @@ def usable_in_space(
     session: Session, project_id: int, space_id: int, *, limit: int = 100, offset: int = 0
 ) -> tuple[list[View], int]:
     """What a space's campaign editor may choose: enabled and authorised."""
+    _get_project(session, project_id)
+    if not _stored_id(space_id):
+        raise NotFound(f"Space {space_id} does not exist in project {project_id}.")
     projects.get_space(session, project_id, space_id)
     rows, total = repo.usable_in_space(session, project_id, space_id, limit, offset)
     return views(session, rows), total
@@ -290,7 +309,7 @@ def _check_template_params(
 def _check_user_attributes(
     session: Session, errors: FieldErrors, project_id: int, keys: list[str]
 ) -> None:
-    catalogue = repo.attributes_by_key(session, project_id, keys)
+    catalogue = datastore.attributes_by_key(session, project_id, keys)
     seen: dict[str, int] = {}
     for i, key in enumerate(keys):
         path = f"user_attributes[{i}]"
@@ -366,7 +385,7 @@ def create_touchpoint(
 ) -> View:
     """A new touchpoint: enabled, authorised to no space, with a fresh signing
     secret that the returned view carries this once as ``signing_secret``."""
-    projects.get_project(session, project_id)
+    _get_project(session, project_id)
     errors = FieldErrors()
     warnings: list[str] = []
     given = {name for name in data.model_fields_set if getattr(data, name) is not None}
