@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -369,6 +369,11 @@ def _publish_schedule(campaign: Campaign, tz: ZoneInfo, now: datetime) -> None:
         campaign.end_at = parse_when(trigger.get("end"), tz)
         campaign.next_run_at = next_fire(trigger, tz, max(start, now) - timedelta(seconds=1))
     assert campaign.start_at is not None
+    campaign.start_at = campaign.start_at.astimezone(UTC)
+    if campaign.end_at is not None:
+        campaign.end_at = campaign.end_at.astimezone(UTC)
+    if campaign.next_run_at is not None:
+        campaign.next_run_at = campaign.next_run_at.astimezone(UTC)
     campaign.status = "running" if campaign.start_at <= now else "not_started"
 
 
