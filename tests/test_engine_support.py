@@ -1,6 +1,11 @@
-"""Shared pieces of the delivery engine tests (no tests here): a real touchpoint
-endpoint (aiohttp on 127.0.0.1, port 0, in a thread), a real worker on its own
-loop and runtime, and helpers that create projects, touchpoints and users.
+"""Shared pieces of the delivery engine tests (no tests here): a database of
+their own, a real touchpoint endpoint (aiohttp on 127.0.0.1, port 0, in a
+thread), a real worker on its own loop and runtime, and helpers that create
+projects, touchpoints and users.
+
+Engine tests get their own database (one per backend and module) because the
+session's live server runs an embedded worker that would otherwise claim the
+orders these tests want to drive themselves.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ import pytest
 from aiohttp import web
 from sqlalchemy import select, text
 
+from conftest import BACKENDS, Database, make_settings, truncate_all
 from touchgate.delivery import service
 from touchgate.delivery.worker import Worker
+from touchgate.migrate import upgrade
 from touchgate.models import Event, Order, Project, Touchpoint, User
 from touchgate.runtime import Runtime
 
@@ -159,6 +166,29 @@ class WorkerThread:
         self._thread.join(30)
         self._loop.close()
         self.runtime.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS, name="engine_database")
+def engine_database_fixture(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Runtime]:
+    db = Database(request.param, tmp_path_factory.mktemp("engine-" + request.param))
+    runtime = Runtime.from_settings(
+        make_settings(
+            db.url, tmp_path_factory.mktemp("engine-data"), allowed_networks="127.0.0.0/8,::1/128"
+        )
+    )
+    upgrade(runtime.engine)
+    yield runtime
+    runtime.close()
+    db.drop()
+
+
+@pytest.fixture(name="runtime")
+def runtime_fixture(engine_database: Runtime) -> Runtime:
+    """Overrides conftest's ``runtime`` in the modules that import it."""
+    truncate_all(engine_database)
+    return engine_database
 
 
 @pytest.fixture(name="endpoint")

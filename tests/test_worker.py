@@ -13,9 +13,11 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     add_users,
     all_done,
     endpoint_fixture,
+    engine_database_fixture,
     enqueue,
     make_touchpoint,
     results,
+    runtime_fixture,
     touch_events,
     wait_for,
 )
