@@ -1,0 +1,415 @@
+"""The plugin host and its sandbox against hostile plugins: each misbehaviour fails
+its call in bounded time, leaks nothing, and a healthy plugin keeps working right
+after. Runs with the strongest sandbox this machine offers and with the rlimits
+fallback (where a case needs namespaces, the fallback case says why it is skipped).
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from touchgate.plugins.host import PluginFailed, PluginHost, PluginInfo, PluginRetryable
+from touchgate.plugins.sandbox import UID_BASE, UID_SLOTS, Limits, Sandbox, detect_sandbox
+
+HEALTHY = """
+import os
+
+class Channel:
+    def open(self, config):
+        self.config = config
+
+    def send(self, order_no, users):
+        return [{"gid": u["gid"], "status": "TOU_SUCC", "error_msg": str(os.getpid())}
+                for u in users]
+
+    def query_receipts(self, order_no):
+        return [{"gid": 7, "status": "PENDING"}, {"gid": 8, "status": "TOU_FAIL",
+                 "error_msg": "bounced"}]
+"""
+
+HOSTILE = """
+import os, sys, time
+
+class RetryableError(Exception):
+    pass
+
+class Channel:
+    def open(self, config):
+        self.config = config
+        if config.get("fail_open"):
+            raise ValueError("bad api key")
+
+    def send(self, order_no, users):
+        if order_no == "loop":
+            while True:
+                pass
+        if order_no == "sleep":
+            time.sleep(3600)
+        if order_no == "memory":
+            block = bytearray(8 << 30)
+            return [{"gid": 1, "status": "TOU_SUCC", "error_msg": str(len(block))}]
+        if order_no == "fork":
+            while True:
+                try:
+                    if os.fork() == 0:
+                        while True:
+                            try:
+                                os.fork()
+                            except OSError:
+                                time.sleep(0.01)
+                except OSError:
+                    time.sleep(0.01)
+        if order_no == "environ":
+            found = dict(os.environ)
+            for pid in ("1", str(os.getppid())):
+                try:
+                    found["/proc/" + pid] = open("/proc/" + pid + "/environ").read()
+                except OSError as exc:
+                    found["/proc/" + pid] = type(exc).__name__
+            return [{"gid": 1, "status": "TOU_SUCC", "error_msg": repr(found)}]
+        if order_no == "exit":
+            os._exit(7)
+        if order_no == "write":
+            report = {}
+            here = os.path.dirname(os.path.abspath(__file__))
+            targets = [self.config["target"], os.path.join(here, "written.txt"),
+                       os.path.join(os.getcwd(), "..", "escape.txt"), "/escape.txt",
+                       os.path.join(os.getcwd(), "inside.txt")]
+            for path in targets:
+                try:
+                    with open(path, "w") as fh:
+                        fh.write("x")
+                    report[path] = "written"
+                except OSError as exc:
+                    report[path] = type(exc).__name__
+            return [{"gid": 1, "status": "TOU_SUCC", "error_msg": repr(report)}]
+        if order_no == "garbage":
+            for fd in range(0, 64):
+                if fd != 2:
+                    try:
+                        os.write(fd, b"}}} garbage, not JSON\\n")
+                    except OSError:
+                        pass
+            return []
+        if order_no == "print":
+            print("chatty plugin output {not json")
+            sys.stdout.write("more noise\\n")
+            sys.stdout.flush()
+            return [{"gid": u["gid"], "status": "TOU_SUCC"} for u in users]
+        if order_no == "retry":
+            raise RetryableError("gateway busy")
+        if order_no == "raise":
+            raise KeyError("no such template")
+        if order_no == "bad-result":
+            return {"gid": 1}
+        if order_no == "bad-status":
+            return [{"gid": 1, "status": "DELIVERED"}]
+        if order_no == "not-json":
+            return [{"gid": 1, "status": "TOU_SUCC", "error_msg": object()}]
+        return [{"gid": u["gid"], "status": "TOU_SUCC", "error_msg": ""} for u in users]
+"""
+
+DETECTED = detect_sandbox()
+KINDS = sorted({DETECTED.kind, "rlimits"})
+
+
+def _sandbox(kind: str) -> Sandbox:
+    return DETECTED if kind == DETECTED.kind else Sandbox(kind="rlimits")
+
+
+def write_plugin(root: Path, name: str, code: str) -> Path:
+    directory = root / name
+    directory.mkdir(parents=True)
+    (directory / "chan.py").write_text(code)
+    directory.chmod(0o755)
+    return directory
+
+
+class Plugins:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.dirs: dict[int, Path] = {
+            1: write_plugin(root, "healthy", HEALTHY),
+            2: write_plugin(root, "hostile", HOSTILE),
+            3: write_plugin(root, "healthy2", HEALTHY),
+        }
+
+    def lookup(self, plugin_id: int) -> PluginInfo | None:
+        directory = self.dirs.get(plugin_id)
+        if directory is None:
+            return None
+        return PluginInfo(plugin_id, 1, "chan:Channel", directory, sha256=str(plugin_id))
+
+
+@pytest.fixture(params=KINDS)
+def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PluginHost]:
+    plugins = Plugins(tmp_path / "plugins")
+    h = PluginHost(sandbox=_sandbox(request.param), plugin_lookup=plugins.lookup)
+    yield h
+    h.close()
+    assert _sandbox_processes() == 0
+
+
+def _sandbox_processes() -> int:
+    """Processes running as one of the sandbox's dedicated uids."""
+    count = 0
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                uid = entry.stat().st_uid
+            except OSError:
+                continue
+            if UID_BASE <= uid < UID_BASE + UID_SLOTS:
+                count += 1
+    return count
+
+
+def call(
+    host: PluginHost,
+    order_no: str,
+    *,
+    plugin_id: int = 2,
+    timeout: float = 5,
+    config: dict[str, Any] | None = None,
+    method: str = "send",
+) -> list[dict[str, Any]]:
+    return host.call_sync(
+        project_id=1,
+        plugin_id=plugin_id,
+        config=config or {},
+        method=method,
+        order_no=order_no,
+        users=[{"gid": 5, "dynamicData": {}, "temData": {}}],
+        timeout=timeout,
+    )
+
+
+def healthy_after(host: PluginHost) -> None:
+    """The same plugin (a fresh process) and another plugin both still work."""
+    assert call(host, "ok") == [{"gid": 5, "status": "TOU_SUCC", "error_msg": ""}]
+    assert call(host, "ok", plugin_id=1)[0]["status"] == "TOU_SUCC"
+
+
+def test_healthy_plugin_is_reused(host: PluginHost) -> None:
+    first = call(host, "a", plugin_id=1)
+    second = call(host, "b", plugin_id=1)
+    assert first[0]["status"] == "TOU_SUCC"
+    assert first[0]["error_msg"] == second[0]["error_msg"]  # same worker process
+    assert host.worker_count() == 1
+    # Another config is another worker.
+    call(host, "c", plugin_id=1, config={"region": "cn-north"})
+    assert host.worker_count() == 2
+    receipts = call(host, "o", plugin_id=1, method="query_receipts")
+    assert receipts == [
+        {"gid": 7, "status": "PENDING", "error_msg": ""},
+        {"gid": 8, "status": "TOU_FAIL", "error_msg": "bounced"},
+    ]
+
+
+def test_async_call(host: PluginHost) -> None:
+    async def main() -> list[dict[str, Any]]:
+        return await host.call(
+            project_id=1,
+            plugin_id=1,
+            config={},
+            method="send",
+            order_no="x",
+            users=[{"gid": 1}, {"gid": 2}],
+            timeout=5,
+        )
+
+    assert [r["gid"] for r in asyncio.run(main())] == [1, 2]
+
+
+def test_endless_loop_is_killed_at_the_timeout(host: PluginHost) -> None:
+    started = time.monotonic()
+    with pytest.raises(PluginRetryable, match="did not answer within 2 s"):
+        call(host, "loop", timeout=2)
+    assert time.monotonic() - started < 5
+    with pytest.raises(PluginRetryable):
+        call(host, "sleep", timeout=1)
+    healthy_after(host)
+
+
+def test_huge_allocation_hits_the_memory_limit(host: PluginHost) -> None:
+    started = time.monotonic()
+    with pytest.raises(PluginRetryable, match="out of memory"):
+        call(host, "memory")
+    assert time.monotonic() - started < 5
+    healthy_after(host)
+
+
+def test_cpu_limit_kills_the_worker(tmp_path: Path) -> None:
+    plugins = Plugins(tmp_path)
+    sandbox = _sandbox(DETECTED.kind)
+    tight = Sandbox(
+        kind=sandbox.kind,
+        bwrap=sandbox.bwrap,
+        switch_uid=sandbox.switch_uid,
+        limits=Limits(cpu_seconds=1),
+    )
+    host = PluginHost(sandbox=tight, plugin_lookup=plugins.lookup)
+    try:
+        started = time.monotonic()
+        with pytest.raises(PluginRetryable, match=r"SIGXCPU|SIGKILL"):
+            call(host, "loop", timeout=30)
+        assert time.monotonic() - started < 15
+        healthy_after(host)
+    finally:
+        host.close()
+
+
+def test_fork_bomb_is_contained(host: PluginHost) -> None:
+    if host.sandbox.kind == "rlimits" and os.geteuid() == 0:
+        pytest.skip(
+            "the rlimits fallback cannot bound processes of root (the kernel ignores "
+            "RLIMIT_NPROC for uid 0); bubblewrap mode runs plugins as an unprivileged uid"
+        )
+    started = time.monotonic()
+    with pytest.raises(PluginRetryable):
+        call(host, "fork", timeout=3)
+    assert time.monotonic() - started < 10
+    if host.sandbox.switch_uid:
+        deadline = time.monotonic() + 5
+        while _sandbox_processes() > 1 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _sandbox_processes() <= 1  # at most the next healthy worker's
+    healthy_after(host)
+
+
+def test_environment_is_scrubbed(host: PluginHost, monkeypatch: pytest.MonkeyPatch) -> None:
+    secrets = {
+        "TOUCHGATE_ADMIN_TOKEN": "admin-token-must-not-leak",
+        "TOUCHGATE_SECRET_KEY": "secret-key-must-not-leak",
+        "TOUCHGATE_DATABASE_URL": "postgresql://user:dbpass-must-not-leak@db/x",
+        "DATABASE_URL": "postgresql://user:dbpass2-must-not-leak@db/x",
+        "GITHUB_TOKEN": "gh-token-must-not-leak",
+    }
+    for name, value in secrets.items():
+        monkeypatch.setenv(name, value)
+    text = call(host, "environ")[0]["error_msg"]
+    for name, value in secrets.items():
+        assert value not in text
+        assert name not in text
+    assert "TOUCHGATE" not in text
+    if host.sandbox.kind == "bubblewrap":
+        # Its own PID namespace: the service's processes are not even visible.
+        assert "must-not-leak" not in text
+    healthy_after(host)
+
+
+def test_os_exit_fails_the_call(host: PluginHost) -> None:
+    started = time.monotonic()
+    with pytest.raises(PluginFailed, match="exited with status 7"):
+        call(host, "exit")
+    assert time.monotonic() - started < 5
+    healthy_after(host)
+
+
+def test_writes_outside_the_work_directory_are_contained(host: PluginHost, tmp_path: Path) -> None:
+    if host.sandbox.kind == "rlimits":
+        pytest.skip("the rlimits fallback shares the service's file system (no namespaces)")
+    outside = tmp_path / "outside" / "escaped.txt"
+    outside.parent.mkdir()
+    outside.parent.chmod(0o777)  # even a world-writable directory is out of reach
+    result = call(host, "write", config={"target": str(outside)})[0]["error_msg"]
+    report: dict[str, str] = ast.literal_eval(result)
+    assert len(report) == 5
+    for path, outcome in report.items():
+        if path.endswith("inside.txt"):
+            assert outcome == "written", report  # its private work directory is writable
+        else:
+            assert outcome != "written", (path, report)
+    assert not outside.exists()
+    lookup = host._lookup
+    assert lookup is not None
+    info = lookup(2)
+    assert info is not None
+    assert sorted(p.name for p in info.directory.iterdir()) == ["chan.py"]
+    assert not Path("/escape.txt").exists()
+    healthy_after(host)
+
+
+def test_garbage_on_the_channel_fails_the_call(host: PluginHost) -> None:
+    started = time.monotonic()
+    with pytest.raises(PluginFailed, match="not JSON"):
+        call(host, "garbage")
+    assert time.monotonic() - started < 5
+    healthy_after(host)
+
+
+def test_prints_do_not_disturb_the_channel(host: PluginHost) -> None:
+    assert call(host, "print") == [{"gid": 5, "status": "TOU_SUCC", "error_msg": ""}]
+    assert call(host, "print")[0]["status"] == "TOU_SUCC"
+
+
+def test_exceptions_map_to_retry_or_failure(host: PluginHost) -> None:
+    with pytest.raises(PluginRetryable, match="gateway busy"):
+        call(host, "retry")
+    with pytest.raises(PluginFailed, match="no such template"):
+        call(host, "raise")
+    with pytest.raises(PluginFailed, match="not a list"):
+        call(host, "bad-result")
+    with pytest.raises(PluginFailed, match="status must be one of"):
+        call(host, "bad-status")
+    with pytest.raises(PluginFailed, match="not JSON"):
+        call(host, "not-json")
+    with pytest.raises(PluginFailed, match=r"open\(\): bad api key"):
+        call(host, "ok", config={"fail_open": True})
+    with pytest.raises(PluginFailed, match="no query_receipts"):
+        call(host, "ok", plugin_id=2, method="query_receipts")
+    with pytest.raises(PluginFailed, match="does not exist"):
+        call(host, "ok", plugin_id=99)
+    with pytest.raises(PluginFailed, match="does not belong"):
+        host.call_sync(
+            project_id=2,
+            plugin_id=1,
+            config={},
+            method="send",
+            order_no="x",
+            users=[],
+            timeout=5,
+        )
+    healthy_after(host)
+
+
+def test_a_hanging_plugin_does_not_hold_up_others(host: PluginHost) -> None:
+    async def main() -> tuple[float, BaseException | list[dict[str, Any]]]:
+        hang = asyncio.ensure_future(
+            host.call(
+                project_id=1,
+                plugin_id=2,
+                config={},
+                method="send",
+                order_no="sleep",
+                users=[],
+                timeout=3,
+            )
+        )
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        for _ in range(5):
+            await host.call(
+                project_id=1,
+                plugin_id=1,
+                config={},
+                method="send",
+                order_no="x",
+                users=[{"gid": 1}],
+                timeout=3,
+            )
+        elapsed = time.monotonic() - started
+        outcome = await asyncio.gather(hang, return_exceptions=True)
+        return elapsed, outcome[0]
+
+    elapsed, outcome = asyncio.run(main())
+    assert elapsed < 2.5
+    assert isinstance(outcome, PluginRetryable)
