@@ -102,7 +102,8 @@ def format_from_content_type(content_type: str | None) -> ImportFormat:
             charset = value.strip().strip('"').lower()
             if charset not in ("utf-8", "utf8"):
                 raise UnsupportedMediaType(
-                    f"charset {charset!r} is not accepted; user imports are UTF-8.",
+                    f"charset {charset!r} is not accepted: user imports are UTF-8 "
+                    f"({accepted}, with no charset or charset=utf-8).",
                     details={"accepted": list(CONTENT_TYPES)},
                 )
     return fmt
