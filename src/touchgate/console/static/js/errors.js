@@ -72,7 +72,8 @@ export function applyFieldErrors(root, err, alias = (p) => p) {
       continue;
     }
     target.classList.add("invalid");
-    const anchor = target.closest("[data-field-wrap]") || target.closest(".field") || target;
+    // The nearest wrapper: a form field, or a row/section that groups several inputs.
+    const anchor = target.closest("[data-field-wrap], .field") || target;
     const msg = h("div", { class: "field-error", "data-error-for": path, lang: "en" }, item.message);
     anchor.appendChild(msg);
     if (!first) first = target;
