@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -1087,3 +1088,43 @@ def test_touchpoint_of_another_project_is_not_found(client: httpx.Client, pid: i
         assert client.get(f"/projects/{pid}/spaces/{huge}/touchpoints").status_code == 404
         assert client.get(f"/projects/{huge}/spaces/1/touchpoints").status_code == 404
     assert error_fields(client.get(f"/projects/{pid}/touchpoints/abc")) == {"tid"}
+
+
+def test_concurrent_creates_with_one_name(client: httpx.Client, pid: int, live_server: Any) -> None:
+    """The unique index settles a race the service's own check cannot see."""
+    url = f"{live_server.url}/api/v1/projects/{pid}/touchpoints"
+    headers = dict(client.headers)
+    statuses: list[int] = []
+    lock = threading.Lock()
+    start = threading.Barrier(4)
+
+    def post() -> None:
+        start.wait()
+        r = httpx.post(url, json=minimal("Racy"), headers=headers, timeout=60)
+        with lock:
+            statuses.append(r.status_code)
+            if r.status_code == 409:
+                assert r.json()["error"]["code"] == "name_taken"
+
+    threads = [threading.Thread(target=post) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert client.get(f"/projects/{pid}/touchpoints").json()["total"] == 1
+
+
+def test_openapi_documents_the_routes(client: httpx.Client, live_server: Any) -> None:
+    doc = client.get(f"{live_server.url}/openapi.json").json()
+    paths = doc["paths"]
+    for path in (
+        "/api/v1/projects/{pid}/touchpoints",
+        "/api/v1/projects/{pid}/touchpoints/{tid}",
+        "/api/v1/projects/{pid}/touchpoints/{tid}/spaces",
+        "/api/v1/projects/{pid}/touchpoints/{tid}/rotate-secret",
+        "/api/v1/projects/{pid}/touchpoints/{tid}/params/{key}/options",
+        "/api/v1/projects/{pid}/spaces/{sid}/touchpoints",
+    ):
+        assert path in paths, path
+    assert "TouchpointCreate" in doc["components"]["schemas"]

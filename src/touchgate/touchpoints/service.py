@@ -12,9 +12,9 @@ The delivery engine reads a touchpoint's secrets through :func:`auth_token` and
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -76,10 +76,12 @@ def get_touchpoint(
     return touchpoint
 
 
-def _plugins() -> Any:
+def _plugins() -> ModuleType:
     # The plugins domain owns plugin configuration (validation, secret fields);
     # imported on use so the registry does not depend on it for HTTP touchpoints.
-    return importlib.import_module("touchgate.plugins.service")
+    from ..plugins import service as plugins
+
+    return plugins
 
 
 def _view(session: Session, touchpoint: Touchpoint, space_ids: list[int]) -> View:
@@ -351,6 +353,14 @@ def _prepare_plugin_config(
     return prepared
 
 
+def _plain_plugin_values(session: Session, touchpoint: Touchpoint) -> dict[str, Any]:
+    """The stored plugin values that are not secrets (those the public form shows
+    under their own key; secrets appear only as ``<key>_set``)."""
+    stored = touchpoint.plugin_config or {}
+    public = _plugins().public_config(session, touchpoint.plugin_id, stored)
+    return {key: value for key, value in stored.items() if key in public}
+
+
 def _name_conflict(name: str) -> Conflict:
     return Conflict(
         f"A touchpoint named {name!r} already exists in this project.",
@@ -471,13 +481,18 @@ def update_touchpoint(
         _check_user_attributes(session, errors, project_id, data.user_attributes)
     plugin_config: dict[str, Any] | None = None
     plugin_changed = transport == "plugin" and (
-        switching or "plugin_id" in sent or "plugin_config" in sent
+        switching or "plugin_config" in sent or plugin_id != touchpoint.plugin_id
     )
     if plugin_changed and plugin_id is not None:
         previous = None if switching else touchpoint.plugin_config
-        # Without a new plugin_config the plugins domain works from ``previous``
-        # (omitted secret fields always keep their stored value).
-        config = data.plugin_config if "plugin_config" in sent else None
+        # Omitted secret fields keep their stored value (``previous``); when only
+        # the plugin version changes, the other values are carried over too.
+        if "plugin_config" in sent:
+            config = data.plugin_config
+        elif switching:
+            config = None
+        else:
+            config = _plain_plugin_values(session, touchpoint)
         plugin_config = _prepare_plugin_config(
             session, secrets, errors, project_id, plugin_id, config, previous
         )
