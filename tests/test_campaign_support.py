@@ -38,6 +38,15 @@ PARAMS = [
 ]
 
 
+def fresh_touchpoint_config(monkeypatch: Any) -> None:
+    """Make the in-process delivery worker (the live server's) re-read touchpoints at
+    every claim. Every test truncates the tables, so touchpoint ids start again at 1
+    and a worker cache keyed by id would still point at the previous test's receiver."""
+    from touchgate.delivery import worker
+
+    monkeypatch.setattr(worker, "TOUCHPOINT_CACHE_SECONDS", 0.0)
+
+
 def make_project(
     client: httpx.Client, name: str = "Retail", *, approval: bool = True
 ) -> tuple[int, int]:

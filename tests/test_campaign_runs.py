@@ -1,0 +1,305 @@
+"""Campaign runs against a real receiver: audience filters in SQL, the scheduler's
+``tick``, participation, splits, A/B, control groups, delays, ``next`` steps,
+preview, stats and the deliveries list."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from test_campaign_support import (
+    Receiver,
+    campaign_body,
+    fresh_touchpoint_config,
+    import_users,
+    make_project,
+    make_touchpoint,
+    running_receiver,
+    send_step,
+    wait_for,
+)
+from touchgate.campaigns import scheduler
+from touchgate.campaigns.runner import ab_bucket
+from touchgate.models import Order
+from touchgate.models.base import utcnow
+from touchgate.models.campaigns import CampaignEntry, CampaignRun
+from touchgate.runtime import Runtime
+
+CITIES = ["Shanghai", "Beijing", "Shenzhen", None]
+
+
+def user(gid: int) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        "city": CITIES[gid % 4],
+        "age": None if gid % 5 == 0 else gid,
+        "vip": gid % 3 == 0,
+        "birthday": f"19{50 + gid}-01-15",
+        "memberId": f"M{gid}",
+        "phone": f"130{gid:08d}",
+    }
+    return {"gid": gid, "attributes": {k: v for k, v in attrs.items() if v is not None}}
+
+
+USERS = {gid: user(gid)["attributes"] for gid in range(1, 41)}
+
+
+@pytest.fixture(autouse=True)
+def fresh_touchpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh_touchpoint_config(monkeypatch)
+
+
+@pytest.fixture
+def world(client: httpx.Client) -> dict[str, Any]:
+    pid, sid = make_project(client)
+    import_users(client, pid, (user(g) for g in USERS))
+    return {"pid": pid, "sid": sid, "base": f"/projects/{pid}/spaces/{sid}/campaigns"}
+
+
+def _expect(pred: Any) -> list[int]:
+    return sorted(g for g, a in USERS.items() if pred(a))
+
+
+FILTERS: list[tuple[dict[str, Any], Any]] = [
+    (
+        {"attribute": "city", "operator": "eq", "value": "Shanghai"},
+        lambda a: a.get("city") == "Shanghai",
+    ),
+    (
+        {"attribute": "city", "operator": "ne", "value": "Shanghai"},
+        lambda a: a.get("city") != "Shanghai",
+    ),
+    ({"attribute": "age", "operator": "gt", "value": 30}, lambda a: a.get("age", 0) > 30),
+    ({"attribute": "age", "operator": "gte", "value": 30}, lambda a: a.get("age", 0) >= 30),
+    ({"attribute": "age", "operator": "lt", "value": 7.5}, lambda a: 0 < a.get("age", 99) < 7.5),
+    ({"attribute": "age", "operator": "lte", "value": 7}, lambda a: a.get("age", 99) <= 7),
+    (
+        {"attribute": "city", "operator": "in", "value": ["Beijing", "Shenzhen"]},
+        lambda a: a.get("city") in ("Beijing", "Shenzhen"),
+    ),
+    (
+        {"attribute": "age", "operator": "not_in", "value": [1, 2, 3]},
+        lambda a: a.get("age") not in (1, 2, 3),
+    ),
+    (
+        {"attribute": "city", "operator": "contains", "value": "hen"},
+        lambda a: "hen" in (a.get("city") or ""),
+    ),
+    ({"attribute": "age", "operator": "exists"}, lambda a: "age" in a),
+    ({"attribute": "city", "operator": "not_exists"}, lambda a: "city" not in a),
+    ({"attribute": "vip", "operator": "eq", "value": True}, lambda a: a["vip"]),
+    ({"attribute": "vip", "operator": "eq", "value": False}, lambda a: not a["vip"]),
+    (
+        {"attribute": "birthday", "operator": "lt", "value": "1960-01-01"},
+        lambda a: a["birthday"] < "1960-01-01",
+    ),
+    (
+        {
+            "op": "or",
+            "conditions": [
+                {"attribute": "vip", "operator": "eq", "value": True},
+                {
+                    "op": "and",
+                    "conditions": [
+                        {"attribute": "city", "operator": "eq", "value": "Beijing"},
+                        {"attribute": "age", "operator": "gte", "value": 20},
+                    ],
+                },
+            ],
+        },
+        lambda a: a["vip"] or (a.get("city") == "Beijing" and a.get("age", 0) >= 20),
+    ),
+]
+
+
+def test_filters_are_evaluated_in_sql(client: httpx.Client, world: dict[str, Any]) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    tid = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid])
+    for i, (flt, pred) in enumerate(FILTERS):
+        body = campaign_body(tid, name=f"f{i}", audience={"match": "filter", "filter": flt})
+        r = client.post(base, json=body)
+        assert r.status_code == 201, r.text
+        r = client.post(f"{base}/{r.json()['id']}/preview", json={"sample": 100})
+        assert r.status_code == 200, r.text
+        assert r.json()["gids"] == _expect(pred), flt
+
+
+def test_preview_shows_exact_bodies_and_writes_nothing(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    tid = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid], batch_size=2)
+    cid = client.post(base, json=campaign_body(tid)).json()["id"]
+    r = client.post(f"{base}/{cid}/preview", json={"sample": 3})
+    assert r.status_code == 200, r.text
+    doc = r.json()
+    shanghai = _expect(lambda a: a.get("city") == "Shanghai")[:3]
+    assert doc["gids"] == shanghai
+    assert [req["gids"] for req in doc["requests"]] == [shanghai[:2], shanghai[2:]]
+    first = doc["requests"][0]["body"]
+    assert len(first["orderNo"]) == 32
+    assert len(first["sign"]) == 32
+    assert first["dataList"][0] == {
+        "gid": shanghai[0],
+        "temData": {"title": f"Hi M{shanghai[0]}", "amount": 100},
+        "dynamicData": {"memberId": f"M{shanghai[0]}", "phone": f"130{shanghai[0]:08d}"},
+    }
+    assert doc["requests"][0]["body_text"].startswith('{"timeStamp":')
+    assert client.post(f"{base}/{cid}/preview", json={"sample": 0}).status_code == 422
+    with runtime.tx() as session:
+        assert session.scalar(select(func.count()).select_from(Order)) == 0
+        assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+
+
+def _publish(client: httpx.Client, base: str, cid: int) -> dict[str, Any]:
+    for action in ("submit", "approve", "publish"):
+        r = client.post(f"{base}/{cid}/{action}")
+        assert r.status_code == 200, (action, r.text)
+    data: dict[str, Any] = r.json()
+    return data
+
+
+def _settled(client: httpx.Client, base: str, cid: int, sent: int) -> dict[str, Any] | None:
+    stats: dict[str, Any] = client.get(f"{base}/{cid}/stats").json()
+    return stats if stats["sent"] == sent and stats["pending"] == 0 else None
+
+
+def test_recurring_runs_and_participation_every_n_days(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    client.patch(f"/projects/{pid}", json={"timezone": "Asia/Shanghai"})
+    with running_receiver(Receiver()) as rx:
+        tid = make_touchpoint(client, pid, rx.url, [sid])
+        body = campaign_body(
+            tid,
+            trigger={"type": "recurring", "every": "daily", "time": "10:00"},
+            participation={"mode": "every", "days": 2},
+        )
+        cid = client.post(base, json=body).json()["id"]
+        published = _publish(client, base, cid)
+        assert published["status"] == "running"
+        first = published["next_run_at"]
+        shanghai = _expect(lambda a: a.get("city") == "Shanghai")
+        from datetime import datetime
+
+        t0 = datetime.fromisoformat(first)
+        assert t0.hour == 2 and t0.minute == 0  # 10:00 in Shanghai
+        assert t0 > utcnow()
+        # Not yet due: nothing fires.
+        assert scheduler.tick(runtime, t0 - timedelta(seconds=1)).runs == 0
+        report = scheduler.tick(runtime, t0)
+        assert report.runs == 1
+        # The same scheduled time never fires twice.
+        assert scheduler.tick(runtime, t0).runs == 0
+        wait_for(lambda: _settled(client, base, cid, len(shanghai)), what="first run delivered")
+        assert sorted(rx.gids()) == shanghai
+        c = client.get(f"{base}/{cid}").json()
+        assert c["next_run_at"].startswith((t0 + timedelta(days=1)).isoformat()[:19])
+        # Day 2: everyone entered one day ago, so all are suppressed.
+        assert scheduler.tick(runtime, t0 + timedelta(days=1)).runs == 1
+        stats = client.get(f"{base}/{cid}/stats").json()
+        assert stats["suppressed"] == len(shanghai)
+        assert stats["suppressed_by_reason"] == {"participation": len(shanghai)}
+        assert stats["runs"] == 2
+        # Day 3: two days later they may enter again.
+        assert scheduler.tick(runtime, t0 + timedelta(days=2)).runs == 1
+        wait_for(lambda: _settled(client, base, cid, 2 * len(shanghai)), what="third run delivered")
+        assert sorted(rx.gids()) == sorted(shanghai * 2)
+        stats = client.get(f"{base}/{cid}/stats").json()
+        assert stats["targeted"] == 3 * len(shanghai)
+        assert stats["entered"] == 2 * len(shanghai)
+        assert stats["succeeded"] == 2 * len(shanghai)
+        r = client.get(f"{base}/{cid}/deliveries", params={"status": "suppressed"})
+        assert r.json()["total"] == len(shanghai)
+        assert {d["gid"] for d in r.json()["items"]} == set(shanghai)
+        assert all(d["error_msg"] == "participation" for d in r.json()["items"])
+        r = client.get(f"{base}/{cid}/deliveries", params={"gid": shanghai[0]})
+        assert r.json()["total"] == 3
+        assert client.get(f"{base}/{cid}/deliveries", params={"status": "x"}).status_code == 422
+        # Pausing stops the runs; resuming skips the ones missed while paused.
+        client.post(f"{base}/{cid}/pause")
+        assert scheduler.tick(runtime, t0 + timedelta(days=3)).runs == 0
+        with runtime.tx() as session:
+            assert session.scalar(select(func.count()).select_from(CampaignRun)) == 3
+            entries = session.scalar(select(func.count()).select_from(CampaignEntry))
+            assert entries == 3 * len(shanghai)
+
+
+def test_strategy_tree_split_ab_control_delay_next(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    with running_receiver(Receiver()) as rx1, running_receiver(Receiver()) as rx2:
+        tp1 = make_touchpoint(client, pid, rx1.url, [sid], name="SMS")
+        tp2 = make_touchpoint(client, pid, rx2.url, [sid], name="Push")
+        delayed = send_step(tp2, step_id="later")
+        delayed["timing"] = {"type": "delay", "minutes": 30}
+        strategy = {
+            "type": "split",
+            "id": "split",
+            "by": "audience",
+            "branches": [
+                {
+                    "filter": {"attribute": "vip", "operator": "eq", "value": True},
+                    "next": send_step(tp1, step_id="vip", next=delayed),
+                }
+            ],
+            "otherwise": {
+                "type": "ab",
+                "id": "ab",
+                "branches": [
+                    {"percent": 50, "next": send_step(tp1, step_id="a")},
+                    {
+                        "percent": 50,
+                        "next": {"type": "send", "id": "b", "timing": {"type": "none"}},
+                    },
+                ],
+            },
+        }
+        body = campaign_body(tp1, audience={"match": "all"}, strategy=strategy)
+        cid = client.post(base, json=body).json()["id"]
+        _publish(client, base, cid)
+        everyone = sorted(USERS)
+        vip = _expect(lambda a: a["vip"])
+        rest = [g for g in everyone if g not in vip]
+        group_a = [g for g in rest if ab_bucket(cid, g) < 50]
+        group_b = [g for g in rest if ab_bucket(cid, g) >= 50]
+        assert group_a and group_b
+        wait_for(lambda: _settled(client, base, cid, len(vip) + len(group_a)), what="first sends")
+        assert sorted(rx1.gids()) == sorted(vip + group_a)
+        assert rx2.gids() == []
+        # The vip users move on to the delayed step once their first send settled...
+        wait_for(
+            lambda: (
+                client.get(f"{base}/{cid}/stats").json()["by_step"]["later"]["entered"] == len(vip)
+            ),
+            what="users queued on the delayed step",
+        )
+        # ...which sends 30 minutes later.
+        assert scheduler.tick(runtime, utcnow() + timedelta(minutes=29)).due == 0
+        assert rx2.gids() == []
+        assert scheduler.tick(runtime, utcnow() + timedelta(minutes=31)).due == 1
+        wait_for(lambda: sorted(rx2.gids()) == vip, what="delayed send delivered")
+        stats = wait_for(
+            lambda: _settled(client, base, cid, 2 * len(vip) + len(group_a)), what="stats"
+        )
+        by_step = stats["by_step"]
+        assert by_step["split"]["entered"] == len(everyone)
+        assert by_step["vip"]["succeeded"] == len(vip)
+        assert by_step["later"]["entered"] == len(vip)
+        assert by_step["later"]["succeeded"] == len(vip)
+        assert by_step["ab"]["entered"] == len(rest)
+        assert by_step["a"]["sent"] == len(group_a)
+        assert by_step["b"]["control"] == len(group_b)
+        assert by_step["b"]["sent"] == 0
+        assert stats["control"] == len(group_b)
+        assert stats["by_touchpoint"][str(tp2)]["succeeded"] == len(vip)
+        # Once every delivery is settled and nothing is due, the one-off campaign finishes.
+        wait_for(
+            lambda: client.get(f"{base}/{cid}").json()["status"] == "finished",
+            what="campaign finished",
+        )
