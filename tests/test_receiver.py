@@ -281,3 +281,74 @@ def test_fail_rate_and_bad_arguments(receivers: list[Receiver]) -> None:
         timeout=30,
     )
     assert bad.returncode == 2 and "--fail-rate must be between 0 and 1" in bad.stderr
+
+
+def test_demo_touchpoint_and_receiver(
+    runtime: Runtime, client: httpx.Client, tmp_path: Path, receivers: list[Receiver]
+) -> None:
+    import json
+    import stat
+
+    from touchgate.demo import (
+        DEMO_TOUCHPOINT,
+        demo_settings,
+        ensure_demo_touchpoint,
+        load_demo,
+        start_demo_receiver,
+    )
+
+    load_demo(runtime, "http://127.0.0.1:1")
+    port = free_port()
+    first = ensure_demo_touchpoint(runtime, port, tmp_path)
+    again = ensure_demo_touchpoint(runtime, port, tmp_path)  # a restart
+    assert (again.touchpoint_id, again.port) == (first.touchpoint_id, port)
+    path = tmp_path / "touchgate.demo-receiver.json"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    saved = json.loads(path.read_text())
+    assert saved["port"] == port and saved["secret"].startswith("whsec_") and saved["token"]
+
+    pid = first.project_id
+    listed = client.get(f"/projects/{pid}/touchpoints").json()["items"]
+    assert [t["name"] for t in listed] == [DEMO_TOUCHPOINT]
+    demo_tp = listed[0]
+    assert demo_tp["url"] == f"http://127.0.0.1:{port}/touch"
+    assert demo_tp["token_set"] is True
+    spaces = client.get(f"/projects/{pid}/spaces").json()["items"]
+    assert sorted(demo_tp["space_ids"]) == sorted(s["id"] for s in spaces)
+
+    said: list[str] = []
+    demo = start_demo_receiver(runtime, port, said.append, tmp_path)
+    try:
+        assert demo.process is not None
+        assert any("127.0.0.1/32" in s and "TOUCHGATE_ALLOWED_NETWORKS" in s for s in said)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(demo.url + "/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "demo receiver did not start"
+                time.sleep(0.05)
+        out = client.post(
+            f"/projects/{pid}/touchpoints/{demo.touchpoint_id}/test",
+            json={
+                "users": [{"gid": 1001, "attributes": {"memberId": "M0001", "name": "Member 1"}}],
+                "params": {"title": "Hello {{name}}", "kind": "PROMO_COUPON"},
+            },
+        ).json()
+        assert out["ok"] is True, out
+        assert out["request"]["body"]["dataList"][0]["temData"]["title"] == "Hello Member 1"
+    finally:
+        demo.stop()
+    assert demo.process.poll() is not None
+
+    # Demo settings allow 127.0.0.1 only, keeping what the operator allowed.
+    from touchgate.config import Settings
+
+    base = Settings(database_url="sqlite://", allowed_networks="10.0.0.0/8")
+    assert [str(n) for n in demo_settings(base).allowed_network_list] == [
+        "10.0.0.0/8",
+        "127.0.0.1/32",
+    ]
+    loop_ok = Settings(database_url="sqlite://", allowed_networks="127.0.0.0/8")
+    assert demo_settings(loop_ok) is loop_ok

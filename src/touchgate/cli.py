@@ -11,12 +11,14 @@ import typer
 from rich.console import Console
 
 from .config import Settings, get_settings
+from .plugins.cli import plugin_app
 
 app = typer.Typer(no_args_is_help=True, help="Touchgate: custom touchpoints for campaigns.")
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 import_app = typer.Typer(no_args_is_help=True, help="Bulk imports into the data store.")
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
+app.add_typer(plugin_app, name="plugin")
 console = Console(stderr=True)
 
 ADMIN_TOKEN_FILE = "touchgate.admin-token"
@@ -67,21 +69,37 @@ def serve(
     from .migrate import upgrade
 
     settings = get_settings().model_copy(update={"run_worker": worker})
+    if demo:
+        from .demo import demo_settings
+
+        settings = demo_settings(settings)
     settings, token = _ensure_admin_token(settings)
     runtime = _runtime(settings)
     upgrade(runtime.engine)
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
+    receiver = None
     if demo:
         from .demo import load_demo
 
         summary = load_demo(runtime, base_url)
         console.print(summary)
+        from .demo import demo_test_send_hint, start_demo_receiver
+
+        receiver = start_demo_receiver(runtime, port + 1, console.print)
     console.print(f"[bold green]Touchgate is listening on {base_url}")
     console.print(f"  console:     {base_url}/")
     console.print(f"  API docs:    {base_url}/docs")
     console.print(f"  admin token: [bold]{token}[/bold]")
     console.print(f'  try:  curl -H "Authorization: Bearer {token}" {base_url}/api/v1/projects')
-    uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+    if receiver is not None:
+        console.print("  test-send to the demo receiver:")
+        hint = demo_test_send_hint(receiver, base_url, token)
+        console.print("    " + hint, soft_wrap=True, markup=False)
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+    finally:
+        if receiver is not None:
+            receiver.stop()
 
 
 @app.command()
