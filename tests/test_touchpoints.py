@@ -420,6 +420,10 @@ def test_every_invalid_field_is_named_at_once(client: httpx.Client, pid: int) ->
 
 def test_rules_across_fields_are_named_at_once(client: httpx.Client, pid: int) -> None:
     body = minimal(
+        name="n" * 16,
+        batch_size=0,
+        transport="pigeon",
+        plugin_id=5,
         receipt={"mode": "async"},
         user_attributes=["memberId", "nope", "idCard", "memberId"],
         template_params=[
@@ -435,7 +439,9 @@ def test_rules_across_fields_are_named_at_once(client: httpx.Client, pid: int) -
     r = client.post(f"/projects/{pid}/touchpoints", json=body)
     details = {d["field"]: d["message"] for d in r.json()["error"]["details"]}
     assert set(details) == {
-        "receipt.url",
+        "name",
+        "batch_size",
+        "transport",
         "user_attributes[1]",
         "user_attributes[2]",
         "user_attributes[3]",
@@ -447,6 +453,11 @@ def test_rules_across_fields_are_named_at_once(client: httpx.Client, pid: int) -
     assert "sensitive" in details["user_attributes[2]"]
     assert "twice" in details["user_attributes[3]"]
     assert "duplicate" in details["template_params[1].key"]
+    # With a valid transport, the rules that depend on it are checked too.
+    body["transport"] = "http"
+    r = client.post(f"/projects/{pid}/touchpoints", json=body)
+    fields = error_fields(r)
+    assert fields == set(details) - {"transport"} | {"receipt.url", "plugin_id"}
 
 
 def test_unknown_fields_and_malformed_bodies(client: httpx.Client, pid: int) -> None:
@@ -459,7 +470,7 @@ def test_unknown_fields_and_malformed_bodies(client: httpx.Client, pid: int) -> 
     r = client.post(url, json=[minimal()])
     assert error_fields(r) == {"body"}
     r = client.post(url, json={})
-    assert error_fields(r) == {"name", "type"}
+    assert error_fields(r) == {"name", "type", "url"}
     r = client.post(url, content=b"", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
 
@@ -1127,4 +1138,7 @@ def test_openapi_documents_the_routes(client: httpx.Client, live_server: Any) ->
         "/api/v1/projects/{pid}/spaces/{sid}/touchpoints",
     ):
         assert path in paths, path
-    assert "TouchpointCreate" in doc["components"]["schemas"]
+    create = paths["/api/v1/projects/{pid}/touchpoints"]["post"]
+    schema = create["requestBody"]["content"]["application/json"]["schema"]
+    assert {"name", "type", "url", "receipt", "template_params"} <= set(schema["properties"])
+    assert "$defs" not in str(schema)

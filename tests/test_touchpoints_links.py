@@ -94,6 +94,7 @@ def test_plugin_touchpoint(client: httpx.Client, project: dict[str, Any], runtim
         name="Bad",
         plugin_config={"region": "mars", "extra": 1},
         user_attributes=["nope"],
+        batch_size=0,
     )
     r = client.post(f"/projects/{pid}/touchpoints", json=bad)
     assert r.status_code == 422, r.text
@@ -103,6 +104,7 @@ def test_plugin_touchpoint(client: httpx.Client, project: dict[str, Any], runtim
         "plugin_config.extra",
         "plugin_config.api_key",
         "user_attributes[0]",
+        "batch_size",
     }
     r = client.post(
         f"/projects/{pid}/touchpoints",

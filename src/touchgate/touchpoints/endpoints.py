@@ -10,8 +10,10 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Body as FastAPIBody
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import CtxDep, ListOf, PageDep
@@ -29,51 +31,23 @@ from .schemas import (
     TouchpointPatch,
     TouchpointSaved,
     TouchpointType,
+    error_message,
+    field_path,
 )
-
-_MESSAGES = {"missing": "required", "extra_forbidden": "unknown field"}
-
-
-def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """``("body", "template_params", 1, "key")`` → ``template_params[1].key``, the
-    same paths the service uses for the rules it checks."""
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:]
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"
 
 
 def _as_invalid_input(exc: RequestValidationError) -> InvalidInput:
-    errors = _validation_details(exc)
-    first = errors[0]
-    message = f"Invalid input: {first['field']}: {first['message']}"
-    if len(errors) > 1:
-        message += f" (and {len(errors) - 1} more)"
-    return InvalidInput(message, details=errors)
-
-
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    details: list[dict[str, Any]] = []
+    details = []
     for err in exc.errors():
-        kind = err.get("type")
-        if kind == "json_invalid":
-            reason = err.get("ctx", {}).get("error", "invalid")
-            details.append({"field": "body", "message": f"The body is not valid JSON: {reason}"})
-            continue
-        message = _MESSAGES.get(str(kind)) or str(err.get("msg", "invalid"))
-        details.append(
-            {
-                "field": field_path(err.get("loc", ())),
-                "message": message.removeprefix("Value error, "),
-            }
-        )
-    return details or [{"field": "body", "message": "invalid"}]
+        field = "body" if err.get("type") == "json_invalid" else field_path(err.get("loc", ()))
+        details.append({"field": field, "message": error_message(err)})
+    if not details:
+        details = [{"field": "body", "message": "invalid"}]
+    first = details[0]
+    message = f"Invalid input: {first['field']}: {first['message']}"
+    if len(details) > 1:
+        message += f" (and {len(details) - 1} more)"
+    return InvalidInput(message, details=details)
 
 
 class TouchpointRoute(APIRoute):
@@ -97,8 +71,42 @@ router = APIRouter(tags=["touchpoints"], route_class=TouchpointRoute)
 BASE = "/projects/{pid}/touchpoints"
 
 
-@router.post(BASE, status_code=201, response_model=TouchpointCreated)
-def create_touchpoint(pid: int, body: TouchpointCreate, ctx: CtxDep) -> TouchpointCreated:
+def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body's schema for OpenAPI. The routes read the body as a plain
+    object so the service can check every field at once, values and rules
+    together; the schema (with its definitions inlined) still documents it."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            rest = {k: inline(v) for k, v in node.items() if k != "$ref"}
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return {**inline(definitions[ref.removeprefix("#/$defs/")]), **rest}
+            return rest
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": inline(schema)}},
+        }
+    }
+
+
+Body = Annotated[dict[str, Any], FastAPIBody()]
+
+
+@router.post(
+    BASE,
+    status_code=201,
+    response_model=TouchpointCreated,
+    openapi_extra=_documented_body(TouchpointCreate),
+)
+def create_touchpoint(pid: int, body: Body, ctx: CtxDep) -> TouchpointCreated:
     ctx.principal.require_admin()
     ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
@@ -133,8 +141,12 @@ def get_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
         return TouchpointOut.model_validate(service.show_touchpoint(session, pid, tid))
 
 
-@router.patch(BASE + "/{tid}", response_model=TouchpointSaved)
-def update_touchpoint(pid: int, tid: int, body: TouchpointPatch, ctx: CtxDep) -> TouchpointSaved:
+@router.patch(
+    BASE + "/{tid}",
+    response_model=TouchpointSaved,
+    openapi_extra=_documented_body(TouchpointPatch),
+)
+def update_touchpoint(pid: int, tid: int, body: Body, ctx: CtxDep) -> TouchpointSaved:
     ctx.principal.require_admin()
     ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:

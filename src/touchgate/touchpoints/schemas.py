@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -45,6 +46,33 @@ Status = Literal["enabled", "disabled"]
 ParamType = Literal["date", "number", "enum", "text"]
 
 INPUT = ConfigDict(extra="forbid", strict=True)
+
+
+def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """A pydantic error location as the API names fields: ``("body",
+    "template_params", 1, "key")`` → ``template_params[1].key``."""
+    parts = list(loc)
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+_PLAIN_MESSAGES = {"missing": "required", "extra_forbidden": "unknown field"}
+
+
+def error_message(error: Mapping[str, Any]) -> str:
+    """A pydantic error's message without pydantic's wording where ours is clearer."""
+    kind = str(error.get("type"))
+    if kind == "json_invalid":
+        return "The body is not valid JSON: " + str(error.get("ctx", {}).get("error", "invalid"))
+    message = _PLAIN_MESSAGES.get(kind) or str(error.get("msg", "invalid"))
+    return message.removeprefix("Value error, ")
 
 
 def _has_control(value: str) -> bool:

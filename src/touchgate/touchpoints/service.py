@@ -12,11 +12,13 @@ The delivery engine reads a touchpoint's secrets through :func:`auth_token` and
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -37,6 +39,8 @@ from .schemas import (
     TemplateParam,
     TouchpointCreate,
     TouchpointPatch,
+    error_message,
+    field_path,
 )
 
 ENABLED = "enabled"
@@ -169,6 +173,43 @@ def usable_in_space(
 
 
 # ---------------------------------------------------------------- rules
+
+
+def _top(field: str) -> str:
+    return re.split(r"[.\[]", field, maxsplit=1)[0]
+
+
+class _Errors(FieldErrors):
+    """The field errors of one request. A value that fails its own checks is
+    ``refused``; the rules then stay silent about that field, so each field gets
+    the reason that matters instead of a cascade."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: set[str] = set()
+
+    def refuse(self, field: str, message: str) -> None:
+        self.items.append({"field": field, "message": message})
+        self.refused.add(_top(field))
+
+    def add(self, field: str, message: str) -> None:
+        if _top(field) not in self.refused:
+            super().add(field, message)
+
+
+def _parse(body: dict[str, Any], errors: _Errors) -> TouchpointPatch:
+    """Check each sent field on its own, so one bad value does not hide the
+    rules of the others; returns the good values (``model_fields_set``)."""
+    values: dict[str, Any] = {}
+    for key, value in body.items():
+        try:
+            parsed = TouchpointPatch.model_validate({key: value})
+        except ValidationError as exc:
+            for err in exc.errors():
+                errors.refuse(field_path(err["loc"]), error_message(err))
+            continue
+        values[key] = getattr(parsed, key)
+    return TouchpointPatch.model_construct(_fields_set=set(values), **values)
 
 
 def _check_transport(
@@ -390,21 +431,48 @@ def _enabled_conflict(touchpoint: Touchpoint, action: str) -> Conflict:
 # ---------------------------------------------------------------- writing
 
 
+def _as_body(data: TouchpointCreate | TouchpointPatch | Mapping[str, Any]) -> dict[str, Any]:
+    # Code (the demo, the CLI) may pass a model; requests pass the JSON object.
+    if isinstance(data, TouchpointCreate | TouchpointPatch):
+        return data.model_dump(exclude_unset=True)
+    return dict(data)
+
+
 def create_touchpoint(
-    session: Session, secrets: SecretBox, project_id: int, data: TouchpointCreate
+    session: Session,
+    secrets: SecretBox,
+    project_id: int,
+    data: TouchpointCreate | Mapping[str, Any],
 ) -> View:
-    """A new touchpoint: enabled, authorised to no space, with a fresh signing
-    secret that the returned view carries this once as ``signing_secret``."""
+    """A new touchpoint (``data`` shaped as ``TouchpointCreate``): enabled,
+    authorised to no space, with a fresh signing secret that the returned view
+    carries this once as ``signing_secret``."""
     _get_project(session, project_id)
-    errors = FieldErrors()
+    body = _as_body(data)
+    errors = _Errors()
     warnings: list[str] = []
-    given = {name for name in data.model_fields_set if getattr(data, name) is not None}
-    _check_transport(errors, data.transport, url=data.url, plugin_id=data.plugin_id, given=given)
-    receipt = _check_receipt(errors, data.transport, data.receipt)
+    sent = _parse(body, errors)
+    for name in ("name", "type"):
+        if name not in body:
+            errors.refuse(name, "required")
+    values = {name: getattr(sent, name) for name in sent.model_fields_set}
+    data = TouchpointCreate.model_construct(_fields_set=set(values), **values)
+    given = {name for name, value in values.items() if value is not None}
+    receipt: dict[str, Any] = {"mode": "sync"}
+    # Which fields belong depends on the transport; unknown when it was refused.
+    if "transport" not in errors.refused:
+        _check_transport(
+            errors, data.transport, url=data.url, plugin_id=data.plugin_id, given=given
+        )
+        receipt = _check_receipt(errors, data.transport, data.receipt)
     params = _check_template_params(errors, data.template_params, warnings)
     _check_user_attributes(session, errors, project_id, data.user_attributes)
     plugin_config = None
-    if data.transport == "plugin" and data.plugin_id is not None:
+    if (
+        data.transport == "plugin"
+        and data.plugin_id is not None
+        and not errors.refused & {"transport", "plugin_config"}
+    ):
         plugin_config = _prepare_plugin_config(
             session, secrets, errors, project_id, data.plugin_id, data.plugin_config, None
         )
@@ -444,15 +512,19 @@ def update_touchpoint(
     secrets: SecretBox,
     project_id: int,
     touchpoint_id: int,
-    data: TouchpointPatch,
+    changes: TouchpointPatch | Mapping[str, Any],
 ) -> View:
-    """Change the fields sent. The type never changes; only a disabled touchpoint
-    can be edited. Input errors are reported before the state conflict."""
+    """Change the fields sent (``changes`` shaped as ``TouchpointPatch``). The type
+    never changes; only a disabled touchpoint can be edited. Input errors are
+    reported before the state conflict."""
     touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
+    errors = _Errors()
+    warnings: list[str] = []
+    data = _parse(_as_body(changes), errors)
     sent = data.model_fields_set
     given = {name for name in sent if getattr(data, name) is not None}
-    errors = FieldErrors()
-    warnings: list[str] = []
+    # Which fields belong depends on the transport; unknown when it was refused.
+    transport_known = "transport" not in errors.refused
 
     if data.type is not None and data.type != touchpoint.type:
         errors.add(
@@ -466,10 +538,13 @@ def update_touchpoint(
     kept_plugin = None if switching else touchpoint.plugin_id
     url = data.url or kept_url
     plugin_id = data.plugin_id or kept_plugin
-    _check_transport(errors, transport, url=url, plugin_id=plugin_id, given=given)
+    if transport_known:
+        _check_transport(errors, transport, url=url, plugin_id=plugin_id, given=given)
 
     receipt = None
-    if data.receipt is not None:
+    if not transport_known:
+        pass
+    elif data.receipt is not None:
         receipt = _check_receipt(errors, transport, data.receipt)
     elif switching:
         # The stored receipt settings must still make sense for the new transport.
@@ -483,7 +558,7 @@ def update_touchpoint(
     plugin_changed = transport == "plugin" and (
         switching or "plugin_config" in sent or plugin_id != touchpoint.plugin_id
     )
-    if plugin_changed and plugin_id is not None:
+    if plugin_changed and plugin_id is not None and transport_known:
         previous = None if switching else touchpoint.plugin_config
         # Omitted secret fields keep their stored value (``previous``); when only
         # the plugin version changes, the other values are carried over too.
