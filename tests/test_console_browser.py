@@ -13,6 +13,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,9 +23,8 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from touchgate.touchpoints import guard
-
 from conftest import ADMIN_TOKEN, LiveServer
+from touchgate.touchpoints import guard
 
 pytestmark = pytest.mark.browser
 
@@ -156,7 +156,13 @@ def shop(client: httpx.Client) -> dict[str, Any]:
     ]:
         r = client.post(
             f"/projects/{pid}/attributes",
-            json={"key": key, "name": name, "type": type_, "kind": "attribute", "sensitive": sensitive},
+            json={
+                "key": key,
+                "name": name,
+                "type": type_,
+                "kind": "attribute",
+                "sensitive": sensitive,
+            },
         )
         assert r.status_code == 201, r.text
     return {"id": pid, "spaces": spaces}
@@ -257,9 +263,10 @@ def test_add_touchpoint_with_every_parameter_type(
     form.get_by_test_id("attr-memberId").check()
     # A sensitive attribute is shown but cannot be chosen, and says why.
     expect(form.get_by_test_id("attr-idCard")).to_be_disabled()
-    assert form.locator("[data-field='user_attr:idCard']").get_attribute("title") == t[
-        "tp.form.attr_sensitive_reason"
-    ]
+    assert (
+        form.locator("[data-field='user_attr:idCard']").get_attribute("title")
+        == t["tp.form.attr_sensitive_reason"]
+    )
 
     def add_param(key: str, label: str, type_: str, required: bool) -> Any:
         form.get_by_test_id("param-add").click()
@@ -335,9 +342,7 @@ def test_authorise_test_disable_edit_delete(
     t = texts(lang)
     pid = shop["id"]
     growth = shop["spaces"][0]
-    r = client.post(
-        f"/projects/{pid}/touchpoints", json={**TOUCHPOINT_BODY, "url": receiver.url}
-    )
+    r = client.post(f"/projects/{pid}/touchpoints", json={**TOUCHPOINT_BODY, "url": receiver.url})
     assert r.status_code == 201, r.text
     tid = r.json()["id"]
     sign_in(page)
@@ -438,3 +443,105 @@ def test_authorise_test_disable_edit_delete(
     page.get_by_test_id("confirm-ok").click()
     expect(edited).to_have_count(0)
     assert client.get(f"/projects/{pid}/touchpoints/{tid}").status_code == 404
+
+
+def test_campaign_editor_refusal_link_and_results(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, receiver: Receiver
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    growth = shop["spaces"][0]
+    city = {"key": "city", "name": "City", "type": "string", "kind": "attribute"}
+    assert client.post(f"/projects/{pid}/attributes", json=city).status_code == 201
+    lines = "\n".join(
+        json.dumps({"gid": 100 + i, "attributes": {"memberId": f"M{i}", "level": i, "city": city}})
+        for i, city in enumerate(["Shanghai", "Beijing", "Shanghai", "Shenzhen", "Shanghai"])
+    )
+    r = client.post(
+        f"/projects/{pid}/users/import",
+        content=lines.encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert r.status_code == 200 and r.json()["imported"] == 5, r.text
+    r = client.post(f"/projects/{pid}/touchpoints", json={**TOUCHPOINT_BODY, "url": receiver.url})
+    tid = r.json()["id"]
+    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [growth["id"]]})
+
+    sign_in(page)
+    page.get_by_test_id("nav-campaigns").click()
+    expect(page.get_by_test_id("space-tab-Growth")).to_have_class(re.compile(r"\bactive\b"))
+    shot(page, lang, "13-campaigns-empty")
+    page.get_by_test_id("campaign-new").click()
+    page.get_by_test_id("campaign-name-input").fill("Shanghai coupons")
+    page.locator("[data-testid=audience-match-filter] + span").click()
+    condition = page.get_by_test_id("filter-condition")
+    condition.get_by_test_id("filter-attribute").select_option("city")
+    condition.get_by_test_id("filter-value").fill("Shanghai")
+    channel = page.get_by_test_id("channel")
+    channel.get_by_test_id("channel-touchpoint").select_option(str(tid))
+    # Parameter inputs follow the touchpoint's declared types.
+    expect(channel.get_by_test_id("param-startDate")).to_have_attribute("type", "date")
+    expect(channel.get_by_test_id("param-amount")).to_have_attribute("type", "number")
+    channel.get_by_test_id("param-startDate").fill("2026-12-24")
+    jump = channel.get_by_test_id("param-jump")
+    jump.get_by_test_id("enum-level1").select_option("APP")
+    jump.get_by_test_id("enum-level2").select_option("APP_MINE")
+    channel.get_by_test_id("param-title").fill("Hello {{memberId}}")
+    page.get_by_test_id("campaign-save").click()
+    # The required amount is missing: the service says so next to the field.
+    error = page.locator("[data-error-for='strategy.channels[0].params.amount']")
+    expect(error).to_be_visible()
+    expect(page.get_by_test_id("form-error")).to_contain_text(t["error.code.invalid_input"])
+    shot(page, lang, "14-campaign-editor-error")
+    channel.get_by_test_id("param-amount").fill("88")
+    page.get_by_test_id("campaign-save").click()
+    expect(page.get_by_test_id("campaign-name")).to_contain_text("Shanghai coupons")
+    expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
+    page.get_by_test_id("campaign-submit").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.in_approval"])
+    expect(page.get_by_test_id("campaign-edit")).to_have_count(0)
+    cid = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns").json()["items"][0]["id"]
+
+    # A campaign in approval keeps the touchpoint in use: the refusal links to it.
+    page.get_by_test_id("nav-touchpoints").click()
+    row(page, "Coupons").get_by_test_id("tp-disable").click()
+    refusal = page.get_by_test_id("in-use")
+    link = refusal.get_by_test_id("blocking-campaign")
+    expect(link).to_have_text("Shanghai coupons")
+    expect(refusal).to_contain_text(t["campaign.status.in_approval"])
+    link.click()
+    expect(page).to_have_url(re.compile(rf"#/p/{pid}/s/{growth['id']}/campaigns/{cid}$"))
+    expect(page.get_by_test_id("campaign-name")).to_contain_text("Shanghai coupons")
+
+    page.get_by_test_id("campaign-approve").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text(
+        t["campaign.status.awaiting_publish"]
+    )
+    page.get_by_test_id("campaign-publish").click()
+    expect(page.get_by_test_id("campaign-publish")).to_have_count(0)
+    stats_url = f"/projects/{pid}/spaces/{growth['id']}/campaigns/{cid}/stats"
+    deadline = time.monotonic() + 60
+    while client.get(stats_url).json()["succeeded"] < 3:
+        assert time.monotonic() < deadline, client.get(stats_url).json()
+        time.sleep(0.3)
+    page.reload()
+    expect(page.get_by_test_id("stat-targeted")).to_contain_text("3")
+    expect(page.get_by_test_id("stat-succeeded")).to_contain_text("3")
+    expect(page.get_by_test_id("deliveries-table").locator("tbody tr")).to_have_count(3)
+    expect(page.get_by_test_id("chart-touchpoints").locator("svg rect")).to_have_count(1)
+    expect(page.get_by_test_id("chart-time").locator("svg rect").first).to_be_visible()
+    shot(page, lang, "15-campaign-results")
+    sent = sorted(
+        (entry["gid"], entry["temData"]["title"], entry["temData"]["jump"])
+        for body in receiver.requests
+        for entry in body["dataList"]
+    )
+    assert sent == [
+        (100, "Hello M0", "APP_MINE"),
+        (102, "Hello M2", "APP_MINE"),
+        (104, "Hello M4", "APP_MINE"),
+    ]
+    page.goto(f"/#/p/{pid}/s/{growth['id']}/campaigns")
+    campaign_row = page.locator(f"[data-testid=campaign-row][data-id='{cid}']")
+    expect(campaign_row.get_by_test_id("campaign-copy")).to_be_visible()
+    shot(page, lang, "16-campaign-list")

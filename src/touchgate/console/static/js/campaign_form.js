@@ -5,7 +5,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { busy, field, h, replace, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorHeading } from "./errors.js";
+import { applyFieldErrors, clearFieldErrors, errorHeading, messageEl } from "./errors.js";
 import { t } from "./i18n.js";
 
 const NAME_MAX = 20;
@@ -510,7 +510,7 @@ export async function renderCampaignForm(ctx, campaign) {
             { class: "alert alert-error", role: "alert", "data-testid": "form-error", "data-code": err.code },
             h("div", { class: "alert-title" }, errorHeading(err)),
             err.fieldErrors.length ? h("div", {}, t("tp.form.fix_fields", { n: err.fieldErrors.length })) : h("div", { lang: "en" }, err.message),
-            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", h("span", { lang: "en" }, f.message)))) : null,
+            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", messageEl("span", {}, f.message)))) : null,
           ),
         );
         if (!err.fieldErrors.length || unplaced.length) topErrors.scrollIntoView({ block: "nearest" });

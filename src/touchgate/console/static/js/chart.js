@@ -38,6 +38,14 @@ export function barChart(rows, labels) {
   return h("div", {}, svg, legend(labels));
 }
 
+/** A round axis step (1, 2 or 5 × 10^k, at least 1) near `raw`. */
+function niceStep(raw) {
+  if (raw <= 1) return 1;
+  const pow = 10 ** Math.floor(Math.log10(raw));
+  const unit = raw / pow;
+  return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * pow;
+}
+
 const STEPS = [
   60e3, 5 * 60e3, 15 * 60e3, 3600e3, 3 * 3600e3, 6 * 3600e3, 24 * 3600e3, 7 * 24 * 3600e3,
 ];
@@ -66,13 +74,16 @@ export function timeChart(points, labels) {
   const left = 44;
   const bottom = 28;
   const plotH = height - bottom - 10;
-  const max = Math.max(1, ...buckets.map((b) => b[0] + b[1]));
+  const peak = Math.max(1, ...buckets.map((b) => b[0] + b[1]));
+  const tickStep = niceStep(peak / 4);
+  const ticks = Math.ceil(peak / tickStep);
+  const max = ticks * tickStep;
   const colW = (width - left - 8) / count;
   const svg = s("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${labels.succ}, ${labels.fail}` });
-  for (let i = 0; i <= 4; i++) {
-    const y = 10 + plotH - (plotH * i) / 4;
+  for (let i = 0; i <= ticks; i++) {
+    const y = 10 + plotH - (plotH * i) / ticks;
     svg.appendChild(s("line", { x1: left, x2: width - 8, y1: y, y2: y, stroke: "#eaecf0", "stroke-width": 1 }));
-    svg.appendChild(s("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, formatNumber(Math.round((max * i) / 4))));
+    svg.appendChild(s("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, formatNumber(i * tickStep)));
   }
   const fmt = new Intl.DateTimeFormat(lang(), step >= 24 * 3600e3 ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
   const full = new Intl.DateTimeFormat(lang(), { dateStyle: "medium", timeStyle: "short" });

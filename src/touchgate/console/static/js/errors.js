@@ -4,6 +4,15 @@
 import { h } from "./dom.js";
 import { t, tMaybe } from "./i18n.js";
 
+/**
+ * A field message in the user's language when it is one of the common ones; otherwise
+ * the service's English text (it names values and limits we cannot guess).
+ */
+export function messageEl(tag, props, message) {
+  const translated = tMaybe(`msg.${String(message).trim()}`);
+  return translated ? h(tag, { ...props, title: message }, translated) : h(tag, { ...props, lang: "en" }, message);
+}
+
 /** The translated one-line heading for an error from the API (or the network). */
 export function errorHeading(err) {
   if (!err || err.status === undefined) return t("error.unexpected");
@@ -27,7 +36,7 @@ export function errorBox(err, { testid = "error-box", showFields = true } = {}) 
       ? h(
           "ul",
           { class: "alert-list" },
-          fields.map((f) => h("li", {}, h("code", {}, f.field), " ", f.message)),
+          fields.map((f) => h("li", {}, h("code", {}, f.field), " ", messageEl("span", {}, f.message))),
         )
       : message && message !== heading
         ? h("div", { class: "alert-text", lang: "en" }, message)
@@ -74,7 +83,7 @@ export function applyFieldErrors(root, err, alias = (p) => p) {
     target.classList.add("invalid");
     // The nearest wrapper: a form field, or a row/section that groups several inputs.
     const anchor = target.closest("[data-field-wrap], .field") || target;
-    const msg = h("div", { class: "field-error", "data-error-for": path, lang: "en" }, item.message);
+    const msg = messageEl("div", { class: "field-error", "data-error-for": path }, item.message);
     anchor.appendChild(msg);
     if (!first) first = target;
   }

@@ -4,7 +4,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { badge, busy, field, h, modal, replace, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorBox, errorHeading } from "./errors.js";
+import { applyFieldErrors, clearFieldErrors, errorBox, errorHeading, messageEl } from "./errors.js";
 import { t } from "./i18n.js";
 
 const NAME_MAX = 15;
@@ -783,7 +783,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
             err.fieldErrors.length
               ? h("div", { class: "alert-text" }, t("tp.form.fix_fields", { n: err.fieldErrors.length }))
               : h("div", { class: "alert-text", lang: "en" }, err.message),
-            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", f.message))) : null,
+            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", messageEl("span", {}, f.message)))) : null,
           ),
         );
         if (!err.fieldErrors.length) topErrors.scrollIntoView({ block: "nearest" });
