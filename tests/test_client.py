@@ -277,6 +277,7 @@ def test_loopback_is_blocked_unless_allowed_and_never_connected(tmp_path: Path) 
                 f"http://localhost:{port}",
                 f"http://127.0.0.1.:{port}",
                 f"http://[::ffff:127.0.0.1]:{port}",
+                f"http://[::ffff:7f00:1]:{port}",
             ]
             try:
                 blocked = [

@@ -207,7 +207,9 @@ class HttpClient:
                 error=f"invalid URL {url!r}: only http:// and https:// URLs with a host work",
             )
         try:
-            check_host(host, self._allowed)
+            # Both spellings: the raw one and the decoded one aiohttp connects to.
+            for spelling in {host, target.host or host}:
+                check_host(spelling, self._allowed)
         except BlockedAddressError as exc:
             return HttpResult(None, error_kind="blocked", error=exc.plain())
         try:
