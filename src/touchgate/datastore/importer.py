@@ -223,6 +223,24 @@ def _csv_date(text: str) -> Any:
     return _check_date(text.strip())
 
 
+def _is_date(value: Any) -> bool:
+    if type(value) is not str or not _DATE.fullmatch(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+# Fast checks for JSON values (they are stored as parsed); the converters below
+# are only called on failure, for their message.
+JSON_ACCEPTS: dict[str, Callable[[Any], bool]] = {
+    "string": lambda v: type(v) is str,
+    "number": lambda v: type(v) is int or (type(v) is float and math.isfinite(v)),
+    "boolean": lambda v: type(v) is bool,
+    "date": _is_date,
+}
 JSON_CONVERTERS: dict[str, Callable[[Any], Any]] = {
     "string": _json_string,
     "number": _json_number,
@@ -238,7 +256,7 @@ CSV_CONVERTERS: dict[str, Callable[[str], Any]] = {
 
 
 def _gid_from_json(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_GID:
+    if type(value) is int and 1 <= value <= MAX_GID:
         return value
     raise LineRejected(f"gid must be a positive 64-bit integer, got {_describe(value)}")
 
@@ -352,7 +370,7 @@ class UserImport:
         self.max_line_bytes = max_line_bytes
         self.report = ImportReport()
         self._pending = _Pending()
-        self._json_converters = {k: JSON_CONVERTERS[t] for k, t in catalogue.items()}
+        self._json_accepts = {k: JSON_ACCEPTS[t] for k, t in catalogue.items()}
 
     @classmethod
     def open(cls, runtime: Runtime, project_id: int, fmt: ImportFormat) -> UserImport:
@@ -395,36 +413,37 @@ class UserImport:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             raise LineRejected(f"not valid JSON: {exc}") from None
-        if not isinstance(record, dict):
+        if type(record) is not dict:
             raise LineRejected('expected an object like {"gid": 1, "attributes": {...}}')
         if "gid" not in record:
             raise LineRejected("gid is missing")
         gid = _gid_from_json(record["gid"])
-        unknown_fields = [k for k in record if k not in ("gid", "attributes")]
-        if unknown_fields:
-            raise LineRejected(
-                f"unknown field {unknown_fields[0]!r}; a line has only gid and attributes"
-            )
         attributes = record.get("attributes", {})
-        if not isinstance(attributes, dict):
+        if len(record) > 2 or (len(record) == 2 and "attributes" not in record):
+            unknown = next(k for k in record if k not in ("gid", "attributes"))
+            raise LineRejected(f"unknown field {unknown!r}; a line has only gid and attributes")
+        if type(attributes) is not dict:
             raise LineRejected(f"attributes must be an object, got {_describe(attributes)}")
-        problems: list[str] = []
-        patch: dict[str, Any] = {}
-        converters = self._json_converters
+        accepts = self._json_accepts
+        problems: list[str] | None = None
         for key, value in attributes.items():
-            convert = converters.get(key)
-            if convert is None:
+            accept = accepts.get(key)
+            if accept is None:
+                problems = problems or []
                 problems.append(f"unknown attribute {key!r} (not in the project's catalogue)")
-            elif value is None:
-                patch[key] = None
-            else:
+            elif value is not None and not accept(value):
+                problems = problems or []
+                expected = self.catalogue[key]
                 try:
-                    patch[key] = convert(value)
+                    JSON_CONVERTERS[expected](value)
+                    message = f"expected a {expected}"
                 except ValueError as exc:
-                    problems.append(f"attribute {key!r}: {exc}")
+                    message = str(exc)
+                problems.append(f"attribute {key!r}: {message}")
         if problems:
             raise LineRejected("; ".join(problems))
-        return gid, patch
+        # Values are stored as parsed, so the parsed object is the patch.
+        return gid, attributes
 
     # -- CSV ------------------------------------------------------------------
 

@@ -6,10 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, func, insert, literal_column, select, update
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+import orjson
+from sqlalchemy import ColumnElement, Table, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..db import dialect_name
@@ -68,22 +66,43 @@ def upsert_users(
     ``rows`` are ``(gid, patch)`` with distinct gids. Returns the gids that were
     created (the others existed and were updated). A ``None`` in a patch is stored
     as JSON null by this statement; :func:`drop_null_attributes` removes it.
+
+    This is the import's hot path, so it skips per-row ORM/Core processing:
+    PostgreSQL gets the chunk by COPY into a temporary table and one
+    ``INSERT … SELECT … ON CONFLICT``; SQLite one driver-level executemany.
     """
     if not rows:
         return set()
-    now = utcnow()
-    params = [
-        {"project_id": project_id, "gid": gid, "attributes": patch, "updated_at": now}
-        for gid, patch in rows
-    ]
-    if dialect_name(session) == "postgresql":
-        pg = pg_insert(USERS)
-        merged = USERS.c.attributes.op("||", return_type=JSONB)(pg.excluded.attributes)
-        pg_stmt = pg.on_conflict_do_update(
-            index_elements=[USERS.c.project_id, USERS.c.gid],
-            set_={"attributes": merged, "updated_at": pg.excluded.updated_at},
-        ).returning(USERS.c.gid, literal_column("xmax = 0").label("created"))
-        return {gid for gid, created in session.execute(pg_stmt, params) if created}
+    connection = session.connection()
+    dialect = connection.dialect
+    # The column type's own conversion (naive UTC text on SQLite), done once per chunk.
+    to_db = USERS.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
+    stamp = to_db(utcnow()) if to_db is not None else utcnow()
+
+    if dialect.name == "postgresql":
+        driver = connection.connection.driver_connection
+        assert driver is not None
+        with driver.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS touchgate_user_import "
+                "(gid bigint NOT NULL, patch jsonb NOT NULL) ON COMMIT DELETE ROWS"
+            )
+            with cursor.copy("COPY touchgate_user_import (gid, patch) FROM STDIN") as copy:
+                for gid, patch in rows:
+                    copy.write_row((gid, orjson.dumps(patch).decode()))
+            cursor.execute(
+                "INSERT INTO users (project_id, gid, attributes, updated_at) "
+                "SELECT %s, gid, patch, %s FROM touchgate_user_import "
+                "ON CONFLICT (project_id, gid) DO UPDATE "
+                "SET attributes = users.attributes || excluded.attributes, "
+                "updated_at = excluded.updated_at "
+                "RETURNING gid, xmax = 0",
+                (project_id, stamp),
+            )
+            created = {gid for gid, is_new in cursor.fetchall() if is_new}
+            # Empty the staging table now: ON COMMIT only runs at the request's end.
+            cursor.execute("DELETE FROM touchgate_user_import")
+        return created
 
     # SQLite has no xmax: read which gids exist first. Writers are serialised
     # (BEGIN IMMEDIATE), so nothing can appear between this read and the upsert.
@@ -93,15 +112,13 @@ def upsert_users(
             select(USERS.c.gid).where(USERS.c.project_id == project_id, USERS.c.gid.in_(gids))
         )
     )
-    lite = sqlite_insert(USERS)
-    lite_stmt = lite.on_conflict_do_update(
-        index_elements=[USERS.c.project_id, USERS.c.gid],
-        set_={
-            "attributes": func.json_patch(USERS.c.attributes, lite.excluded.attributes),
-            "updated_at": lite.excluded.updated_at,
-        },
+    connection.exec_driver_sql(
+        "INSERT INTO users (project_id, gid, attributes, updated_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (project_id, gid) DO UPDATE "
+        "SET attributes = json_patch(users.attributes, excluded.attributes), "
+        "updated_at = excluded.updated_at",
+        [(project_id, gid, orjson.dumps(patch).decode(), stamp) for gid, patch in rows],
     )
-    session.execute(lite_stmt, params)
     return set(gids) - existing
 
 
