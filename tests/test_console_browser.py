@@ -73,10 +73,25 @@ class Receiver:
             {"code": 0, "message": "", "orderNo": body.get("orderNo"), "sendStatusList": statuses}
         )
 
+    async def _options(self, request: web.Request) -> web.Response:
+        # 3 categories of 40 options: 120 choices, over the 100 the console warns about.
+        args = [
+            {
+                "code": f"CAT{c}",
+                "description": f"Category {c}",
+                "childEnumArgs": [
+                    {"code": f"T{c}_{i}", "description": f"Template {c}.{i}"} for i in range(40)
+                ],
+            }
+            for c in range(3)
+        ]
+        return web.json_response({"code": 0, "enumArgs": args})
+
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         app = web.Application()
         app.router.add_post("/touch", self._touch)
+        app.router.add_post("/options", self._options)
         self.runner = web.AppRunner(app)
         self.loop.run_until_complete(self.runner.setup())
         site = web.TCPSite(self.runner, "127.0.0.1", 0)
@@ -545,3 +560,43 @@ def test_campaign_editor_refusal_link_and_results(
     campaign_row = page.locator(f"[data-testid=campaign-row][data-id='{cid}']")
     expect(campaign_row.get_by_test_id("campaign-copy")).to_be_visible()
     shot(page, lang, "16-campaign-list")
+
+
+def test_options_api_preview(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, receiver: Receiver
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    options_url = receiver.url.replace("/touch", "/options")
+    body = {
+        "name": "Templates",
+        "type": "notification",
+        "url": receiver.url,
+        "template_params": [
+            {
+                "key": "tpl",
+                "name": "Template",
+                "type": "enum",
+                "required": True,
+                "enum": {"source": "api", "url": options_url},
+            }
+        ],
+    }
+    tid = client.post(f"/projects/{pid}/touchpoints", json=body).json()["id"]
+    assert client.post(f"/projects/{pid}/touchpoints/{tid}/disable").status_code == 200
+    sign_in(page)
+    row(page, "Templates").get_by_test_id("tp-edit").click()
+    form = page.get_by_test_id("tp-form")
+    param = form.get_by_test_id("param-row")
+    expect(param.get_by_test_id("enum-url")).to_have_value(options_url)
+    param.get_by_test_id("options-load").click()
+    preview = param.get_by_test_id("options-preview")
+    expect(preview.get_by_test_id("options-count")).to_have_text(
+        t["tp.enum.count"].replace("{n}", "120")
+    )
+    expect(preview.get_by_test_id("many-options")).to_be_visible()
+    expect(preview).to_contain_text("Template 2.39")
+    shot(page, lang, "17-options-preview")
+    # A changed URL is not saved yet, so it cannot be previewed until saved.
+    param.get_by_test_id("enum-url").fill(options_url + "?v=2")
+    expect(param.get_by_test_id("options-load")).to_be_disabled()

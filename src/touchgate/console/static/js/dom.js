@@ -53,11 +53,19 @@ export function replace(el, ...children) {
 }
 
 /** A labelled form field with a slot for its error. `field` is the API's field path. */
+let fieldIds = 0;
+
 export function field(label, control, { hint, field: path, extra, required, testid } = {}) {
+  // Tie the label to its input so clicking it focuses the input and screen readers announce it.
+  let target = null;
+  if (label && control instanceof Element) {
+    target = /^(INPUT|SELECT|TEXTAREA)$/.test(control.tagName) ? control : control.querySelector("input:not([type=radio]):not([type=checkbox]), select, textarea");
+    if (target && !target.id) target.id = `f${++fieldIds}`;
+  }
   return h(
     "div",
     { class: "field", "data-field-wrap": path || null, "data-testid": testid || null },
-    label ? h("label", { class: "field-label" }, label, required ? h("span", { class: "req" }, " *") : null) : null,
+    label ? h("label", { class: "field-label", for: target ? target.id : null }, label, required ? h("span", { class: "req" }, " *") : null) : null,
     control,
     extra || null,
     hint ? h("div", { class: "hint" }, hint) : null,

@@ -271,7 +271,8 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
     const current = st.plugin_config[f.key] ?? f.default ?? "";
     let control;
     if (f.secret) {
-      const isSet = current && typeof current === "object" ? Boolean(current.set ?? true) : Boolean(current);
+      // Secrets never come back; the API says only whether one is set ("<key>_set").
+      const isSet = Boolean(st.plugin_config[`${f.key}_set`]);
       control = h("input", {
         type: "password",
         autocomplete: "new-password",
