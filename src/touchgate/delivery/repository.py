@@ -8,17 +8,19 @@ uses the ORM.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import Row, String, Table, bindparam, cast, func, insert, select, update
+import psycopg
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..db import dialect_name
 from ..models import Attempt, Order, OrderUser, Touchpoint, User
 
 ACTIVE_STATES = ("sending", "polling")
+TOUCH_EVENT = "$ma_channel_touch"
 _users: Table = User.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]
 _order_users: Table = OrderUser.__table__  # type: ignore[assignment]
@@ -31,15 +33,27 @@ _attempts: Table = Attempt.__table__  # type: ignore[assignment]
 def user_attributes(
     session: Session, project_id: int, gids: Sequence[int]
 ) -> dict[int, dict[str, Any]]:
-    """Attributes of these users in one query (users not in the store are absent)."""
+    """Attributes of these users in one query (users not in the store are absent).
+
+    Driver-level SQL on purpose: this runs once per few thousand users on the
+    hot path, and the JSON text goes straight to orjson.
+    """
     if not gids:
         return {}
-    # The JSON text goes straight to orjson: SQLAlchemy's json.loads is the slow part.
-    stmt = select(_users.c.gid, cast(_users.c.attributes, String)).where(
-        _users.c.project_id == project_id, _users.c.gid.in_(gids)
-    )
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        cur = conn.exec_driver_sql(
+            "SELECT gid, attributes::text FROM users WHERE project_id = %s AND gid = ANY(%s)",
+            (project_id, list(gids)),
+        )
+    else:
+        marks = ",".join("?" * len(gids))
+        cur = conn.exec_driver_sql(
+            f"SELECT gid, attributes FROM users WHERE project_id = ? AND gid IN ({marks})",
+            (project_id, *gids),
+        )
     loads = orjson.loads
-    return {gid: loads(raw) for gid, raw in session.execute(stmt)}
+    return {gid: loads(raw) for gid, raw in cur}
 
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
@@ -50,10 +64,28 @@ def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return [r[0] for r in session.execute(stmt, rows)]
 
 
-def insert_pending_users(session: Session, rows: list[dict[str, Any]]) -> None:
-    """``rows``: ``{"order_id", "gid"}`` each; every user starts pending."""
-    if rows:
-        session.execute(insert(_order_users).values(status="pending", attempts=0), rows)
+def insert_pending_users(session: Session, rows: Sequence[tuple[int, int]]) -> None:
+    """``rows``: ``(order_id, gid)`` each; every user starts pending.
+
+    PostgreSQL gets COPY, SQLite a driver-level executemany: one row per user
+    is the biggest write of an enqueue.
+    """
+    if not rows:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        with (
+            raw.cursor() as cur,
+            cur.copy("COPY order_users (order_id, gid, status, attempts) FROM STDIN") as copy,
+        ):
+            for order_id, gid in rows:
+                copy.write_row((order_id, gid, "pending", 0))
+        return
+    conn.exec_driver_sql(
+        "INSERT INTO order_users (order_id, gid, status, attempts) VALUES (?, ?, 'pending', 0)",
+        list(rows),
+    )
 
 
 # --- reading -----------------------------------------------------------------
@@ -304,6 +336,45 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     "response_excerpt"}``."""
     if rows:
         session.execute(insert(_attempts), rows)
+
+
+def insert_touch_events(
+    session: Session, rows: Sequence[tuple[int, int, datetime, dict[str, Any]]]
+) -> None:
+    """Write ``$ma_channel_touch`` events: ``(project_id, gid, time, properties)``.
+
+    The same rows ``datastore.repository.insert_events`` writes, at driver
+    level (COPY on PostgreSQL, executemany with orjson text on SQLite): one
+    event per settled user made the ORM bulk path the slowest part of a
+    settlement (see bench/delivery.py).
+    """
+    if not rows:
+        return
+    dumps = orjson.dumps
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        with (
+            raw.cursor() as cur,
+            cur.copy("COPY events (project_id, name, gid, time, properties) FROM STDIN") as copy,
+        ):
+            for project_id, gid, at, props in rows:
+                copy.write_row((project_id, TOUCH_EVENT, gid, at, dumps(props).decode()))
+        return
+    # SQLite keeps naive UTC in SQLAlchemy's own DateTime text format.
+    stamps: dict[datetime, str] = {}
+    params = []
+    for project_id, gid, at, props in rows:
+        stamp = stamps.get(at)
+        if stamp is None:
+            stamp = stamps[at] = (
+                at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+            )
+        params.append((project_id, TOUCH_EVENT, gid, stamp, dumps(props).decode()))
+    conn.exec_driver_sql(
+        "INSERT INTO events (project_id, name, gid, time, properties) VALUES (?, ?, ?, ?, ?)",
+        params,
+    )
 
 
 def count_unsettled(session: Session, project_id: int | None = None) -> int:

@@ -28,7 +28,6 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from ..datastore.repository import insert_events
 from ..errors import Conflict, InvalidInput, NotFound
 from ..models import Order, Touchpoint
 from ..models.base import utcnow
@@ -40,7 +39,7 @@ from .retry import retry_delay, schedule_of
 
 log = logging.getLogger("touchgate.delivery")
 
-TOUCH_EVENT = "$ma_channel_touch"
+TOUCH_EVENT = repo.TOUCH_EVENT
 # Users read from the store per query while enqueueing: bounded memory, few round trips.
 ENQUEUE_CHUNK = 5000
 EXCERPT_BYTES = 2048
@@ -165,11 +164,7 @@ def enqueue_delivery(
         ids = repo.insert_orders(session, order_rows)
         repo.insert_pending_users(
             session,
-            [
-                {"order_id": oid, "gid": g}
-                for oid, gs in zip(ids, order_gids, strict=True)
-                for g in gs
-            ],
+            [(oid, g) for oid, gs in zip(ids, order_gids, strict=True) for g in gs],
         )
     return EnqueueResult(order_nos=order_nos, user_count=total)
 
@@ -318,7 +313,7 @@ def replay(session: Session, order_no: str, *, project_id: int | None = None) ->
             }
         ],
     )
-    repo.insert_pending_users(session, [{"order_id": new_id, "gid": e["gid"]} for e in entries])
+    repo.insert_pending_users(session, [(new_id, e["gid"]) for e in entries])
     return new_no
 
 
@@ -500,7 +495,7 @@ def settle(session: Session, owner: str, outcomes: Sequence[Outcome]) -> int:
     attempt_rows: list[dict[str, Any]] = []
     listener_calls: list[tuple[OrderInfo, list[UserResult]]] = []
     settled = 0
-    by_project: dict[int, list[tuple[str, int, datetime, dict[str, Any]]]] = {}
+    events: list[tuple[int, int, datetime, dict[str, Any]]] = []
     for o in live:
         order = o.order
         db_state = owned[order.id]
@@ -573,14 +568,9 @@ def settle(session: Session, owner: str, outcomes: Sequence[Outcome]) -> int:
                 "touchpoint_id": order.touchpoint_id,
                 "order_no": order.order_no,
             }
-            bucket = by_project.setdefault(order.project_id, [])
-            bucket.extend(
-                (
-                    TOUCH_EVENT,
-                    g,
-                    now,
-                    {**base, "status": st, "error_msg": msg, "attempts": k},
-                )
+            pid = order.project_id
+            events.extend(
+                (pid, g, now, {**base, "status": st, "error_msg": msg, "attempts": k})
                 for g, st, msg, k in results
             )
             listener_calls.append((order.info, results))
@@ -588,8 +578,7 @@ def settle(session: Session, owner: str, outcomes: Sequence[Outcome]) -> int:
     repo.settle_users(session, per_user_rows)
     repo.update_orders(session, order_rows)
     repo.insert_attempts(session, attempt_rows)
-    for project_id, rows in by_project.items():
-        insert_events(session, project_id, rows)
+    repo.insert_touch_events(session, events)
     for info, results in listener_calls:
         notify_settled(session, info, results)
     return settled

@@ -1,0 +1,295 @@
+"""Delivery benchmark: Touchgate end to end against the raw HTTP limit.
+
+    .venv/bin/python bench/delivery.py [--users 1000000] [--batch 500] [--concurrency 8]
+        [--database-url postgresql://postgres@127.0.0.1:5432/tg_bench] [--profile out.prof]
+
+(a) the raw limit: a bare aiohttp loop posting pre-built bodies of the same
+    size to the same receiver, with the same concurrency;
+(b) Touchgate: from ``enqueue_delivery`` of N users (already in the store) to
+    every per-user result settled in the database, with a worker running — in
+    a child process whose peak RSS is reported.
+
+The receiver (``bench/receiver.py``) runs in its own process and answers
+TOU_SUCC for every user. Default database: a temporary SQLite file. A
+PostgreSQL URL names a database the benchmark creates and drops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+ENQUEUE_CHUNK = 50_000  # users per enqueue transaction (the worker starts on the first)
+
+
+def start_receiver() -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "receiver.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        raise SystemExit(f"receiver did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
+def sample_entries(start_gid: int, n: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "gid": g,
+            "temData": {
+                "title": "Member birthday coupon",
+                "amount": 100,
+                "startDate": "2026-12-01",
+            },
+            "dynamicData": {"memberId": f"M{g:09d}", "phone": f"130{g:08d}"},
+        }
+        for g in range(start_gid, start_gid + n)
+    ]
+
+
+# --- (a) the raw limit ----------------------------------------------------------------
+
+
+async def raw_loop(url: str, users: int, batch: int, concurrency: int) -> float:
+    """Users per second a bare aiohttp loop reaches with pre-built bodies."""
+    from touchgate.delivery.protocol import delivery_body, encode_data_list
+
+    data_list = encode_data_list(sample_entries(1, batch))
+    n_requests = (users + batch - 1) // batch
+    bodies = [
+        delivery_body(uuid.uuid4().hex, data_list, int(time.time() * 1000), "token")
+        for _ in range(min(n_requests, 64))
+    ]
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    queue = iter(range(n_requests))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
+
+        async def one() -> None:
+            for i in queue:
+                async with session.post(url, data=bodies[i % len(bodies)], headers=headers) as r:
+                    doc = orjson.loads(await r.read())
+                    assert doc["code"] == 0
+
+        started = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    return n_requests * batch / elapsed
+
+
+# --- setup ---------------------------------------------------------------------------------
+
+
+def setup_store(url: str, users: int, batch: int, concurrency: int, receiver_url: str) -> int:
+    """Create the schema, a project, a touchpoint and N users; returns the touchpoint id."""
+    from touchgate.config import Settings
+    from touchgate.migrate import upgrade
+    from touchgate.models import Project, Touchpoint, User
+    from touchgate.runtime import Runtime
+
+    runtime = Runtime.from_settings(Settings(database_url=url, secret_key="bench"))
+    upgrade(runtime.engine)
+    with runtime.tx() as s:
+        project = Project(name="bench")
+        s.add(project)
+        s.flush()
+        tp = Touchpoint(
+            project_id=project.id,
+            name="bench",
+            type="benefit",
+            transport="http",
+            url=receiver_url,
+            token_encrypted=runtime.secrets.encrypt("token"),
+            signing_secret_encrypted=runtime.secrets.encrypt(
+                "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+            ),
+            batch_size=batch,
+            timeout_seconds=30,
+            retry_schedule=[1, 5, 30],
+            max_in_flight=concurrency,
+            receipt={"mode": "sync"},
+            user_attributes=["memberId", "phone"],
+            template_params=[],
+        )
+        s.add(tp)
+        s.flush()
+        tp_id, project_id = tp.id, project.id
+    table = User.__table__
+    step = 20_000
+    for start in range(1, users + 1, step):
+        with runtime.tx() as s:
+            s.execute(
+                table.insert(),
+                [
+                    {
+                        "project_id": project_id,
+                        "gid": g,
+                        "attributes": {
+                            "memberId": f"M{g:09d}",
+                            "phone": f"130{g:08d}",
+                            "city": "Shanghai",
+                        },
+                    }
+                    for g in range(start, min(start + step, users + 1))
+                ],
+            )
+    runtime.close()
+    return tp_id
+
+
+# --- (b) Touchgate end to end (child process) ---------------------------------------------
+
+
+def touchgate_run(
+    url: str, tp_id: int, users: int, concurrency: int, profile: str | None, out: Any
+) -> None:
+    from sqlalchemy import func, select
+
+    from touchgate.config import Settings
+    from touchgate.delivery import service
+    from touchgate.delivery.client import close
+    from touchgate.delivery.worker import Worker
+    from touchgate.models import Order, Touchpoint
+    from touchgate.runtime import Runtime
+
+    settings = Settings(
+        database_url=url,
+        secret_key="bench",
+        allowed_networks="127.0.0.0/8",
+        worker_concurrency=concurrency * 2,
+    )
+    runtime = Runtime.from_settings(settings)
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+
+    def enqueue_all() -> None:
+        with runtime.tx() as s:
+            tp = s.get(Touchpoint, tp_id)
+            assert tp is not None
+        for start in range(1, users + 1, ENQUEUE_CHUNK):
+            with runtime.tx() as s:
+                service.enqueue_delivery(
+                    s,
+                    touchpoint=tp,
+                    gids=range(start, min(start + ENQUEUE_CHUNK, users + 1)),
+                    tem_data={
+                        "title": "Member birthday coupon",
+                        "amount": 100,
+                        "startDate": "2026-12-01",
+                    },
+                )
+
+    def unsettled() -> int:
+        with runtime.tx() as s:
+            return (
+                s.scalar(select(func.count()).select_from(Order).where(Order.state != "done")) or 0
+            )
+
+    async def main() -> float:
+        stop = asyncio.Event()
+        worker = Worker(runtime, idle_seconds=0.05)
+        started = time.perf_counter()
+        enqueuer = threading.Thread(target=enqueue_all)
+        enqueuer.start()
+        task = asyncio.create_task(worker.run(stop))
+        while True:
+            await asyncio.sleep(0.25)
+            if not enqueuer.is_alive() and await asyncio.to_thread(unsettled) == 0:
+                break
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+        await close(runtime)
+        if worker.settled_users != users:
+            raise SystemExit(f"settled {worker.settled_users} of {users}")
+        return elapsed
+
+    elapsed = asyncio.run(main())
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    runtime.close()
+    rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out.send({"elapsed": elapsed, "rss_mb": rss_kb / 1024})
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Touchgate delivery benchmark")
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--database-url", default=None)
+    parser.add_argument("--profile", default=None, help="write a cProfile of (b) here")
+    args = parser.parse_args(argv)
+
+    tmp = tempfile.TemporaryDirectory(prefix="tg-bench-")
+    url = args.database_url or f"sqlite:///{tmp.name}/bench.db"
+    pg_name = None
+    if url.startswith(("postgresql", "postgres")):
+        import psycopg
+
+        base, pg_name = url.rsplit("/", 1)
+        admin = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{pg_name}"')
+    receiver, port = start_receiver()
+    receiver_url = f"http://127.0.0.1:{port}/touch"
+    try:
+        print(
+            f"database: {url.split('@')[-1]}  users: {args.users:,}  batch: {args.batch}  "
+            f"concurrency: {args.concurrency}",
+            flush=True,
+        )
+        raw = asyncio.run(raw_loop(receiver_url, args.users, args.batch, args.concurrency))
+        print(f"(a) raw aiohttp loop:        {raw:12,.0f} users/s", flush=True)
+        t0 = time.perf_counter()
+        tp_id = setup_store(url, args.users, args.batch, args.concurrency, receiver_url)
+        print(f"    (store set up in {time.perf_counter() - t0:.1f} s, not measured)", flush=True)
+        parent, child = mp.get_context("spawn").Pipe()
+        proc = mp.get_context("spawn").Process(
+            target=touchgate_run,
+            args=(url, tp_id, args.users, args.concurrency, args.profile, child),
+        )
+        proc.start()
+        result = parent.recv()
+        proc.join()
+        tg = args.users / result["elapsed"]
+        print(
+            f"(b) Touchgate end to end:    {tg:12,.0f} users/s  ({result['elapsed']:.1f} s)",
+            flush=True,
+        )
+        print(f"    ratio b/a:               {tg / raw:12.2f}")
+        print(f"    peak RSS of (b):         {result['rss_mb']:12.0f} MB")
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        if pg_name:
+            import psycopg
+
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
