@@ -73,10 +73,21 @@ def ensure_chromium() -> None:
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
+def ensure_bubblewrap() -> None:
+    """Plugins run in bubblewrap namespaces where it works (resource limits only otherwise)."""
+    if shutil.which("bwrap") or os.environ.get("TOUCHGATE_SKIP_BWRAP"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        run("apt-get", "update", "-qq", check=False)
+        run("apt-get", "install", "-y", "-qq", "bubblewrap", check=False,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
 def test(args: list[str]) -> None:
     setup()
     ensure_postgres()
     ensure_chromium()
+    ensure_bubblewrap()
     run(BIN / "ruff", "check", "src", "tests", "bench", "examples")
     run(BIN / "ruff", "format", "--check", "src", "tests", "bench", "examples")
     run(BIN / "mypy")
