@@ -752,6 +752,11 @@ def test_patch_rules(client: httpx.Client, pid: int) -> None:
     disable(client, pid, tp["id"])
     r = client.patch(url, json={"name": None, "batch_size": None, "colour": 1})
     assert error_fields(r) == {"name", "batch_size", "colour"}
+    r = client.patch(url, json={"name": "n" * 16, "user_attributes": ["nope"], "type": "benefit"})
+    assert error_fields(r) == {"name", "user_attributes[0]", "type"}
+    # An unknown transport: nothing is said about the fields that depend on it.
+    r = client.patch(url, json={"transport": "pigeon", "plugin_id": 3})
+    assert error_fields(r) == {"transport"}
     r = client.patch(url, json={"description": None, "max_in_flight": None})
     assert r.status_code == 200, r.text
     assert r.json()["description"] is None and r.json()["max_in_flight"] is None

@@ -456,54 +456,54 @@ def create_touchpoint(
         if name not in body:
             errors.refuse(name, "required")
     values = {name: getattr(sent, name) for name in sent.model_fields_set}
-    data = TouchpointCreate.model_construct(_fields_set=set(values), **values)
+    draft = TouchpointCreate.model_construct(_fields_set=set(values), **values)
     given = {name for name, value in values.items() if value is not None}
     receipt: dict[str, Any] = {"mode": "sync"}
     # Which fields belong depends on the transport; unknown when it was refused.
     if "transport" not in errors.refused:
         _check_transport(
-            errors, data.transport, url=data.url, plugin_id=data.plugin_id, given=given
+            errors, draft.transport, url=draft.url, plugin_id=draft.plugin_id, given=given
         )
-        receipt = _check_receipt(errors, data.transport, data.receipt)
-    params = _check_template_params(errors, data.template_params, warnings)
-    _check_user_attributes(session, errors, project_id, data.user_attributes)
+        receipt = _check_receipt(errors, draft.transport, draft.receipt)
+    params = _check_template_params(errors, draft.template_params, warnings)
+    _check_user_attributes(session, errors, project_id, draft.user_attributes)
     plugin_config = None
     if (
-        data.transport == "plugin"
-        and data.plugin_id is not None
+        draft.transport == "plugin"
+        and draft.plugin_id is not None
         and not errors.refused & {"transport", "plugin_config"}
     ):
         plugin_config = _prepare_plugin_config(
-            session, secrets, errors, project_id, data.plugin_id, data.plugin_config, None
+            session, secrets, errors, project_id, draft.plugin_id, draft.plugin_config, None
         )
     errors.raise_if_any()
-    if repo.name_taken(session, project_id, data.name):
-        raise _name_conflict(data.name)
+    if repo.name_taken(session, project_id, draft.name):
+        raise _name_conflict(draft.name)
 
     signing_secret = new_signing_secret()
-    is_http = data.transport == "http"
+    is_http = draft.transport == "http"
     touchpoint = Touchpoint(
         project_id=project_id,
-        name=data.name,
-        type=data.type,
-        transport=data.transport,
+        name=draft.name,
+        type=draft.type,
+        transport=draft.transport,
         status=ENABLED,
-        url=data.url if is_http else None,
-        token_encrypted=secrets.encrypt(data.token) if is_http and data.token else None,
+        url=draft.url if is_http else None,
+        token_encrypted=secrets.encrypt(draft.token) if is_http and draft.token else None,
         signing_secret_encrypted=secrets.encrypt(signing_secret),
-        batch_size=data.batch_size,
-        description=data.description or None,
-        timeout_seconds=data.timeout_seconds,
-        retry_schedule=list(data.retry_schedule),
-        max_in_flight=data.max_in_flight,
+        batch_size=draft.batch_size,
+        description=draft.description or None,
+        timeout_seconds=draft.timeout_seconds,
+        retry_schedule=list(draft.retry_schedule),
+        max_in_flight=draft.max_in_flight,
         receipt=receipt,
-        user_attributes=list(data.user_attributes),
+        user_attributes=list(draft.user_attributes),
         template_params=params,
-        plugin_id=None if is_http else data.plugin_id,
+        plugin_id=None if is_http else draft.plugin_id,
         plugin_config=plugin_config,
     )
     session.add(touchpoint)
-    _flush(session, data.name)
+    _flush(session, draft.name)
     return {**view(session, touchpoint), "warnings": warnings, "signing_secret": signing_secret}
 
 
@@ -542,11 +542,9 @@ def update_touchpoint(
         _check_transport(errors, transport, url=url, plugin_id=plugin_id, given=given)
 
     receipt = None
-    if not transport_known:
-        pass
-    elif data.receipt is not None:
+    if transport_known and data.receipt is not None:
         receipt = _check_receipt(errors, transport, data.receipt)
-    elif switching:
+    elif transport_known and switching:
         # The stored receipt settings must still make sense for the new transport.
         receipt = _check_receipt(errors, transport, Receipt.model_validate(touchpoint.receipt))
     params = None
