@@ -14,6 +14,7 @@ import os
 import re
 import threading
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from conftest import ADMIN_TOKEN, LiveServer
+from conftest import ADMIN_TOKEN, LiveServer, free_port
 from touchgate.touchpoints import guard
 
 pytestmark = pytest.mark.browser
@@ -226,7 +227,9 @@ TOUCHPOINT_BODY: dict[str, Any] = {
 }
 
 
-def test_sign_in_language_and_sign_out(page: Page, lang: str, shop: dict[str, Any]) -> None:
+def test_sign_in_language_and_sign_out(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client
+) -> None:
     t = texts(lang)
     page.goto("/")
     expect(page.get_by_test_id("login-submit")).to_have_text(t["auth.sign_in"])
@@ -250,6 +253,13 @@ def test_sign_in_language_and_sign_out(page: Page, lang: str, shop: dict[str, An
     assert page.evaluate("document.documentElement.lang") == other
     page.get_by_test_id("lang-switch").select_option(lang)
     expect(page.locator("h1")).to_have_text(t["tp.title"])
+
+    # The project switcher lists every project the key sees and changes the page's project.
+    other_pid = client.post("/projects", json={"name": "Another"}).json()["id"]
+    page.reload()
+    page.get_by_test_id("project-switch").select_option(str(other_pid))
+    expect(page).to_have_url(re.compile(rf"#/p/{other_pid}/touchpoints$"))
+    expect(page.get_by_test_id("tp-add")).to_be_visible()
 
     page.get_by_test_id("sign-out").click()
     expect(page.get_by_test_id("login-form")).to_be_visible()
@@ -600,3 +610,84 @@ def test_options_api_preview(
     # A changed URL is not saved yet, so it cannot be previewed until saved.
     param.get_by_test_id("enum-url").fill(options_url + "?v=2")
     expect(param.get_by_test_id("options-load")).to_be_disabled()
+
+
+def test_plugin_touchpoint_form(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, tmp_path: Path
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    sample = Path(__file__).resolve().parents[1] / "examples/plugins/sms_gateway"
+    package = tmp_path / "sms.zip"
+    with zipfile.ZipFile(package, "w") as archive:
+        for name in ("touchgate-plugin.toml", "sms_gateway.py"):
+            archive.write(sample / name, name)
+    r = client.post(
+        f"/projects/{pid}/plugins",
+        files={"file": ("sms.zip", package.read_bytes(), "application/zip")},
+    )
+    assert r.status_code == 201, r.text
+    plugin_id = r.json()["id"]
+
+    sign_in(page)
+    page.get_by_test_id("tp-add").click()
+    form = page.get_by_test_id("tp-form")
+    form.get_by_test_id("tp-name").fill("SMS plugin")
+    form.locator("[data-testid=tp-transport-plugin] + span").click()
+    form.get_by_test_id("tp-plugin").select_option(str(plugin_id))
+    # The plugin's manifest becomes the form: a secret, an enum with its default, a number.
+    expect(form.locator("[data-field='plugin_config.api_key']")).to_have_attribute(
+        "type", "password"
+    )
+    expect(form.locator("[data-field='plugin_config.region']")).to_have_value("cn-east")
+    form.locator("[data-field='plugin_config.region']").select_option("cn-north")
+    form.get_by_test_id("tp-save").click()
+    # The secret is required by the manifest: the service names it, next to its input.
+    expect(form.locator("[data-error-for='plugin_config.api_key']")).to_be_visible()
+    form.locator("[data-field='plugin_config.api_key']").fill("k-123")
+    shot(page, lang, "18-plugin-form")
+    form.get_by_test_id("tp-save").click()
+    page.get_by_test_id("secret-done").click()
+    stored = client.get(f"/projects/{pid}/touchpoints").json()["items"][0]
+    assert stored["transport"] == "plugin"
+    assert stored["plugin_id"] == plugin_id
+    assert stored["plugin_config"]["region"] == "cn-north"
+    assert stored["plugin_config"]["api_key_set"] is True
+    assert "k-123" not in json.dumps(stored)
+    expect(row(page, "SMS plugin")).to_contain_text(t["tp.transport.plugin"])
+
+    # Editing keeps the secret unless a new one is typed.
+    client.post(f"/projects/{pid}/touchpoints/{stored['id']}/disable")
+    page.reload()
+    row(page, "SMS plugin").get_by_test_id("tp-edit").click()
+    secret = form.locator("[data-field='plugin_config.api_key']")
+    expect(secret).to_have_value("")
+    expect(secret).to_have_attribute("placeholder", t["tp.form.token_keep"])
+    form.get_by_test_id("tp-description").fill("Outbox")
+    form.get_by_test_id("tp-save").click()
+    expect(form).to_be_hidden()
+    stored = client.get(f"/projects/{pid}/touchpoints/{stored['id']}").json()
+    assert stored["plugin_config"]["api_key_set"] is True
+    assert stored["description"] == "Outbox"
+
+
+def test_failed_test_send_is_diagnosed(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    closed = f"http://127.0.0.1:{free_port()}/touch"  # nothing listens there
+    body = {"name": "Offline", "type": "other", "url": closed, "timeout_seconds": 2}
+    assert client.post(f"/projects/{pid}/touchpoints", json=body).status_code == 201
+    sign_in(page)
+    row(page, "Offline").get_by_test_id("tp-test").click()
+    test = page.get_by_test_id("test-dialog")
+    test.get_by_test_id("test-send").click()
+    verdict = test.get_by_test_id("test-verdict")
+    expect(verdict).to_have_attribute("data-ok", "false")
+    expect(verdict).to_contain_text(t["test.failed"])
+    expect(verdict).to_contain_text(t["test.sum.unreachable"])
+    expect(test.get_by_test_id("test-diagnosis")).to_be_visible()
+    shot(page, lang, "19-test-failed")
+    page.keyboard.press("Escape")
+    expect(row(page, "Offline").get_by_test_id("tp-last-test")).to_contain_text(t["tp.test_failed"])
