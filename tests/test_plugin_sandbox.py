@@ -413,3 +413,38 @@ def test_a_hanging_plugin_does_not_hold_up_others(host: PluginHost) -> None:
     elapsed, outcome = asyncio.run(main())
     assert elapsed < 2.5
     assert isinstance(outcome, PluginRetryable)
+
+
+def test_idle_workers_are_closed(tmp_path: Path) -> None:
+    plugins = Plugins(tmp_path)
+    host = PluginHost(sandbox=DETECTED, plugin_lookup=plugins.lookup, idle_seconds=1)
+    try:
+        call(host, "x", plugin_id=1)
+        call(host, "x", plugin_id=3)
+        assert host.worker_count() == 2
+        deadline = time.monotonic() + 10
+        while host.worker_count() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert host.worker_count() == 0
+        assert call(host, "x", plugin_id=1)[0]["status"] == "TOU_SUCC"
+    finally:
+        host.close()
+
+
+def test_local_time_and_standard_library_work_in_the_sandbox(tmp_path: Path) -> None:
+    code = """
+import hashlib, json, time, datetime, decimal, sqlite3, zoneinfo
+class Channel:
+    def send(self, order_no, users):
+        stamp = time.strftime("%Y") + datetime.datetime.now().isoformat()
+        digest = hashlib.md5(order_no.encode()).hexdigest()
+        return [{"gid": 1, "status": "TOU_SUCC", "error_msg": digest + stamp}]
+"""
+    directory = write_plugin(tmp_path, "stdlib", code)
+    info = PluginInfo(1, 1, "chan:Channel", directory, "x")
+    host = PluginHost(sandbox=DETECTED, plugin_lookup=lambda _id: info)
+    try:
+        [result] = call(host, "abc", plugin_id=1)
+        assert result["error_msg"].startswith("900150983cd24fb0d6963f7d28e17f72")
+    finally:
+        host.close()

@@ -158,6 +158,10 @@ class PluginHost:
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_processes + 4, thread_name_prefix="plugin-host"
         )
+        self._reaper = threading.Thread(
+            target=self._reap_forever, name="plugin-host-reaper", daemon=True
+        )
+        self._reaper.start()
 
     # -- public API ---------------------------------------------------------------
 
@@ -252,6 +256,22 @@ class PluginHost:
         for worker in doomed:
             worker.process.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def _reap_forever(self) -> None:
+        """Close workers idle for longer than ``idle_seconds`` even when no call comes."""
+        interval = max(0.5, min(30.0, self._idle_seconds / 2))
+        while True:
+            with self._cond:
+                if self._closed:
+                    return
+                self._cond.wait(interval)
+                if self._closed:
+                    return
+                doomed = self._reap_locked(time.monotonic())
+                if doomed:
+                    self._cond.notify_all()
+            for worker in doomed:
+                worker.process.close()
 
     # -- plugins ------------------------------------------------------------------
 

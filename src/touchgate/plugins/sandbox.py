@@ -159,7 +159,10 @@ class Sandbox:
                 cmd += ["--symlink", os.readlink(system_dir), system_dir]
             elif os.path.isdir(system_dir):
                 cmd += ["--ro-bind", system_dir, system_dir]
-        made: set[str] = {"/", "/usr", "/lib", "/lib64", "/lib32", "/bin"}
+        # Local time for the plugin's clock; it is a symlink into /usr/share/zoneinfo.
+        cmd += ["--perms", "0755", "--dir", "/etc"]
+        cmd += ["--ro-bind-try", "/etc/localtime", "/etc/localtime"]
+        made: set[str] = {"/", "/usr", "/lib", "/lib64", "/lib32", "/bin", "/etc"}
         for source, dest in [
             *binds,
             (str(RUNNER), BOX_RUNNER),
