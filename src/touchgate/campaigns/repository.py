@@ -261,7 +261,7 @@ def insert_entries(
         literal(None),
         _ts(now),
     ).where(User.project_id == project_id, audience, participation)
-    entered = _rowcount(session.execute(insert(CampaignEntry).from_select(cols, entered_sel)))
+    session.execute(insert(CampaignEntry).from_select(cols, entered_sel))
     this_run = select(CampaignEntry.id).where(
         CampaignEntry.run_id == run_id, CampaignEntry.gid == User.gid
     )
@@ -273,8 +273,16 @@ def insert_entries(
         literal("participation"),
         _ts(now),
     ).where(User.project_id == project_id, audience, ~exists(this_run))
-    suppressed = _rowcount(session.execute(insert(CampaignEntry).from_select(cols, suppressed_sel)))
-    return entered, suppressed
+    session.execute(insert(CampaignEntry).from_select(cols, suppressed_sel))
+    # Counted afterwards: an ORM-level INSERT … SELECT does not report a reliable rowcount.
+    counts = dict(
+        session.execute(
+            select(CampaignEntry.status, func.count())
+            .where(CampaignEntry.run_id == run_id)
+            .group_by(CampaignEntry.status)
+        ).all()
+    )
+    return int(counts.get("entered", 0)), int(counts.get("suppressed", 0))
 
 
 def entered_gids_page(session: Session, run_id: int, after: int, limit: int) -> list[int]:

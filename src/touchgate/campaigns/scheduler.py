@@ -96,15 +96,16 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
 
 async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | None = None) -> None:
     """Tick until ``stop`` is set (the worker command and ``serve`` run this)."""
-    every = (
-        interval
-        if interval is not None
-        else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
-    )
     while not stop.is_set():
         try:
             await asyncio.to_thread(tick, runtime)
         except Exception:
             log.exception("campaign scheduler tick failed")
+        # Read each time, so an embedding process can slow its own scheduler down.
+        every = (
+            interval
+            if interval is not None
+            else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=every)
