@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -522,6 +523,30 @@ def test_streamed_import_of_200k_lines(client: httpx.Client, pid: int, runtime: 
     }
     assert user_count(runtime, pid) == total
     assert attrs(client, pid, 123_457) == {"memberId": "M123457", "level": 5, "vip": True}
+
+
+def test_client_disconnect_keeps_committed_chunks(
+    client: httpx.Client, pid: int, runtime: Runtime, live_server: Any
+) -> None:
+    data = lines(*({"gid": gid} for gid in range(1, 7_001)))
+    head = (
+        f"POST /api/v1/projects/{pid}/users/import HTTP/1.1\r\n"
+        f"Host: 127.0.0.1\r\nAuthorization: {client.headers['Authorization']}\r\n"
+        "Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
+        sock.sendall(head.encode() + b"%x\r\n%s\r\n" % (len(data), data))
+        deadline = time.monotonic() + 60
+        while user_count(runtime, pid) < 5_000:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    # The body never ended: the first full chunk was committed, the rest dropped,
+    # and the server goes on serving.
+    time.sleep(0.5)
+    assert user_count(runtime, pid) == 5_000
+    assert attrs(client, pid, 5_000) == {}
+    assert client.get(f"/projects/{pid}/users/6500").status_code == 404
+    assert post_import(client, pid, lines({"gid": 6_500}))["imported"] == 1
 
 
 # -- content types, projects ----------------------------------------------------------------
