@@ -146,8 +146,16 @@ def page(browser: Browser, live_server: LiveServer, runtime: Any, lang: str) -> 
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     yield pg
+    # Text outside code blocks never shows a JavaScript value that slipped through.
+    visible = pg.evaluate(
+        """() => { const b = document.body.cloneNode(true);
+                   b.querySelectorAll('pre, textarea, script').forEach((e) => e.remove());
+                   return b.textContent; }"""
+    )
     context.close()
     assert not errors, f"JavaScript errors in the console: {errors}"
+    leaked = re.findall(r"\bundefined\b|\bnull\b|\[object Object\]|\bNaN\b", visible)
+    assert not leaked, f"page text shows {leaked}"
 
 
 @pytest.fixture
@@ -383,6 +391,7 @@ def test_authorise_test_disable_edit_delete(
     tp_row.get_by_test_id("tp-spaces-btn").click()
     dialog = page.get_by_test_id("spaces-dialog")
     dialog.get_by_test_id("space-Growth").check()
+    expect(dialog).not_to_contain_text("null")
     shot(page, lang, "08-spaces")
     dialog.get_by_test_id("spaces-save").click()
     expect(tp_row.get_by_test_id("tp-spaces")).to_have_text("Growth")

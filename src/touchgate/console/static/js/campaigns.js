@@ -3,7 +3,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { barChart, timeChart } from "./chart.js";
-import { badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
 import { formatDateTime, formatNumber, t } from "./i18n.js";
 
@@ -240,8 +240,8 @@ function askReason() {
     let answer = null;
     const m = modal({ title: t("campaign.reject_title"), size: "sm", testid: "reject-dialog", onClose: () => resolve(answer) });
     const input = h("textarea", { rows: 3, "data-testid": "reject-reason", placeholder: t("campaign.reject_placeholder") });
-    m.body.append(h("div", { class: "field" }, h("label", { class: "field-label" }, t("campaign.reject_reason")), input));
-    m.footer.append(
+    add(m.body, h("div", { class: "field" }, h("label", { class: "field-label" }, t("campaign.reject_reason")), input));
+    add(m.footer, 
       h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")),
       h("button", { class: "btn btn-danger", type: "button", "data-testid": "reject-ok", onClick: () => { answer = input.value.trim(); m.close(); } }, t("campaign.action.reject")),
     );

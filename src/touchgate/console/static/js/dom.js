@@ -41,6 +41,12 @@ export function s(tag, props, ...children) {
   return el;
 }
 
+/** Append children, skipping null/false (Element.append would print "null"). */
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 export function clear(el) {
   while (el.firstChild) el.removeChild(el.firstChild);
   return el;

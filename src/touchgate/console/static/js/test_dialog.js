@@ -2,7 +2,7 @@
 // user attribute and per template parameter), then one real request and what it did.
 
 import { ApiError, api, listAll } from "./api.js";
-import { badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
+import { add, badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, errorBox } from "./errors.js";
 import { t, tMaybe } from "./i18n.js";
 
@@ -101,7 +101,7 @@ export async function openTestDialog(ctx, tp, onDone) {
 
   const result = h("div", { class: "test-result", "data-testid": "test-result" });
   const topErrors = h("div");
-  m.body.append(
+  add(m.body, 
     h(
       "div",
       { class: "test-grid" },
@@ -148,7 +148,7 @@ export async function openTestDialog(ctx, tp, onDone) {
       if (onDone) await onDone();
     }),
   );
-  m.footer.append(h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.close")), send);
+  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.close")), send);
 }
 
 /** A one-line verdict in the user's language; the service's diagnosis follows in detail. */

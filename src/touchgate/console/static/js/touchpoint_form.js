@@ -3,7 +3,7 @@
 // The service validates; its field errors appear next to the inputs they name.
 
 import { ApiError, api, listAll } from "./api.js";
-import { badge, busy, field, h, modal, replace, toast } from "./dom.js";
+import { add, badge, busy, field, h, modal, replace, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, errorBox, errorHeading, messageEl } from "./errors.js";
 import { t } from "./i18n.js";
 
@@ -747,7 +747,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
   renderReceipt();
   renderAttributes();
   renderParams();
-  m.body.append(topErrors, basic, sendParams);
+  add(m.body, topErrors, basic, sendParams);
 
   // ---- save ------------------------------------------------------------------------------
   const save = h("button", { class: "btn btn-primary", type: "button", "data-testid": "tp-save" }, editing ? t("common.save") : t("tp.form.create"));
@@ -791,7 +791,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
       }
     }),
   );
-  m.footer.append(h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
+  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
   nameInput.focus();
 }
 
@@ -837,11 +837,11 @@ function showSecret(saved) {
     }
     copy.textContent = t("tp.secret.copied");
   });
-  m.body.append(
+  add(m.body, 
     h("p", {}, t("tp.secret.created", { name: saved.name })),
     h("div", { class: "input-row" }, value, copy),
     h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("tp.secret.once_title")), t("tp.secret.once_text")),
   );
-  m.footer.append(h("button", { class: "btn btn-primary", type: "button", "data-testid": "secret-done", onClick: () => m.close() }, t("tp.secret.done")));
+  add(m.footer, h("button", { class: "btn btn-primary", type: "button", "data-testid": "secret-done", onClick: () => m.close() }, t("tp.secret.done")));
   value.select();
 }

@@ -2,7 +2,7 @@
 // disable/enable, delete — with the rules visible (edit and delete only while disabled).
 
 import { ApiError, api, listAll } from "./api.js";
-import { badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
 import { formatDateTime, formatRelative, t } from "./i18n.js";
 
@@ -244,7 +244,7 @@ async function disable(tp, actions) {
 function showInUse(tp, err, pid) {
   const campaigns = (err.details && err.details.campaigns) || [];
   const m = modal({ title: t("tp.in_use_title"), size: "sm", testid: "in-use" });
-  m.body.append(
+  add(m.body, 
     h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("error.code.touchpoint_in_use")), t("tp.in_use_text", { name: tp.name })),
     h(
       "ul",
@@ -269,7 +269,7 @@ function showInUse(tp, err, pid) {
     ),
     h("p", { class: "muted small" }, t("tp.in_use_hint")),
   );
-  m.footer.append(h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.ok")));
+  add(m.footer, h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.ok")));
 }
 
 async function remove(tp, actions) {
@@ -293,7 +293,7 @@ function openSpaces(tp, actions) {
   const chosen = new Set(tp.space_ids || []);
   const m = modal({ title: t("tp.spaces_title", { name: tp.name }), size: "sm", testid: "spaces-dialog" });
   const errSlot = h("div");
-  m.body.append(
+  add(m.body, 
     h("p", { class: "muted" }, t("tp.spaces_text")),
     tp.status !== "enabled" ? h("div", { class: "alert alert-info" }, t("tp.spaces_disabled_note")) : null,
     spaces.length
@@ -335,5 +335,5 @@ function openSpaces(tp, actions) {
       }
     }),
   );
-  m.footer.append(h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
+  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
 }
