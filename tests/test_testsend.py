@@ -512,3 +512,33 @@ def test_other_transport_diagnoses(kind: str, error: str, words: str) -> None:
     result = HttpResult(None, error_kind=kind, error=error)
     text = testsend._transport_diagnosis(result, "http://x.invalid/", 5)
     assert error in text and words in text
+
+
+@pytest.mark.parametrize(
+    ("api_key", "words"),
+    [
+        ("sk-busy", "The plugin asked to try again later (RetryableError): the gateway is busy"),
+        ("wrong-key", "The plugin failed:"),
+    ],
+)
+def test_plugin_failures_are_diagnosed(
+    client: httpx.Client, project: dict[str, Any], tmp_path: Any, api_key: str, words: str
+) -> None:
+    # The sample plugin package (examples/plugins) run in the real sandbox.
+    # (imported by name: that module belongs to the plugins tests)
+    import importlib
+
+    plugin_tests: Any = importlib.import_module("test_plugin_delivery")
+    tp = plugin_tests.setup_plugin_touchpoint(client, project["id"], tmp_path, api_key)
+    r = client.post(
+        f"/projects/{project['id']}/touchpoints/{tp['id']}/test",
+        json={"users": [{"gid": 42, "attributes": {"phone": "130"}}], "params": {"title": "Hi"}},
+    )
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["ok"] is False
+    assert out["request"]["url"] is None
+    assert out["request"]["body"]["users"][0]["gid"] == 42
+    assert words in out["diagnosis"][0], out["diagnosis"]
+    assert out["statuses"][0]["status"] == "TOU_FAIL"
+    assert api_key not in r.text
