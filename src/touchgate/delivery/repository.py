@@ -53,7 +53,7 @@ def user_attributes(
             (project_id, *gids),
         )
     loads = orjson.loads
-    return {gid: loads(raw) for gid, raw in cur}
+    return {gid: loads(raw) for gid, raw in cur.cursor.fetchall()}
 
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
@@ -339,18 +339,17 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
 
 
 def insert_touch_events(
-    session: Session, rows: Sequence[tuple[int, int, datetime, dict[str, Any]]]
+    session: Session, at: datetime, rows: Sequence[tuple[int, int, str]]
 ) -> None:
-    """Write ``$ma_channel_touch`` events: ``(project_id, gid, time, properties)``.
+    """Write ``$ma_channel_touch`` events at ``at``: ``(project_id, gid, properties JSON)``.
 
     The same rows ``datastore.repository.insert_events`` writes, at driver
-    level (COPY on PostgreSQL, executemany with orjson text on SQLite): one
-    event per settled user made the ORM bulk path the slowest part of a
-    settlement (see bench/delivery.py).
+    level (COPY on PostgreSQL, executemany on SQLite): one event per settled
+    user made the ORM bulk path the slowest part of a settlement (see
+    bench/delivery.py).
     """
     if not rows:
         return
-    dumps = orjson.dumps
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
@@ -358,22 +357,15 @@ def insert_touch_events(
             raw.cursor() as cur,
             cur.copy("COPY events (project_id, name, gid, time, properties) FROM STDIN") as copy,
         ):
-            for project_id, gid, at, props in rows:
-                copy.write_row((project_id, TOUCH_EVENT, gid, at, dumps(props).decode()))
+            for project_id, gid, props in rows:
+                copy.write_row((project_id, TOUCH_EVENT, gid, at, props))
         return
     # SQLite keeps naive UTC in SQLAlchemy's own DateTime text format.
-    stamps: dict[datetime, str] = {}
-    params = []
-    for project_id, gid, at, props in rows:
-        stamp = stamps.get(at)
-        if stamp is None:
-            stamp = stamps[at] = (
-                at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-            )
-        params.append((project_id, TOUCH_EVENT, gid, stamp, dumps(props).decode()))
+    stamp = at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
     conn.exec_driver_sql(
-        "INSERT INTO events (project_id, name, gid, time, properties) VALUES (?, ?, ?, ?, ?)",
-        params,
+        "INSERT INTO events (project_id, name, gid, time, properties) "
+        f"VALUES (?, '{TOUCH_EVENT}', ?, '{stamp}', ?)",
+        list(rows),
     )
 
 

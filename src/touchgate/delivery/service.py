@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -98,8 +99,6 @@ def enqueue_delivery(
     dynamic_keys = list(touchpoint.user_attributes or [])
     text_keys = _text_keys(touchpoint, tem_data)
     tem = dict(tem_data)
-    static_tem = orjson.dumps(tem) if not text_keys else b""
-    dyn_null = orjson.dumps({k: None for k in dynamic_keys})
     project_id = touchpoint.project_id
     now = utcnow()
     order_nos: list[str] = []
@@ -123,21 +122,15 @@ def enqueue_delivery(
             part = chunk[start : start + batch]
             gids_of_order = [g for g, _ in part]
             if text_keys:
-                entries = [
-                    dumps(protocol.data_entry(g, a, dynamic_keys, tem, text_keys)) for g, a in part
-                ]
+                entries = [protocol.data_entry(g, a, dynamic_keys, tem, text_keys) for g, a in part]
             else:
-                # Hot path: temData is the same for everyone, encoded once.
+                # temData is the same object for everyone; orjson encodes the
+                # whole batch in one C call.
                 entries = [
-                    b'{"gid":%d,"temData":%s,"dynamicData":%s}'
-                    % (
-                        g,
-                        static_tem,
-                        dumps({k: a.get(k) for k in dynamic_keys}) if a else dyn_null,
-                    )
+                    {"gid": g, "temData": tem, "dynamicData": {k: a.get(k) for k in dynamic_keys}}
                     for g, a in part
                 ]
-            payload = b"[" + b",".join(entries) + b"]"
+            payload = dumps(entries)
             order_no = protocol.new_order_no()
             order_nos.append(order_no)
             order_gids.append(gids_of_order)
@@ -320,6 +313,16 @@ def replay(session: Session, order_no: str, *, project_id: int | None = None) ->
 # --- settlement ---------------------------------------------------------------------
 
 
+# Every dataList entry starts with its gid, then temData (we encode it so);
+# inside JSON strings a quote is escaped, so this cannot match string content.
+_ENTRY_GID = re.compile(rb'\{"gid":(-?\d+),"temData":')
+
+
+def protocol_gids(payload: bytes) -> list[int]:
+    """The gids of a frozen dataList, in order, without decoding the whole batch."""
+    return [int(g) for g in _ENTRY_GID.findall(payload)]
+
+
 @dataclass
 class ClaimedOrder:
     """An order leased to a worker, with what sending it needs."""
@@ -355,7 +358,7 @@ class ClaimedOrder:
         )
 
     def batch_gids(self) -> list[int]:
-        return [int(e["gid"]) for e in orjson.loads(self.payload)]
+        return protocol_gids(self.payload)
 
 
 @dataclass
@@ -495,7 +498,7 @@ def settle(session: Session, owner: str, outcomes: Sequence[Outcome]) -> int:
     attempt_rows: list[dict[str, Any]] = []
     listener_calls: list[tuple[OrderInfo, list[UserResult]]] = []
     settled = 0
-    events: list[tuple[int, int, datetime, dict[str, Any]]] = []
+    events: list[tuple[int, int, str]] = []
     for o in live:
         order = o.order
         db_state = owned[order.id]
@@ -569,16 +572,22 @@ def settle(session: Session, owner: str, outcomes: Sequence[Outcome]) -> int:
                 "order_no": order.order_no,
             }
             pid = order.project_id
-            events.extend(
-                (pid, g, now, {**base, "status": st, "error_msg": msg, "attempts": k})
-                for g, st, msg, k in results
-            )
+            # Users of one order mostly share a result: encode each distinct
+            # properties object once.
+            encoded: dict[tuple[str, str, int], str] = {}
+            for g, st, msg, k in results:
+                props = encoded.get((st, msg, k))
+                if props is None:
+                    props = encoded[(st, msg, k)] = orjson.dumps(
+                        {**base, "status": st, "error_msg": msg, "attempts": k}
+                    ).decode()
+                events.append((pid, g, props))
             listener_calls.append((order.info, results))
     repo.settle_all_pending(session, all_same_rows)
     repo.settle_users(session, per_user_rows)
     repo.update_orders(session, order_rows)
     repo.insert_attempts(session, attempt_rows)
-    repo.insert_touch_events(session, events)
+    repo.insert_touch_events(session, now, events)
     for info, results in listener_calls:
         notify_settled(session, info, results)
     return settled
