@@ -542,3 +542,23 @@ def test_plugin_failures_are_diagnosed(
     assert words in out["diagnosis"][0], out["diagnosis"]
     assert out["statuses"][0]["status"] == "TOU_FAIL"
     assert api_key not in r.text
+
+
+def test_only_admins_may_test(
+    runtime: Runtime,
+    client: httpx.Client,
+    anon_client: httpx.Client,
+    project: dict[str, Any],
+    endpoint: ThreadedServer,
+) -> None:
+    from touchgate.crypto import hash_api_key
+    from touchgate.models import ApiKey
+
+    tp = setup_touchpoint(client, project, endpoint.url)
+    with runtime.tx() as session:
+        session.add(ApiKey(name="op", key_hash=hash_api_key("operator-key"), role="operator"))
+    path = f"/projects/{project['id']}/touchpoints/{tp['id']}/test"
+    assert anon_client.post(path, json=send_body()).status_code == 401
+    r = anon_client.post(path, json=send_body(), headers={"Authorization": "Bearer operator-key"})
+    assert r.status_code == 403
+    assert endpoint.seen == []
