@@ -43,6 +43,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import orjson
+
 log = logging.getLogger("touchgate.plugins")
 
 RUNNER = Path(__file__).with_name("runner.py")
@@ -351,7 +353,10 @@ class SandboxProcess:
 
         On any failure the process is killed and a :class:`SandboxError` raised."""
         deadline = time.monotonic() + timeout
-        data = json.dumps(message, ensure_ascii=False, allow_nan=False).encode() + b"\n"
+        try:
+            data = orjson.dumps(message) + b"\n"
+        except TypeError as exc:  # the caller's data, not the plugin's fault
+            raise SandboxGarbage(f"the request cannot be encoded as JSON: {exc}") from None
         try:
             self._write(data, deadline)
             line = self._read_line(deadline)
@@ -359,8 +364,8 @@ class SandboxProcess:
             self.kill()
             raise
         try:
-            reply = json.loads(line)
-        except ValueError:
+            reply = orjson.loads(line)
+        except orjson.JSONDecodeError:
             self.kill()
             raise SandboxGarbage(
                 f"the plugin worker wrote something that is not JSON: {line[:80]!r}"
