@@ -433,6 +433,14 @@ def test_authorise_test_disable_edit_delete(
     page.keyboard.press("Escape")
     expect(tp_row.get_by_test_id("tp-last-test")).to_contain_text(t["tp.test_ok"])
 
+    # Rotating the signing secret shows the new one once.
+    tp_row.get_by_test_id("tp-rotate").click()
+    page.get_by_test_id("confirm-ok").click()
+    rotated = page.get_by_test_id("secret-dialog").get_by_test_id("signing-secret")
+    expect(rotated).to_have_value(re.compile(r"^whsec_"))
+    assert rotated.input_value() != r.json()["signing_secret"]
+    page.get_by_test_id("secret-done").click()
+
     # Disabling while a campaign uses it is refused, naming the campaign with a link.
     def blocking(session: Any, touchpoint_id: int) -> list[dict[str, Any]]:
         if touchpoint_id != tid:
@@ -531,6 +539,14 @@ def test_campaign_editor_refusal_link_and_results(
     page.get_by_test_id("campaign-save").click()
     expect(page.get_by_test_id("campaign-name")).to_contain_text("Shanghai coupons")
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
+    # The dry run shows the exact body the matching users would get.
+    page.get_by_test_id("campaign-preview").click()
+    preview = page.get_by_test_id("preview-dialog").get_by_test_id("preview-request")
+    expect(preview).to_have_count(1)
+    expect(preview).to_contain_text('"title": "Hello M0"')
+    expect(preview).to_contain_text('"jump": "APP_MINE"')
+    shot(page, lang, "14b-campaign-preview")
+    page.keyboard.press("Escape")
     page.get_by_test_id("campaign-submit").click()
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.in_approval"])
     expect(page.get_by_test_id("campaign-edit")).to_have_count(0)

@@ -3,7 +3,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { barChart, timeChart } from "./chart.js";
-import { add, badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, codeBlock, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
 import { formatDateTime, formatNumber, t } from "./i18n.js";
 
@@ -280,7 +280,7 @@ async function renderResults(ctx, cid) {
       "div",
       { class: "page-head" },
       h("div", {}, h("h1", { "data-testid": "campaign-name" }, campaign.name, " ", statusBadge(campaign.status)), h("p", { class: "muted" }, triggerSummary(campaign.trigger), campaign.next_run_at ? ` · ${t("campaign.col.next_run")}: ${formatDateTime(campaign.next_run_at)}` : "")),
-      actionButtons(ctx, campaign, reload),
+      h("div", { class: "row-actions" }, previewButton(ctx, campaign), actionButtons(ctx, campaign, reload)),
     ),
     campaign.rejection_reason && campaign.status === "rejected" ? h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("campaign.rejected_because")), campaign.rejection_reason) : null,
     campaign.last_error ? h("div", { class: "alert alert-error" }, h("div", { class: "alert-title" }, t("campaign.last_error")), h("span", { lang: "en" }, campaign.last_error)) : null,
@@ -302,6 +302,40 @@ async function renderResults(ctx, cid) {
     deliveriesCard(ctx, cid, tpName),
   );
   loadTimeline(ctx, campaign, timeSlot);
+}
+
+/** The dry run: the exact bodies the first users would get, nothing sent. */
+function previewButton(ctx, campaign) {
+  const b = h("button", { class: "btn btn-ghost", type: "button", "data-testid": "campaign-preview" }, t("campaign.preview"));
+  b.addEventListener(
+    "click",
+    busy(b, async () => {
+      const m = modal({ title: t("campaign.preview_title", { name: campaign.name }), size: "lg", testid: "preview-dialog" });
+      add(m.body, spinner());
+      add(m.footer, h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.close")));
+      try {
+        const out = await api.post(`${ctx.base}/${campaign.id}/preview`, { sample: 5 });
+        const requests = out.requests || [];
+        replace(
+          m.body,
+          h("p", { class: "muted" }, t("campaign.preview_text", { n: (out.gids || []).length })),
+          requests.length
+            ? requests.map((r) =>
+                h(
+                  "details",
+                  { class: "exchange", open: true, "data-testid": "preview-request" },
+                  h("summary", {}, `${r.touchpoint_name || `#${r.touchpoint_id}`} · ${r.step_id}`, r.url ? h("code", { class: "small muted" }, ` POST ${r.url}`) : null),
+                  codeBlock(r.body),
+                ),
+              )
+            : h("p", { class: "muted" }, t("campaign.preview_empty")),
+        );
+      } catch (err) {
+        replace(m.body, errorBox(err));
+      }
+    }),
+  );
+  return b;
 }
 
 /** Outcomes over time, from the `$ma_channel_touch` events the engine reports per user. */

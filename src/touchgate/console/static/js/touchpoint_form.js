@@ -823,8 +823,8 @@ function optionsPreview(data) {
 }
 
 /** The signing secret, shown once after creation. */
-function showSecret(saved) {
-  const m = modal({ title: t("tp.secret.title"), size: "sm", testid: "secret-dialog" });
+export function showSecret(saved, intro) {
+  const m = modal({ title: intro ? t("tp.secret.rotated_title") : t("tp.secret.title"), size: "sm", testid: "secret-dialog" });
   const value = h("input", { type: "text", readonly: true, value: saved.signing_secret, class: "mono", "data-testid": "signing-secret" });
   const copy = h("button", { class: "btn", type: "button", "data-testid": "copy-secret" }, t("tp.secret.copy"));
   copy.addEventListener("click", async () => {
@@ -838,7 +838,7 @@ function showSecret(saved) {
     copy.textContent = t("tp.secret.copied");
   });
   add(m.body, 
-    h("p", {}, t("tp.secret.created", { name: saved.name })),
+    h("p", {}, intro || t("tp.secret.created", { name: saved.name })),
     h("div", { class: "input-row" }, value, copy),
     h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("tp.secret.once_title")), t("tp.secret.once_text")),
   );

@@ -205,6 +205,7 @@ function row(tp, spaceName, actions) {
         enabled
           ? btn(t("tp.action.disable"), "tp-disable", () => disable(tp, actions))
           : btn(t("tp.action.enable"), "tp-enable", () => enable(tp, actions)),
+        btn(t("tp.action.rotate"), "tp-rotate", () => rotate(tp, actions), { title: t("tp.rotate_hint") }),
         btn(t("tp.action.delete"), "tp-delete", () => remove(tp, actions), {
           disabled: enabled,
           title: enabled ? t("tp.delete_locked_reason") : null,
@@ -270,6 +271,19 @@ function showInUse(tp, err, pid) {
     h("p", { class: "muted small" }, t("tp.in_use_hint")),
   );
   add(m.footer, h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.ok")));
+}
+
+/** A new signing secret, shown once; the old one keeps signing during the grace period. */
+async function rotate(tp, actions) {
+  const ok = await confirmDialog(t("tp.rotate_title"), t("tp.rotate_text", { name: tp.name }), { okLabel: t("tp.action.rotate") });
+  if (!ok) return;
+  try {
+    const out = await api.post(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/rotate-secret`);
+    const mod = await import("./touchpoint_form.js");
+    mod.showSecret({ name: tp.name, signing_secret: out.signing_secret }, t("tp.rotated_text", { name: tp.name, until: formatDateTime(out.previous_secret_expires_at) }));
+  } catch (err) {
+    toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+  }
 }
 
 async function remove(tp, actions) {
