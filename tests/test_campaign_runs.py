@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from test_campaign_support import (
     Receiver,
@@ -24,7 +24,7 @@ from test_campaign_support import (
 )
 from touchgate.campaigns import scheduler
 from touchgate.campaigns.runner import ab_bucket
-from touchgate.models import Order
+from touchgate.models import Order, Touchpoint
 from touchgate.models.base import utcnow
 from touchgate.models.campaigns import CampaignEntry, CampaignRun
 from touchgate.runtime import Runtime
@@ -303,3 +303,110 @@ def test_strategy_tree_split_ab_control_delay_next(
             lambda: client.get(f"{base}/{cid}").json()["status"] == "finished",
             what="campaign finished",
         )
+
+
+def test_fallback_failures_all_mode_and_stats(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    with (
+        running_receiver(Receiver(fail=lambda g: g % 2 == 0)) as rx1,
+        running_receiver(Receiver(fail=lambda g: g % 4 == 0)) as rx2,
+        running_receiver(Receiver()) as rx3,
+    ):
+        tp1 = make_touchpoint(client, pid, rx1.url, [sid], name="A")
+        tp2 = make_touchpoint(client, pid, rx2.url, [sid], name="B")
+        tp3 = make_touchpoint(client, pid, rx3.url, [sid], name="C")
+        # first_success over A then B; then an "all" step on B and C for everyone.
+        after = send_step(tp2, tp3, step_id="all")
+        after["mode"] = "all"
+        body = campaign_body(
+            tp1, audience={"match": "all"}, strategy=send_step(tp1, tp2, next=after)
+        )
+        cid = client.post(base, json=body).json()["id"]
+        _publish(client, base, cid)
+        everyone = sorted(USERS)
+        evens = [g for g in everyone if g % 2 == 0]
+        fours = [g for g in everyone if g % 4 == 0]
+        stats = wait_for(
+            lambda: _settled(client, base, cid, 2 * len(everyone)), what="both steps settled"
+        )
+        assert sorted(rx1.gids()) == everyone
+        # B got the fallback users of the first step, then everyone in the "all" step.
+        assert sorted(rx2.gids()) == sorted(evens + everyone)
+        assert sorted(rx3.gids()) == everyone
+        first = stats["by_step"]["s1"]
+        assert first["sent"] == len(everyone)
+        assert first["succeeded"] == len(everyone) - len(fours)
+        assert first["failed"] == len(fours)
+        assert first["failed_by_reason"] == {"blocked": len(fours)}
+        second = stats["by_step"]["all"]
+        assert second["entered"] == len(everyone)
+        assert second["succeeded"] == len(everyone)  # C reached everyone
+        assert stats["failed"] == len(fours)
+        assert stats["by_touchpoint"][str(tp2)] == {
+            "sent": len(evens) + len(everyone),
+            "succeeded": len(evens) - len(fours) + len(everyone) - len(fours),
+            "failed": 2 * len(fours),
+            "pending": 0,
+            "failed_by_reason": {"blocked": 2 * len(fours)},
+        }
+        r = client.get(f"{base}/{cid}/deliveries", params={"status": "TOU_FAIL", "limit": 1000})
+        assert r.json()["total"] == len(evens) + 2 * len(fours)
+
+
+def test_api_enum_values_are_checked_against_the_options_api(
+    client: httpx.Client, world: dict[str, Any]
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    with running_receiver(Receiver()) as rx:
+        params = [
+            {
+                "key": "tpl",
+                "name": "Template",
+                "type": "enum",
+                "required": True,
+                "enum": {"source": "api", "url": rx.url.replace("/touch", "/options")},
+            }
+        ]
+        tid = make_touchpoint(client, pid, rx.url, [sid], params=params)
+        step = {
+            "type": "send",
+            "id": "s1",
+            "channels": [{"touchpoint_id": tid, "params": {"tpl": "T9"}}],
+        }
+        r = client.post(base, json=campaign_body(tid, strategy=step))
+        assert r.status_code == 422, r.text
+        assert {d["field"] for d in r.json()["error"]["details"]} == {
+            "strategy.channels[0].params.tpl"
+        }
+        step["channels"][0]["params"] = {"tpl": "T1"}
+        r = client.post(base, json=campaign_body(tid, strategy=step))
+        assert r.status_code == 201, r.text
+        assert rx.option_calls[0]["paramName"] == "tpl"
+
+
+def test_not_started_becomes_running_and_broken_campaign_is_closed(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    tid = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid])
+    at = utcnow() + timedelta(days=1)
+    body = campaign_body(tid, trigger={"type": "once", "at": at.isoformat()})
+    cid = client.post(base, json=body).json()["id"]
+    assert _publish(client, base, cid)["status"] == "not_started"
+    assert scheduler.tick(runtime, at - timedelta(seconds=1)).started == 0
+    assert client.get(f"{base}/{cid}").json()["status"] == "not_started"
+    # The touchpoint vanishes behind the campaign's back (it cannot be disabled through
+    # the API while the campaign uses it): the run fails and the system closes it.
+    with runtime.tx() as session:
+        session.execute(update(Touchpoint).where(Touchpoint.id == tid).values(status="disabled"))
+    report = scheduler.tick(runtime, at)
+    assert report.started == 1
+    assert report.closed == 1
+    c = client.get(f"{base}/{cid}").json()
+    assert c["status"] == "closed"
+    assert "no longer usable" in c["last_error"]
+    assert c["allowed_actions"] == ["copy", "delete"]
+    with runtime.tx() as session:
+        assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0

@@ -86,6 +86,7 @@ def make_touchpoint(
     *,
     name: str = "SMS",
     batch_size: int = 200,
+    params: list[dict[str, Any]] | None = None,
 ) -> int:
     r = client.post(
         f"/projects/{pid}/touchpoints",
@@ -98,7 +99,7 @@ def make_touchpoint(
             "batch_size": batch_size,
             "retry_schedule": [1, 1, 1],
             "user_attributes": ["memberId", "phone"],
-            "template_params": PARAMS,
+            "template_params": PARAMS if params is None else params,
         },
     )
     assert r.status_code == 201, r.text
@@ -160,6 +161,7 @@ class Receiver:
         self.fail = fail
         self.records: list[tuple[str, int, str]] = []
         self.bodies: list[dict[str, Any]] = []
+        self.option_calls: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.url = ""
 
@@ -183,6 +185,14 @@ class Receiver:
             {"code": 0, "message": "", "orderNo": body["orderNo"], "sendStatusList": statuses}
         )
 
+    async def options(self, request: web.Request) -> web.Response:
+        body = orjson.loads(await request.read())
+        with self.lock:
+            self.option_calls.append(body)
+        return web.json_response(
+            {"code": 0, "enumArgs": [{"code": "T1", "description": "Template one"}]}
+        )
+
     def gids(self, status: str | None = None) -> list[int]:
         with self.lock:
             return [g for _, g, s in self.records if status is None or s == status]
@@ -197,6 +207,7 @@ def running_receiver(receiver: Receiver) -> Iterator[Receiver]:
     async def start() -> None:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/touch", receiver.handle)
+        app.router.add_post("/options", receiver.options)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)

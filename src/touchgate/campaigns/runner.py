@@ -30,10 +30,12 @@ from ..errors import TouchgateError
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
+from ..projects import service as projects
 from ..touchpoints.service import auth_token
 from . import repository as repo
 from .audience import audience_sql, filter_sql
 from .schemas import find_step
+from .service import next_run_after, project_tz
 
 log = logging.getLogger("touchgate.campaigns")
 
@@ -96,6 +98,15 @@ def send_channel(
     )
 
 
+def start_send(session: Session, ctx: RunContext, step: dict[str, Any], gids: list[int]) -> None:
+    """Send a step now: through every touchpoint (``all``), or the first one
+    (``first_success``; the settlement listener falls back to the next ones)."""
+    channels = step.get("channels") or []
+    count = len(channels) if step.get("mode") == "all" else min(1, len(channels))
+    for index in range(count):
+        send_channel(session, ctx, step, index, gids)
+
+
 def dispatch(session: Session, ctx: RunContext, step: dict[str, Any], gids: list[int]) -> None:
     """Users reach ``step``: record them and do what the step says."""
     if not gids:
@@ -128,7 +139,7 @@ def dispatch(session: Session, ctx: RunContext, step: dict[str, Any], gids: list
                 gids=gids,
             )
             return
-        send_channel(session, ctx, step, 0, gids)
+        start_send(session, ctx, step, gids)
     elif kind == "split":
         remaining = gids
         for branch in step.get("branches", []):
@@ -197,9 +208,6 @@ def fire(session: Session, campaign_id: int, now: datetime) -> int | None:
     (campaign, scheduled time): of several processes only the one whose insert
     lands runs it; the others see the advanced schedule or a conflict.
     """
-    from ..projects import service as projects
-    from .service import next_run_after, project_tz
-
     campaign = repo.lock_campaign(session, campaign_id)
     if (
         campaign is None
@@ -240,7 +248,7 @@ def run_due(session: Session, due_id: int, now: datetime) -> bool:
     )
     gids = [int(g) for g in row.gids]
     if row.kind == "send":
-        send_channel(session, ctx, step, 0, gids)
+        start_send(session, ctx, step, gids)
     else:
         dispatch(session, ctx, step, gids)
     return True

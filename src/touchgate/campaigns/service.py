@@ -5,7 +5,6 @@ paused/finished/closed). Services take a session and never commit.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -65,26 +64,23 @@ def get_campaign(session: Session, project_id: int, space_id: int, campaign_id: 
 
 
 def _api_options_loader(runtime: Runtime | None, touchpoint: Touchpoint) -> Any:
-    """Options of an API enum, fetched through the delivery engine's options loader.
+    """Options of an API enum, through the delivery engine's cached options loader.
 
-    Service code is synchronous (it runs in a worker thread), so the async loader
-    runs on a private event loop; any failure becomes a field error.
+    The source is read from the touchpoint already loaded in this transaction (a
+    second transaction would wait on this one's SQLite write lock); any failure
+    becomes a field error naming the value.
     """
 
     def load(key: str) -> list[dict[str, Any]]:
         if runtime is None:
             raise LookupError("the options API of this parameter cannot be reached here")
+        from ..delivery.options import fetch_options, options_source, run_async
+
+        source = options_source(runtime, touchpoint, key)
         try:
-            from ..delivery.options import load_api_options
-        except ModuleNotFoundError as exc:
-            raise LookupError("options APIs are not available in this installation") from exc
-        try:
-            options: list[dict[str, Any]] = asyncio.run(
-                load_api_options(runtime, touchpoint.id, key)
-            )
+            return run_async(runtime, lambda: fetch_options(runtime, source))
         except TouchgateError as exc:
             raise LookupError(f"the options API failed: {exc.message}") from exc
-        return options
 
     return load
 
