@@ -95,11 +95,11 @@ def import_users_file(
             report = job.run(_blocks(raw, path, progress, task))
     except TouchgateError as exc:
         console.print(f"[red]{escape(exc.message)}")
-        console.print(f"Lines written before the error were kept ({job.report.lines:,}).")
+        console.print(f"Lines written before the error were kept ({job.report.written:,}).")
         return EXIT_FAILED
     except (OSError, EOFError) as exc:
         console.print(f"[red]Cannot read {escape(str(path))}: {escape(str(exc))}")
-        console.print(f"Lines written before the error were kept ({job.report.lines:,}).")
+        console.print(f"Lines written before the error were kept ({job.report.written:,}).")
         return EXIT_FAILED
     elapsed = time.monotonic() - started
 

@@ -101,8 +101,8 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
         report = await run_in_threadpool(job.run, _body_chunks(request))
     except ClientDisconnect:
         raise InvalidInput(
-            "The client disconnected before the body was complete; the lines read "
-            f"so far were kept ({job.report.lines} lines).",
+            "The client disconnected before the body was complete; the lines written "
+            f"before were kept ({job.report.written}).",
             field="body",
         ) from None
     return ImportResult(

@@ -136,6 +136,11 @@ class ImportReport:
             self.errors_truncated = True
 
     @property
+    def written(self) -> int:
+        """Lines committed to the database so far."""
+        return self.imported + self.updated
+
+    @property
     def lines(self) -> int:
         return self.imported + self.updated + self.rejected
 
