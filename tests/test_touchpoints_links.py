@@ -156,6 +156,8 @@ def test_plugin_touchpoint_updates(
     body = r.json()
     assert body["plugin_id"] is None and body["plugin_config"] is None
     assert body["url"] == "https://x.example.com/t" and body["token_set"] is True
+    r = client.patch(url, json={"receipt": {"mode": "async", "url": "https://r.example.com"}})
+    assert r.status_code == 200, r.text
     r = client.patch(url, json={"transport": "plugin", "plugin_id": v1})
     assert r.status_code == 422
     assert {d["field"] for d in r.json()["error"]["details"]} == {"plugin_config.api_key"}
@@ -166,6 +168,12 @@ def test_plugin_touchpoint_updates(
     body = r.json()
     assert body["url"] is None and body["token_set"] is False
     assert body["plugin_config"] == {"api_key_set": True, "region": "cn-east"}
+    # The receipt URL went with the http transport; the async settings stay.
+    assert body["receipt"] == {"mode": "async", "poll_seconds": 300, "timeout_minutes": 1440}
+    # Back to http with async receipts needs a receipt URL again.
+    r = client.patch(url, json={"transport": "http", "url": "https://x.example.com/t"})
+    assert r.status_code == 422
+    assert {d["field"] for d in r.json()["error"]["details"]} == {"receipt.url"}
 
 
 class OptionsApi:

@@ -545,8 +545,12 @@ def update_touchpoint(
     if transport_known and data.receipt is not None:
         receipt = _check_receipt(errors, transport, data.receipt)
     elif transport_known and switching:
-        # The stored receipt settings must still make sense for the new transport.
-        receipt = _check_receipt(errors, transport, Receipt.model_validate(touchpoint.receipt))
+        # The stored receipt settings must still make sense for the new transport;
+        # a plugin fetches its receipts itself, so a receipt URL is simply dropped.
+        kept = dict(touchpoint.receipt)
+        if transport == "plugin":
+            kept.pop("url", None)
+        receipt = _check_receipt(errors, transport, Receipt.model_validate(kept))
     params = None
     if data.template_params is not None:
         params = _check_template_params(errors, data.template_params, warnings)
