@@ -33,7 +33,7 @@ import aiohttp
 import orjson
 
 ROOT = Path(__file__).resolve().parents[1]
-ENQUEUE_CHUNK = 50_000  # users per enqueue transaction (the worker starts on the first)
+ENQUEUE_CHUNK = 10_000  # users per enqueue transaction (the worker starts on the first)
 
 
 def start_receiver() -> tuple[subprocess.Popen[str], int]:

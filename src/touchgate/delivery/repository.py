@@ -321,16 +321,6 @@ def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:
     session.connection().execute(stmt, rows)
 
 
-def release(session: Session, order_ids: Sequence[int], owner: str) -> None:
-    """Give leases back without a result (a worker shutting down)."""
-    if order_ids:
-        session.execute(
-            update(_orders)
-            .where(_orders.c.id.in_(order_ids), _orders.c.lease_owner == owner)
-            .values(lease_owner=None, lease_until=None)
-        )
-
-
 def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     """``rows``: ``{"order_id", "kind", "at", "duration_ms", "http_status", "error",
     "response_excerpt"}``."""

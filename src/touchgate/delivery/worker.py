@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import Runtime
@@ -113,7 +115,6 @@ class Worker:
         self._in_flight = 0
         self._queue: list[Outcome] = []
         self._queued = asyncio.Event()
-        self._slot_free = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._touchpoints: dict[int, _Cached] = {}
         self.settled_users = 0
@@ -121,29 +122,28 @@ class Worker:
 
     # --- database work (in threads) ---------------------------------------------
 
-    def _claim(self, limit: int) -> list[tuple[ClaimedOrder, _Cached]]:
+    def _claim_in(self, session: Session, limit: int) -> list[tuple[ClaimedOrder, _Cached]]:
         now = utcnow()
         until = now + timedelta(seconds=self.lease_seconds)
         clock = time.monotonic()
-        with self.runtime.tx() as session:
-            rows = repo.claim_due(session, self.id, now, until, limit)
-            if not rows:
-                return []
-            wanted = {r.touchpoint_id for r in rows}
-            stale = [
-                tid
-                for tid in wanted
-                if tid not in self._touchpoints
-                or clock - self._touchpoints[tid].loaded > TOUCHPOINT_CACHE_SECONDS
-            ]
-            if stale:
-                for tp in repo.touchpoints_by_id(session, stale):
-                    plugin_config = None
-                    if tp.transport == "plugin":
-                        plugin_config = _plugin_runtime_config(session, self.runtime, tp)
-                    self._touchpoints[tp.id] = _Cached(
-                        touchpoint_config(self.runtime, tp, now), plugin_config, clock
-                    )
+        rows = repo.claim_due(session, self.id, now, until, limit)
+        if not rows:
+            return []
+        wanted = {r.touchpoint_id for r in rows}
+        stale = [
+            tid
+            for tid in wanted
+            if tid not in self._touchpoints
+            or clock - self._touchpoints[tid].loaded > TOUCHPOINT_CACHE_SECONDS
+        ]
+        if stale:
+            for tp in repo.touchpoints_by_id(session, stale):
+                plugin_config = None
+                if tp.transport == "plugin":
+                    plugin_config = _plugin_runtime_config(session, self.runtime, tp)
+                self._touchpoints[tp.id] = _Cached(
+                    touchpoint_config(self.runtime, tp, now), plugin_config, clock
+                )
         out = []
         for r in rows:
             order = ClaimedOrder(**r._asdict())
@@ -153,13 +153,32 @@ class Worker:
             out.append((order, cached))
         return out
 
-    def _settle(self, outcomes: list[Outcome]) -> int:
-        with self.runtime.tx() as session:
-            return service.settle(session, self.id, outcomes)
-
-    def _release(self, order_ids: list[int]) -> None:
-        with self.runtime.tx() as session:
-            repo.release(session, order_ids, self.id)
+    def _cycle(
+        self, outcomes: list[Outcome], limit: int
+    ) -> tuple[int, list[tuple[ClaimedOrder, _Cached]]]:
+        """Settle what finished and claim more, in ONE transaction (one write lock
+        on SQLite, one round trip of commits on PostgreSQL)."""
+        try:
+            with self.runtime.tx() as session:
+                settled = service.settle(session, self.id, outcomes)
+                claimed = self._claim_in(session, limit) if limit > 0 else []
+                return settled, claimed
+        except Exception as exc:
+            if len(outcomes) <= 1:
+                raise
+            # One bad settlement (a failing listener…) must not hold back the
+            # others: settle them one by one, leave the failures to their leases.
+            log.warning("settling %d outcomes together failed (%s); one by one", len(outcomes), exc)
+            settled = 0
+            for outcome in outcomes:
+                try:
+                    with self.runtime.tx() as session:
+                        settled += service.settle(session, self.id, [outcome])
+                except Exception as one_exc:
+                    log.exception(
+                        "order %s: settlement failed", outcome.order.order_no, exc_info=one_exc
+                    )
+            return settled, []
 
     # --- sending ---------------------------------------------------------------------
 
@@ -235,65 +254,63 @@ class Worker:
         except Exception as exc:  # a bug must not kill the worker; the lease expires
             log.exception("order %s: attempt crashed", order.order_no, exc_info=exc)
             self._in_flight -= 1
-            self._slot_free.set()
+            self._queued.set()
             return
         self._queue.append(outcome)
         self._queued.set()
 
     # --- the loops ---------------------------------------------------------------------
 
-    async def _settler(self, stop: asyncio.Event) -> None:
-        while True:
-            if not self._queue:
-                if stop.is_set() and self._in_flight == 0:
-                    return
-                self._queued.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._queued.wait(), timeout=0.2)
-                continue
-            batch, self._queue = self._queue[:SETTLE_MAX], self._queue[SETTLE_MAX:]
-            try:
-                self.settled_users += await asyncio.to_thread(self._settle, batch)
-                self.sent_orders += len(batch)
-            except Exception as exc:  # the leases expire and the orders come back
-                log.exception("settling %d outcome(s) failed", len(batch), exc_info=exc)
-                await asyncio.sleep(1)
-            self._in_flight -= len(batch)
-            self._slot_free.set()
-
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, send and settle until ``stop`` is set, then drain what is in flight."""
         log.info("delivery worker %s started (concurrency %d)", self.id, self.concurrency)
-        settler = asyncio.create_task(self._settler(stop))
+        idle_wait = 0.0
         try:
-            while not stop.is_set():
-                free = self.concurrency - self._in_flight
-                if free <= 0:
-                    self._slot_free.clear()
-                    await _wait_any(stop, self._slot_free, timeout=1.0)
+            while True:
+                if idle_wait:
+                    self._queued.clear()
+                    if not self._queue:
+                        # Once stopping, only outcomes matter (stop is already set).
+                        watch = None if stop.is_set() else stop
+                        await _wait_any(watch, self._queued, timeout=idle_wait)
+                    idle_wait = 0.0
+                batch, self._queue = self._queue[:SETTLE_MAX], self._queue[SETTLE_MAX:]
+                stopping = stop.is_set()
+                if stopping and not batch and self._in_flight == 0:
+                    return
+                free = 0 if stopping else self.concurrency - (self._in_flight - len(batch))
+                if not batch and free <= 0:
+                    idle_wait = 1.0  # every slot busy: wait for an outcome
                     continue
                 try:
-                    claimed = await asyncio.to_thread(self._claim, free)
-                except Exception as exc:  # database away: wait and try again
-                    log.exception("claiming orders failed", exc_info=exc)
-                    claimed = []
-                    await _wait_any(stop, None, timeout=2.0)
+                    settled, claimed = await asyncio.to_thread(self._cycle, batch, free)
+                except Exception as exc:  # database away: the leases bring the orders back
+                    log.exception("worker cycle failed", exc_info=exc)
+                    settled, claimed = 0, []
+                    idle_wait = 2.0
+                self.settled_users += settled
+                self.sent_orders += len(batch)
+                self._in_flight -= len(batch)
                 for order, cached in claimed:
                     self._in_flight += 1
                     task = asyncio.create_task(self._run_one(order, cached))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
-                if not claimed:
-                    self._slot_free.clear()
-                    await _wait_any(stop, None, timeout=self.idle_seconds)
-                elif len(claimed) < free:
-                    # Less work than room: let it accumulate a moment (bigger claims).
-                    await _wait_any(stop, None, timeout=min(0.05, self.idle_seconds))
+                if stopping:
+                    idle_wait = idle_wait or 0.2
+                elif not claimed and not batch:
+                    idle_wait = self.idle_seconds  # nothing due: poll again later
+                elif not self._queue and len(claimed) < free:
+                    # Less work than room: let outcomes accumulate (bigger transactions).
+                    idle_wait = min(0.02, self.idle_seconds)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
-            stop.set()
-            await settler
+            if self._queue:
+                with contextlib.suppress(Exception):
+                    settled, _ = await asyncio.to_thread(self._cycle, self._queue, 0)
+                    self.settled_users += settled
+                self._queue = []
             log.info(
                 "delivery worker %s stopped (%d orders, %d users settled)",
                 self.id,
@@ -302,14 +319,17 @@ class Worker:
             )
 
 
-async def _wait_any(stop: asyncio.Event, other: asyncio.Event | None, timeout: float) -> None:
-    waits = [asyncio.ensure_future(stop.wait())]
-    if other is not None:
-        waits.append(asyncio.ensure_future(other.wait()))
-    done, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
+async def _wait_any(
+    first: asyncio.Event | None, other: asyncio.Event | None, timeout: float
+) -> None:
+    """Wait until either event is set or ``timeout`` passes."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (first, other) if e is not None]
+    if not waits:
+        await asyncio.sleep(timeout)
+        return
+    _, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
     for w in pending:
         w.cancel()
-    del done
 
 
 def _loads(payload: bytes) -> Any:
