@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import os
 import socket
@@ -48,7 +47,8 @@ log = logging.getLogger("touchgate.delivery.worker")
 DEFAULT_LEASE_SECONDS = 180.0
 DEFAULT_IDLE_SECONDS = 0.5
 SETTLE_MAX = 500
-TOUCHPOINT_CACHE_SECONDS = 10.0
+# Decrypted secrets are re-read at least this often (e.g. a rotation's grace period ends).
+TOUCHPOINT_CACHE_SECONDS = 60.0
 
 
 def default_worker_id() -> str:
@@ -57,15 +57,10 @@ def default_worker_id() -> str:
 
 def touchpoint_config(runtime: Runtime, tp: Touchpoint, now: datetime) -> TouchpointConfig:
     """Snapshot a touchpoint with its secrets decrypted (kept in memory only)."""
-    box = runtime.secrets
-    token = box.decrypt(tp.token_encrypted) if tp.token_encrypted else None
-    secrets = [box.decrypt(tp.signing_secret_encrypted)]
-    if (
-        tp.previous_signing_secret_encrypted
-        and tp.previous_secret_expires_at is not None
-        and tp.previous_secret_expires_at > now
-    ):
-        secrets.append(box.decrypt(tp.previous_signing_secret_encrypted))
+    from ..touchpoints.service import auth_token, signing_secrets
+
+    token = auth_token(runtime.secrets, tp)
+    secrets = signing_secrets(runtime.secrets, tp, now)
     receipt = tp.receipt or {}
     schedule = tp.retry_schedule
     return TouchpointConfig(
@@ -93,6 +88,7 @@ class _Cached:
     config: TouchpointConfig
     plugin_config: dict[str, Any] | None
     loaded: float
+    version: tuple[datetime, datetime]
 
 
 class Worker:
@@ -129,21 +125,24 @@ class Worker:
         rows = repo.claim_due(session, self.id, now, until, limit)
         if not rows:
             return []
-        wanted = {r.touchpoint_id for r in rows}
-        stale = [
-            tid
-            for tid in wanted
-            if tid not in self._touchpoints
-            or clock - self._touchpoints[tid].loaded > TOUCHPOINT_CACHE_SECONDS
-        ]
-        if stale:
-            for tp in repo.touchpoints_by_id(session, stale):
-                plugin_config = None
-                if tp.transport == "plugin":
-                    plugin_config = _plugin_runtime_config(session, self.runtime, tp)
-                self._touchpoints[tp.id] = _Cached(
-                    touchpoint_config(self.runtime, tp, now), plugin_config, clock
-                )
+        # The touchpoint rows are read on every claim (a few rows), so an edit
+        # applies to the next attempt; decrypting secrets happens only when the
+        # row changed.
+        for tp in repo.touchpoints_by_id(session, {r.touchpoint_id for r in rows}):
+            version = (tp.created_at, tp.updated_at)
+            cached = self._touchpoints.get(tp.id)
+            if (
+                cached is not None
+                and cached.version == version
+                and (clock - cached.loaded < TOUCHPOINT_CACHE_SECONDS)
+            ):
+                continue
+            plugin_config = None
+            if tp.transport == "plugin":
+                plugin_config = _plugin_runtime_config(session, self.runtime, tp)
+            self._touchpoints[tp.id] = _Cached(
+                touchpoint_config(self.runtime, tp, now), plugin_config, clock, version
+            )
         out = []
         for r in rows:
             order = ClaimedOrder(**r._asdict())
@@ -221,16 +220,14 @@ class Worker:
         def ms() -> int:
             return int((time.monotonic() - started) * 1000)
 
-        host = self.runtime.extras.get("plugin_host")
-        if host is None or tp.plugin_id is None:
+        if tp.plugin_id is None:
             return receipts.from_plugin(
-                order, tp, kind, at, gids, 0, retryable="the plugin host is not running"
+                order, tp, kind, at, gids, 0, failed="the touchpoint has no plugin"
             )
-        # Imported lazily: the plugins domain is optional for HTTP-only setups.
-        plugin_host = importlib.import_module("touchgate.plugins.host")
-        retryable_exc: type[Exception] = plugin_host.PluginRetryable
-        failed_exc: type[Exception] = plugin_host.PluginFailed
+        # Imported lazily: HTTP-only deployments never start a plugin host.
+        from ..plugins.host import PluginFailed, PluginRetryable, ensure_plugin_host
 
+        host = ensure_plugin_host(self.runtime)
         users = None if kind == "receipt" else _loads(order.payload)
         try:
             results = await host.call(
@@ -242,9 +239,9 @@ class Worker:
                 users=users,
                 timeout=tp.timeout_seconds,
             )
-        except retryable_exc as exc:
+        except PluginRetryable as exc:
             return receipts.from_plugin(order, tp, kind, at, gids, ms(), retryable=str(exc))
-        except failed_exc as exc:
+        except PluginFailed as exc:
             return receipts.from_plugin(order, tp, kind, at, gids, ms(), failed=str(exc))
         return receipts.from_plugin(order, tp, kind, at, gids, ms(), results)
 
@@ -338,10 +335,10 @@ def _loads(payload: bytes) -> Any:
     return orjson.loads(payload)
 
 
-def _plugin_runtime_config(session: Any, runtime: Runtime, tp: Touchpoint) -> dict[str, Any]:
-    plugins = importlib.import_module("touchgate.plugins.service")
-    config: dict[str, Any] = plugins.runtime_config(session, runtime.secrets, tp)
-    return config
+def _plugin_runtime_config(session: Session, runtime: Runtime, tp: Touchpoint) -> dict[str, Any]:
+    from ..plugins.service import runtime_config
+
+    return runtime_config(session, runtime.secrets, tp)
 
 
 # --- running inside ``touchgate serve`` ------------------------------------------------
@@ -399,5 +396,8 @@ def run_process(
             await asyncio.gather(*jobs)
         finally:
             await close_client(runtime)
+            host = runtime.extras.pop("plugin_host", None)
+            if host is not None:
+                host.close()
 
     asyncio.run(main())
