@@ -223,7 +223,13 @@ async function route() {
 }
 
 async function start() {
-  await setLang(detectLang());
+  try {
+    await setLang(detectLang());
+  } catch (err) {
+    // Without the dictionaries there is no text to show but this (both languages).
+    replace(root, h("div", { class: "alert alert-error" }, "Touchgate: the console cannot load its texts (控制台无法加载文本). ", String(err && err.message ? err.message : err)));
+    return;
+  }
   window.addEventListener("hashchange", route);
   await route();
 }
