@@ -716,3 +716,54 @@ def test_failed_test_send_is_diagnosed(
     shot(page, lang, "19-test-failed")
     page.keyboard.press("Escape")
     expect(row(page, "Offline").get_by_test_id("tp-last-test")).to_contain_text(t["tp.test_failed"])
+
+
+def test_campaign_follow_up_steps_and_json_mode(
+    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, receiver: Receiver
+) -> None:
+    t = texts(lang)
+    pid = shop["id"]
+    growth = shop["spaces"][0]
+    body = {"name": "Pinger", "type": "other", "url": receiver.url}
+    tid = client.post(f"/projects/{pid}/touchpoints", json=body).json()["id"]
+    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [growth["id"]]})
+    sign_in(page)
+    page.goto(f"/#/p/{pid}/s/{growth['id']}/campaigns/new")
+    page.get_by_test_id("campaign-name-input").fill("Two steps")
+    steps = page.get_by_test_id("send-step")
+    steps.nth(0).get_by_test_id("channel-touchpoint").select_option(str(tid))
+    page.get_by_test_id("step-add").click()
+    expect(steps).to_have_count(2)
+    second = steps.nth(1)
+    expect(second.get_by_test_id("timing-minutes")).to_have_value("60")
+    second.get_by_test_id("timing-minutes").fill("0")  # too short: named by the service
+    second.get_by_test_id("channel-touchpoint").select_option(str(tid))
+    page.get_by_test_id("campaign-save").click()
+    expect(page.locator("[data-error-for='strategy.next.timing.minutes']")).to_be_visible()
+    second.get_by_test_id("timing-minutes").fill("90")
+    shot(page, lang, "20-campaign-two-steps")
+
+    # The JSON view shows the same content, and the form comes back from it.
+    page.get_by_test_id("campaign-json-toggle").click()
+    content = json.loads(page.get_by_test_id("campaign-json").input_value())
+    assert content["strategy"]["next"]["timing"] == {"type": "delay", "minutes": 90}
+    page.get_by_test_id("campaign-json-toggle").click()
+    expect(steps).to_have_count(2)
+    page.get_by_test_id("campaign-save").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
+    items = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns").json()["items"]
+    strategy = items[0]["strategy"]
+    assert strategy["id"] == "s1" and strategy["next"]["id"] == "s2"
+    assert strategy["next"]["channels"] == [{"touchpoint_id": tid, "params": {}}]
+
+    # Editing shows both steps; a control group first step ends the path.
+    page.get_by_test_id("campaign-edit").click()
+    expect(steps).to_have_count(2)
+    steps.nth(0).locator("[data-testid='s0-timing-none'] + span").click()
+    expect(steps).to_have_count(1)
+    expect(page.get_by_test_id("step-add")).to_be_disabled()
+    page.get_by_test_id("campaign-save").click()
+    expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
+    saved = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns/{items[0]['id']}").json()
+    assert saved["strategy"]["timing"] == {"type": "none"}
+    assert "next" not in saved["strategy"]

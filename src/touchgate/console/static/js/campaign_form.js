@@ -1,7 +1,7 @@
-// The campaign editor: trigger, audience filter, participation and a send step through
-// touchpoints usable in the space (enabled and authorised), with parameter inputs by
-// type. Campaigns the form cannot draw (split/A-B steps, chained steps, event
-// triggers) are edited as JSON instead; the service validates either way.
+// The campaign editor: trigger, audience filter, participation and a chain of send
+// steps through touchpoints usable in the space (enabled and authorised), with
+// parameter inputs by type. Campaigns the form cannot draw (audience and A/B splits,
+// event triggers) are edited as JSON instead; the service validates either way.
 
 import { ApiError, api, listAll } from "./api.js";
 import { busy, field, h, replace, toast } from "./dom.js";
@@ -66,15 +66,45 @@ function drawable(c) {
   if (!c) return true;
   const trig = c.trigger || {};
   if (trig.type !== "once" && trig.type !== "recurring") return false;
-  const st = c.strategy || {};
-  return st.type === "send" && !st.next;
+  // A chain of send steps (each optionally followed by the next) is what the form draws.
+  for (let step = c.strategy; step; step = step.next) {
+    if (step.type !== "send" || step.branches || step.otherwise) return false;
+  }
+  return Boolean(c.strategy);
+}
+
+function stepState(step, index) {
+  return {
+    id: step.id || `s${index + 1}`,
+    mode: step.mode || "first_success",
+    timing: { type: (step.timing && step.timing.type) || "now", minutes: String((step.timing && step.timing.minutes) ?? 30) },
+    channels: (step.channels || [{ touchpoint_id: null, params: {} }]).map((ch) => ({ touchpoint_id: ch.touchpoint_id ?? null, params: { ...(ch.params || {}) } })),
+  };
+}
+
+function stepBody(step, next) {
+  const timing = step.timing.type === "delay" ? { type: "delay", minutes: typed(step.timing.minutes, "number") } : { type: step.timing.type };
+  const out = {
+    type: "send",
+    id: step.id,
+    mode: step.mode,
+    timing,
+    channels: step.timing.type === "none" ? [] : step.channels.map((ch) => {
+      const params = {};
+      for (const [k, v] of Object.entries(ch.params)) if (v !== "" && v !== undefined && v !== null) params[k] = v;
+      return { touchpoint_id: ch.touchpoint_id, params };
+    }),
+  };
+  if (next) out.next = next;
+  return out;
 }
 
 function stateFrom(c) {
   const trig = (c && c.trigger) || { type: "once" };
   const aud = (c && c.audience) || { match: "all" };
   const part = (c && c.participation) || { mode: "once" };
-  const step = (c && c.strategy) || {};
+  const chain = [];
+  for (let step = c && c.strategy; step; step = step.next) chain.push(step);
   return {
     name: c ? c.name : "",
     anti_disturb: c ? Boolean(c.anti_disturb) : true,
@@ -97,12 +127,7 @@ function stateFrom(c) {
       gidsText: (aud.gids || []).join("\n"),
     },
     participation: { mode: part.mode || "once", days: String(part.days ?? 7) },
-    step: {
-      id: step.id || "s1",
-      mode: step.mode || "first_success",
-      timing: { type: (step.timing && step.timing.type) || "now", minutes: String((step.timing && step.timing.minutes) ?? 30) },
-      channels: (step.channels || [{ touchpoint_id: null, params: {} }]).map((ch) => ({ touchpoint_id: ch.touchpoint_id ?? null, params: { ...(ch.params || {}) } })),
-    },
+    steps: (chain.length ? chain : [{}]).map(stepState),
   };
 }
 
@@ -128,18 +153,8 @@ function bodyFrom(st, catalogue) {
     audience = { match: "list", gids: st.audience.gidsText.split(/[\s,，]+/).filter(Boolean).map((g) => typed(g, "number")) };
   } else audience = { match: "all" };
   const participation = st.participation.mode === "every" ? { mode: "every", days: typed(st.participation.days, "number") } : { mode: "once" };
-  const timing = st.step.timing.type === "delay" ? { type: "delay", minutes: typed(st.step.timing.minutes, "number") } : { type: st.step.timing.type };
-  const strategy = {
-    type: "send",
-    id: st.step.id,
-    mode: st.step.mode,
-    timing,
-    channels: st.step.channels.map((ch) => {
-      const params = {};
-      for (const [k, v] of Object.entries(ch.params)) if (v !== "" && v !== undefined && v !== null) params[k] = v;
-      return { touchpoint_id: ch.touchpoint_id, params };
-    }),
-  };
+  let strategy = null;
+  for (let k = st.steps.length - 1; k >= 0; k--) strategy = stepBody(st.steps[k], strategy);
   return { name: st.name.trim(), trigger, audience, participation, anti_disturb: st.anti_disturb, strategy };
 }
 
@@ -313,36 +328,83 @@ export async function renderCampaignForm(ctx, campaign) {
     );
   };
 
-  // ---- send step -----------------------------------------------------------------------
-  const stepSlot = h("section", { class: "card", "data-field": "strategy", "data-field-wrap": "strategy" });
+  // ---- send steps ------------------------------------------------------------------------
+  const stepSlot = h("div", { "data-field": "strategy", "data-field-wrap": "strategy" });
+  const freeStepId = () => {
+    const used = new Set(st.steps.map((x) => x.id));
+    let n = st.steps.length + 1;
+    while (used.has(`s${n}`)) n++;
+    return `s${n}`;
+  };
   const renderStep = () => {
-    const step = st.step;
+    const last = st.steps[st.steps.length - 1];
     replace(
       stepSlot,
-      h("h3", {}, t("campaign.form.send")),
       touchpoints.length ? null : h("div", { class: "alert alert-warn", "data-testid": "no-touchpoints" }, t("campaign.form.no_touchpoints", { space: ctx.space.name })),
+      st.steps.map((step, k) => stepEditor(step, k)),
+      h(
+        "button",
+        {
+          class: "btn",
+          type: "button",
+          "data-testid": "step-add",
+          // A control group ends its path: nothing follows it.
+          disabled: last.timing.type === "none" || st.steps.length >= 10,
+          title: last.timing.type === "none" ? t("campaign.form.after_control") : null,
+          onClick: () => {
+            st.steps.push(stepState({ id: freeStepId(), timing: { type: "delay", minutes: 60 } }, st.steps.length));
+            renderStep();
+          },
+        },
+        "+ ",
+        t("campaign.form.add_step"),
+      ),
+    );
+  };
+
+  const stepEditor = (step, k) => {
+    const base = `strategy${".next".repeat(k)}`;
+    const name = `s${k}`;
+    return h(
+      "section",
+      { class: "card step-card", "data-testid": "send-step", "data-field": base, "data-field-wrap": base },
+      h(
+        "div",
+        { class: "step-title" },
+        h("h3", {}, k === 0 ? t("campaign.form.send") : t("campaign.form.follow_up", { n: k + 1 })),
+        h("span", { class: "spacer" }),
+        k > 0
+          ? h("button", { class: "btn btn-sm btn-danger-ghost", type: "button", "data-testid": "step-remove", onClick: () => { st.steps.splice(k, 1); renderStep(); } }, t("campaign.form.remove_step"))
+          : null,
+      ),
+      k > 0 ? h("p", { class: "muted small" }, t("campaign.form.follow_up_hint")) : null,
       h(
         "div",
         { class: "grid-2" },
-        field(t("campaign.form.timing"), radios("timing", step.timing.type, [["now", t("campaign.timing.now")], ["delay", t("campaign.timing.delay")], ["none", t("campaign.timing.none")]], (v) => { step.timing.type = v; renderStep(); }, "strategy.timing.type"), {
+        field(t("campaign.form.timing"), radios(`${name}-timing`, step.timing.type, [["now", t("campaign.timing.now")], ["delay", t("campaign.timing.delay")], ["none", t("campaign.timing.none")]], (v) => {
+          step.timing.type = v;
+          // Nothing may follow a control group.
+          if (v === "none") st.steps.splice(k + 1);
+          renderStep();
+        }, `${base}.timing.type`), {
           hint: step.timing.type === "none" ? t("campaign.timing.none_hint") : null,
-          extra: step.timing.type === "delay" ? h("div", { class: "input-row" }, h("input", { type: "number", min: 1, value: step.timing.minutes, "data-field": "strategy.timing.minutes", "data-testid": "timing-minutes", onInput: (e) => (step.timing.minutes = e.target.value) }), h("span", { class: "muted" }, t("campaign.timing.minutes"))) : null,
+          extra: step.timing.type === "delay" ? h("div", { class: "input-row" }, h("input", { type: "number", min: 1, value: step.timing.minutes, "data-field": `${base}.timing.minutes`, "data-testid": "timing-minutes", onInput: (e) => (step.timing.minutes = e.target.value) }), h("span", { class: "muted" }, t("campaign.timing.minutes"))) : null,
         }),
-        field(t("campaign.form.mode"), radios("send-mode", step.mode, [["first_success", t("campaign.mode.first_success")], ["all", t("campaign.mode.all")]], (v) => (step.mode = v), "strategy.mode"), { hint: t(`campaign.mode.${step.mode}_hint`) }),
+        field(t("campaign.form.mode"), radios(`${name}-mode`, step.mode, [["first_success", t("campaign.mode.first_success")], ["all", t("campaign.mode.all")]], (v) => { step.mode = v; renderStep(); }, `${base}.mode`), { hint: t(`campaign.mode.${step.mode}_hint`) }),
       ),
       step.timing.type === "none"
         ? null
         : h(
             "div",
-            { "data-field": "strategy.channels", "data-field-wrap": "strategy.channels" },
-            step.channels.map((ch, i) => channelEditor(ch, i)),
+            { "data-field": `${base}.channels`, "data-field-wrap": `${base}.channels` },
+            step.channels.map((ch, i) => channelEditor(step, base, ch, i)),
             h("button", { class: "btn btn-sm", type: "button", "data-testid": "channel-add", disabled: step.channels.length >= 10, onClick: () => { step.channels.push({ touchpoint_id: null, params: {} }); renderStep(); } }, "+ ", t("campaign.form.add_channel")),
           ),
     );
   };
 
-  const channelEditor = (ch, i) => {
-    const path = `strategy.channels[${i}]`;
+  const channelEditor = (step, base, ch, i) => {
+    const path = `${base}.channels[${i}]`;
     const tp = touchpoints.find((x) => x.id === ch.touchpoint_id);
     const paramsSlot = h("div", { class: "grid-2" });
     const select = h(
@@ -364,7 +426,7 @@ export async function renderCampaignForm(ctx, campaign) {
       for (const p of tp.template_params || []) paramsSlot.appendChild(paramInput(tp, p, ch, `${path}.params.${p.key}`));
       if (!(tp.template_params || []).length) paramsSlot.appendChild(h("p", { class: "muted small" }, t("campaign.form.no_params")));
     }
-    const st_ = st.step.channels;
+    const st_ = step.channels;
     return h(
       "div",
       { class: "channel", "data-testid": "channel", "data-field-wrap": path, "data-field": path },
