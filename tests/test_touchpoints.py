@@ -17,6 +17,7 @@ from touchgate.models import ApiKey, Attribute, Order, Touchpoint
 from touchgate.models.base import utcnow
 from touchgate.runtime import Runtime
 from touchgate.touchpoints import guard, service
+from touchgate.touchpoints.schemas import TouchpointCreate
 
 EXAMPLE: dict[str, Any] = {
     "name": "Coupon center",
@@ -968,6 +969,7 @@ def test_list_filters_and_paging(client: httpx.Client, pid: int) -> None:
     assert ids("?q=%25") == [coupons["id"]]
     assert ids("?q=_") == []
     assert ids("?q=nothing") == []
+    assert error_fields(client.get(url + "?q=%00")) == {"q"}
     r = client.get(url + "?limit=2&offset=1").json()
     assert r["total"] == 3 and [t["id"] for t in r["items"]] == [coupons["id"], wechat["id"]]
     assert client.get(url + "?status=enabled&limit=1").json()["total"] == 2
@@ -1147,3 +1149,56 @@ def test_openapi_documents_the_routes(client: httpx.Client, live_server: Any) ->
     schema = create["requestBody"]["content"]["application/json"]["schema"]
     assert {"name", "type", "url", "receipt", "template_params"} <= set(schema["properties"])
     assert "$defs" not in str(schema)
+
+
+WEIRD_VALUES: list[Any] = [
+    None,
+    True,
+    -1,
+    0,
+    2**64,
+    1e308,
+    "x",
+    "",
+    "\x00",
+    ["\x00"],
+    {"\x00": 1},
+    {"a": ["\x00"]},
+    [],
+    {},
+    [None],
+    [{}],
+    [[1]],
+    {"a": None},
+    {"mode": "async", "url": None},
+    [{"key": None, "name": 1, "type": "enum", "enum": {"source": "manual", "options": [None]}}],
+    [
+        {
+            "key": "k",
+            "name": "n",
+            "type": "enum",
+            "enum": {
+                "source": "manual",
+                "options": [{"code": "c", "name": "n", "children": [None]}],
+            },
+        }
+    ],
+]
+
+
+def test_no_value_crashes_the_service(client: httpx.Client, pid: int) -> None:
+    """Whatever a field holds, the answer is a verdict, never a 500."""
+    tp = create(client, pid, minimal("Target"))
+    disable(client, pid, tp["id"])
+    url = f"/projects/{pid}/touchpoints"
+    for field in TouchpointCreate.model_fields:
+        for n, value in enumerate(WEIRD_VALUES):
+            body = {**minimal(f"W{n}-{field[:8]}"), field: value}
+            r = client.post(url, json=body)
+            assert r.status_code in (201, 409, 422), (field, value, r.text)
+            r = client.patch(f"{url}/{tp['id']}", json={field: value})
+            assert r.status_code in (200, 409, 422), (field, value, r.text)
+            if r.status_code == 422:
+                assert r.json()["error"]["details"], (field, value)
+    r = client.put(f"{url}/{tp['id']}/spaces", json={"space_ids": [2**64]})
+    assert r.status_code == 422

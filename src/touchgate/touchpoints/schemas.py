@@ -134,6 +134,8 @@ def _check_identifier(value: str) -> str:
 
 
 def _check_description(value: str) -> str:
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in value):
+        raise ValueError("must not contain control characters other than tabs and line breaks")
     return value.strip()
 
 

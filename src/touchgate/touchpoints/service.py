@@ -147,6 +147,8 @@ def list_touchpoints(
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[View], int]:
+    if q is not None and "\x00" in q:
+        raise InvalidInput("q: must not contain NUL characters.", field="q")
     _get_project(session, project_id)
     rows, total = repo.list_touchpoints(
         session,
@@ -197,11 +199,34 @@ class _Errors(FieldErrors):
             super().add(field, message)
 
 
+def _nul_path(value: Any, path: str) -> str | None:
+    """Where a NUL character hides in a JSON value (PostgreSQL cannot store one)."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_path(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in key:
+                return f"{path}.{key.replace(chr(0), '?')}"
+            found = _nul_path(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    return None
+
+
 def _parse(body: dict[str, Any], errors: _Errors) -> TouchpointPatch:
     """Check each sent field on its own, so one bad value does not hide the
     rules of the others; returns the good values (``model_fields_set``)."""
     values: dict[str, Any] = {}
     for key, value in body.items():
+        nul = _nul_path(value, key)
+        if nul is not None:
+            errors.refuse(nul, "must not contain NUL characters")
+            continue
         try:
             parsed = TouchpointPatch.model_validate({key: value})
         except ValidationError as exc:
