@@ -66,6 +66,9 @@ def test_create_and_list_attributes(client: httpx.Client, project: dict[str, Any
         "vip",
     ]
     assert {a["type"] for a in listed["items"]} == {"string", "number", "date", "boolean"}
+    paged = client.get(f"/projects/{pid}/attributes", params={"limit": 2, "offset": 1}).json()
+    assert paged["total"] == 5
+    assert [a["key"] for a in paged["items"]] == ["_id_card2", "level"]
 
 
 def test_attribute_key_is_unique_per_project(client: httpx.Client) -> None:
@@ -96,6 +99,7 @@ def test_attribute_key_is_unique_per_project(client: httpx.Client) -> None:
         ({"key": "city", "type": "string", "kind": "trait"}, {"kind"}),
         ({"key": "city", "type": "string", "sensitive": "maybe"}, {"sensitive"}),
         ({"key": "city", "type": "string", "name": "   "}, {"name"}),
+        ({"key": "city", "type": "string", "name": "a\x00b"}, {"name"}),
         ({"key": "city", "type": "string", "colour": "red"}, {"colour"}),
         ({"key": 5, "type": 7, "kind": None}, {"key", "type", "kind"}),
     ],
@@ -271,6 +275,7 @@ def test_event_filters_and_paging(client: httpx.Client, project: dict[str, Any])
         ({"gid": str(MAX_GID + 1)}, "gid"),
         ({"limit": "0"}, "limit"),
         ({"offset": "-1"}, "offset"),
+        ({"name": "a\x00b"}, "name"),
     ],
 )
 def test_event_list_bad_filters(
@@ -327,6 +332,10 @@ def test_invalid_events_name_each_field(client: httpx.Client, project: dict[str,
         ({"gid": 1}, ["name"]),
         ({"name": "x", "gid": 1, "time": "not a time"}, ["time"]),
         ({"name": "x" * 101, "gid": 1}, ["name"]),
+        ({"name": "a\x00b", "gid": 1}, ["name"]),
+        ({"name": "x", "gid": 1, "properties": {"a": [1, {"b": "nul\x00"}]}}, ["properties"]),
+        ({"name": "x", "gid": 1, "properties": {"big": 2**64}}, ["properties"]),
+        ({"name": "x", "gid": 1, "properties": {"k\x00": 1}}, ["properties"]),
         ({"events": "nope"}, ["events"]),
         ({"events": [], "name": "x"}, ["name"]),
         ([1, 2], ["body"]),
@@ -338,6 +347,36 @@ def test_invalid_single_event(
     r = client.post(f"/projects/{project['id']}/events", json=body)
     assert r.status_code == 422, r.text
     assert [d["field"] for d in r.json()["error"]["details"]] == fields
+
+
+def test_event_properties_that_json_cannot_carry(
+    client: httpx.Client, project: dict[str, Any]
+) -> None:
+    pid = project["id"]
+    for value in (b"NaN", b"Infinity", b"-Infinity"):
+        r = client.post(
+            f"/projects/{pid}/events",
+            content=b'{"name": "x", "gid": 1, "properties": {"v": %s}}' % value,
+            headers={"Content-Type": "application/json"},
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"][0]["field"] == "properties"
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    r = client.post(
+        f"/projects/{pid}/events", json={"name": "x", "gid": 1, "properties": {"d": deep}}
+    )
+    assert r.status_code == 422
+    nested = {"a": [1, 2.5, None, True, {"b": "上海", "c": -(2**63)}], "n": 2**64 - 1}
+    r = client.post(f"/projects/{pid}/events", json={"name": "x", "gid": 1, "properties": nested})
+    assert r.status_code == 202, r.text
+    assert client.get(f"/projects/{pid}/events").json()["items"][0]["properties"] == nested
+    r = client.post(
+        f"/projects/{pid}/events", content=b"name=x", headers={"Content-Type": "text/plain"}
+    )
+    assert r.status_code == 422
+    assert client.get(f"/projects/{pid}/events").json()["total"] == 1
 
 
 def test_event_batch_limits(client: httpx.Client, project: dict[str, Any]) -> None:

@@ -210,15 +210,16 @@ def test_bad_lines_are_reported_and_good_lines_kept(
             lines({"gid": 12, "attributes": {"level": 1e400}}),  # 22
             b'{"gid": 13, "attributes": {"city": "\xff\xfe"}}\n',  # 23 not UTF-8
             lines({"gid": 14, "attributes": {"city": "kept", "birthday": "2024-02-29"}}),  # 24
-            b'{"gid": 15, "attributes": {"colour": 1, "level": "x", "size": 2}}',  # 25, no \n
+            lines({"gid": 16, "attributes": {"city": "nul\x00"}}),  # 25
+            b'{"gid": 15, "attributes": {"colour": 1, "level": "x", "size": 2}}',  # 26, no \n
         ]
     )
     result = post_import(client, pid, body)
     assert result["imported"] == 2
     assert result["updated"] == 0
     errors = {e["line"]: e["message"] for e in result["errors"]}
-    assert result["rejected"] == len(errors) == 21
-    assert sorted(errors) == [*range(2, 20), 22, 23, 25]
+    assert result["rejected"] == len(errors) == 22
+    assert sorted(errors) == [*range(2, 20), 22, 23, 25, 26]
     assert "not valid JSON" in errors[2]
     assert "expected an object" in errors[3]
     assert "gid is missing" in errors[4]
@@ -236,7 +237,8 @@ def test_bad_lines_are_reported_and_good_lines_kept(
     assert "not valid JSON" in errors[22]
     assert "UTF-8" in errors[23]
     # every problem of a line is named
-    assert "'colour'" in errors[25] and "'size'" in errors[25] and "'level'" in errors[25]
+    assert "'city'" in errors[25] and "NUL" in errors[25]
+    assert "'colour'" in errors[26] and "'size'" in errors[26] and "'level'" in errors[26]
     assert attrs(client, pid, 1) == {"city": "ok"}
     assert attrs(client, pid, 14) == {"city": "kept", "birthday": "2024-02-29"}
     assert user_count(runtime, pid) == 2
@@ -379,11 +381,13 @@ def test_csv_bad_records_report_their_first_line(client: httpx.Client, pid: int)
         b"7,num,99999999999999999999,true,\n"  # 13
         b"8,inf,inf,true,\n"  # 14
         b'9,"kept, too",2.5,0,2024-02-29\n'  # 15
+        b"10,nul\x00,1,true,\n"  # 16
     )
     result = post_import(client, pid, body, CSV)
     errors = {e["line"]: e["message"] for e in result["errors"]}
-    assert sorted(errors) == [3, 4, 6, 7, 8, 10, 11, 12, 13, 14]
-    assert result["rejected"] == 10
+    assert sorted(errors) == [3, 4, 6, 7, 8, 10, 11, 12, 13, 14, 16]
+    assert result["rejected"] == 11
+    assert "NUL" in errors[16]
     assert result["imported"] == 2
     assert "gid must be a positive 64-bit integer" in errors[3]
     assert "'level'" in errors[4] and "'vip'" in errors[4] and "'birthday'" in errors[4]

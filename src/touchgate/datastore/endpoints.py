@@ -48,12 +48,19 @@ def create_attribute(pid: ProjectId, body: AttributeCreate, ctx: CtxDep) -> Attr
 
 
 @router.get("/projects/{pid}/attributes", response_model=ListOf[AttributeOut])
-def list_attributes(pid: ProjectId, ctx: CtxDep) -> ListOf[AttributeOut]:
+def list_attributes(
+    pid: ProjectId,
+    ctx: CtxDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description="All when omitted.")] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ListOf[AttributeOut]:
     ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
         rows = service.list_attributes(session, pid)
+        # The catalogue is small and pickers want all of it, so it is paged in memory.
+        shown = rows[offset : None if limit is None else offset + limit]
         return ListOf[AttributeOut](
-            items=[AttributeOut.model_validate(r) for r in rows], total=len(rows)
+            items=[AttributeOut.model_validate(r) for r in shown], total=len(rows)
         )
 
 
@@ -150,6 +157,8 @@ def list_events(
     until: Annotated[AwareDatetime | None, Query(description="Exclusive, with a zone.")] = None,
 ) -> ListOf[EventOut]:
     ctx.principal.require_project(pid)
+    if name is not None and "\x00" in name:
+        raise InvalidInput("name must not contain NUL characters.", field="name")
     with ctx.runtime.tx() as session:
         rows, total = service.list_events(
             session,

@@ -171,7 +171,7 @@ def _check_date(text: str) -> str:
 
 def _json_string(value: Any) -> Any:
     if isinstance(value, str):
-        return value
+        return _csv_string(value)
     raise ValueError(f"expected a string, got {_describe(value)}")
 
 
@@ -196,6 +196,9 @@ def _json_date(value: Any) -> Any:
 
 
 def _csv_string(text: str) -> Any:
+    # PostgreSQL cannot store NUL in text (JSONB included); refuse it on both backends.
+    if "\x00" in text:
+        raise ValueError("text must not contain NUL characters")
     return text
 
 
@@ -241,7 +244,7 @@ def _is_date(value: Any) -> bool:
 # Fast checks for JSON values (they are stored as parsed); the converters below
 # are only called on failure, for their message.
 JSON_ACCEPTS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: type(v) is str,
+    "string": lambda v: type(v) is str and "\x00" not in v,
     "number": lambda v: type(v) is int or (type(v) is float and math.isfinite(v)),
     "boolean": lambda v: type(v) is bool,
     "date": _is_date,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -12,6 +13,47 @@ MAX_GID = 2**63 - 1
 KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # ``gid`` is the user id column of every import; an attribute cannot shadow it.
 RESERVED_KEYS = frozenset({"gid"})
+
+# Every JSON value a client gives is stored as JSONB on PostgreSQL and returned
+# through orjson: both refuse NUL characters in text, NaN/Infinity and integers
+# beyond 64 bits, so such values are refused here with a clear message.
+MAX_JSON_DEPTH = 32
+INT_RANGE = (-(2**63), 2**64 - 1)
+
+
+def check_text(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def check_json(value: Any, path: str = "", depth: int = 0) -> None:
+    """Raise ValueError naming the first value that cannot be stored as JSON."""
+    where = f" at {path}" if path else ""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels{where}")
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"text must not contain NUL characters{where}")
+    elif isinstance(value, bool) or value is None:
+        return
+    elif isinstance(value, int):
+        if not INT_RANGE[0] <= value <= INT_RANGE[1]:
+            raise ValueError(f"integer out of the 64-bit range{where}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"numbers must be finite{where}")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if "\x00" in str(key):
+                raise ValueError(f"keys must not contain NUL characters{where}")
+            check_json(item, f"{path}.{key}" if path else str(key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_json(item, f"{path}[{index}]", depth + 1)
+    else:
+        raise ValueError(f"unsupported value{where}")
+
 
 AttributeType = Literal["string", "number", "date", "boolean"]
 AttributeKind = Literal["attribute", "identity"]
@@ -41,7 +83,7 @@ class AttributeCreate(BaseModel):
     def _name(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        value = value.strip()
+        value = check_text(value).strip()
         if not value:
             raise ValueError("must not be blank")
         return value
@@ -94,9 +136,15 @@ class EventIn(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, value: str) -> str:
-        value = value.strip()
+        value = check_text(value).strip()
         if not value:
             raise ValueError("must not be blank")
+        return value
+
+    @field_validator("properties")
+    @classmethod
+    def _properties(cls, value: dict[str, Any]) -> dict[str, Any]:
+        check_json(value)
         return value
 
 
