@@ -354,6 +354,16 @@ def test_add_touchpoint_with_every_parameter_type(
     expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.enabled"])
     expect(tp_row.get_by_test_id("tp-last-test")).to_have_text(t["tp.never_tested"])
     shot(page, lang, "07-list")
+    # Search and filters narrow the list.
+    page.get_by_test_id("tp-search").fill("no such touchpoint")
+    expect(page.get_by_text(t["tp.none_match_title"])).to_be_visible()
+    page.get_by_test_id("tp-search").fill("")
+    page.get_by_test_id("tp-filter-status").select_option("disabled")
+    expect(page.get_by_text(t["tp.none_match_title"])).to_be_visible()
+    page.get_by_test_id("tp-filter-status").select_option("")
+    page.get_by_test_id("tp-filter-type").select_option("benefit")
+    expect(tp_row).to_be_visible()
+    page.get_by_test_id("tp-filter-type").select_option("")
 
     stored = client.get(f"/projects/{pid}/touchpoints").json()["items"][0]
     assert stored["token_set"] is True
