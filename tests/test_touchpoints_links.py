@@ -264,6 +264,15 @@ def test_options_from_the_options_api(
     assert options_api.requests == [
         {"projectId": pid, "paramDescription": "Template", "paramName": "tpl"}
     ]
+    assert "X-Touchgate-Warning" not in r.headers
+    # Cached: the API is not asked again, unless a refresh is asked for.
+    assert client.get(f"{base}/tpl/options").json() == r.json()
+    assert len(options_api.requests) == 1
+    options_api.answer = {"code": 1, "message": "maintenance"}
+    again = client.get(f"{base}/tpl/options?refresh=true")
+    assert again.status_code == 200 and again.json() == r.json()
+    assert len(options_api.requests) == 2
+    assert "maintenance" in again.headers["X-Touchgate-Warning"]
     r = client.get(f"{base}/broken/options")
     assert r.status_code == 502, r.text
     assert "404" in r.json()["error"]["message"]

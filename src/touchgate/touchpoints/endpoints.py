@@ -209,11 +209,12 @@ def _enum_param(runtime: Runtime, pid: int, tid: int, key: str) -> dict[str, Any
     response_model_exclude_none=True,
 )
 async def param_options(
-    pid: int, tid: int, key: str, ctx: CtxDep, response: Response
+    pid: int, tid: int, key: str, ctx: CtxDep, response: Response, refresh: bool = False
 ) -> list[dict[str, Any]]:
-    """An enum parameter's options: the manual ones, or fetched from its options API.
-    When the API failed and the last good options are shown, the header
-    ``X-Touchgate-Warning`` says so."""
+    """An enum parameter's options: the manual ones, or from its options API
+    (cached for a few minutes; ``refresh=true`` asks the API again). When the API
+    failed and the last good options are shown, the header ``X-Touchgate-Warning``
+    says so."""
     ctx.principal.require_project(pid)
     enum = await run_in_threadpool(_enum_param, ctx.runtime, pid, tid, key)
     if enum["source"] == "manual":
@@ -222,7 +223,9 @@ async def param_options(
     # The delivery domain owns outgoing HTTP (network guard, signing, cache).
     from ..delivery import options as options_api
 
-    fetched = await options_api.load_api_options(ctx.runtime, tid, key, project_id=pid)
+    fetched = await options_api.load_api_options(
+        ctx.runtime, tid, key, project_id=pid, refresh=refresh
+    )
     warning = options_api.refresh_warning(ctx.runtime, tid, key)
     if warning:
         response.headers["X-Touchgate-Warning"] = warning.encode("ascii", "replace").decode()
