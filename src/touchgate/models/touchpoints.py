@@ -25,9 +25,7 @@ class Touchpoint(Base):
     token_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     signing_secret_encrypted: Mapped[str] = mapped_column(Text)
     previous_signing_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
-    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(
-        UTCDateTime, nullable=True
-    )
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     batch_size: Mapped[int] = mapped_column(Integer, default=500)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     timeout_seconds: Mapped[int] = mapped_column(Integer, default=15)
