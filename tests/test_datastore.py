@@ -361,6 +361,28 @@ def test_event_properties_that_json_cannot_carry(
         )
         assert r.status_code == 422, r.text
         assert r.json()["error"]["details"][0]["field"] == "properties"
+    for body in (
+        b'{"name": "x", "gid": 1, "properties": {"v": "\\ud800"}}',
+        b'{"name": "x", "gid": 1, "properties": {"\\udfff": 1}}',
+    ):
+        r = client.post(
+            f"/projects/{pid}/events", content=body, headers={"Content-Type": "application/json"}
+        )
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"][0]["field"] == "properties"
+    r = client.post(
+        f"/projects/{pid}/events",
+        content=b'{"name": "\\ud800", "gid": 1}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    r = client.post(
+        f"/projects/{pid}/attributes",
+        content=b'{"key": "k", "type": "string", "name": "\\ud800"}',
+        headers={"Content-Type": "application/json"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "name"
     deep: Any = 1
     for _ in range(40):
         deep = [deep]

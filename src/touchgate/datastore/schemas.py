@@ -21,9 +21,21 @@ MAX_JSON_DEPTH = 32
 INT_RANGE = (-(2**63), 2**64 - 1)
 
 
+def _storable(text: str) -> str | None:
+    """Why ``text`` cannot be stored, or None when it can."""
+    if "\x00" in text:
+        return "must not contain NUL characters"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "must be valid Unicode (no lone surrogates)"
+    return None
+
+
 def check_text(value: str) -> str:
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
+    problem = _storable(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -33,8 +45,9 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
     if depth > MAX_JSON_DEPTH:
         raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels{where}")
     if isinstance(value, str):
-        if "\x00" in value:
-            raise ValueError(f"text must not contain NUL characters{where}")
+        problem = _storable(value)
+        if problem is not None:
+            raise ValueError(f"text {problem}{where}")
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
@@ -45,8 +58,9 @@ def check_json(value: Any, path: str = "", depth: int = 0) -> None:
             raise ValueError(f"numbers must be finite{where}")
     elif isinstance(value, dict):
         for key, item in value.items():
-            if "\x00" in str(key):
-                raise ValueError(f"keys must not contain NUL characters{where}")
+            problem = _storable(str(key))
+            if problem is not None:
+                raise ValueError(f"keys {problem}{where}")
             check_json(item, f"{path}.{key}" if path else str(key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
