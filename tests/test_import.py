@@ -18,10 +18,12 @@ import pytest
 from sqlalchemy import func, select
 
 from touchgate.datastore.importer import (
+    INFLATE_STEP,
     MAX_ERRORS,
     MAX_LINE_BYTES,
     TOO_LONG,
     ImportReport,
+    gunzip,
     split_lines,
 )
 from touchgate.models import User
@@ -491,6 +493,14 @@ def test_split_lines_unit() -> None:
     assert collect([b"123", b"456"], limit=5) == [TOO_LONG]
 
 
+def test_gunzip_bounds_each_step() -> None:
+    bomb = gzip.compress(b"\n" * (40 * INFLATE_STEP))
+    assert len(bomb) < INFLATE_STEP
+    sizes = [len(out) for out in gunzip(pieces(bomb, (4096,)))]
+    assert sum(sizes) == 40 * INFLATE_STEP
+    assert max(sizes) <= INFLATE_STEP
+
+
 def test_streamed_import_of_200k_lines(client: httpx.Client, pid: int, runtime: Runtime) -> None:
     total = 200_000
     pause_after = 40_000
@@ -551,6 +561,41 @@ def test_client_disconnect_keeps_committed_chunks(
     assert attrs(client, pid, 5_000) == {}
     assert client.get(f"/projects/{pid}/users/6500").status_code == 404
     assert post_import(client, pid, lines({"gid": 6_500}))["imported"] == 1
+
+
+def test_gzip_body(client: httpx.Client, pid: int) -> None:
+    body = gzip.compress(
+        lines(*({"gid": gid, "attributes": {"city": "上海" * 50}} for gid in range(1, 3_001)))
+    )
+    r = client.post(
+        f"/projects/{pid}/users/import",
+        content=pieces(body, (3, 1000, 17)),
+        headers={"Content-Type": NDJSON, "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["imported"] == 3_000
+    assert attrs(client, pid, 2_999) == {"city": "上海" * 50}
+
+    r = client.post(
+        f"/projects/{pid}/users/import",
+        content=body[: len(body) // 2],
+        headers={"Content-Type": NDJSON, "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 422
+    assert r.json()["error"]["details"][0]["field"] == "body"
+    r = client.post(
+        f"/projects/{pid}/users/import",
+        content=b"plain text",
+        headers={"Content-Type": CSV, "Content-Encoding": "gzip"},
+    )
+    assert r.status_code == 422
+    r = client.post(
+        f"/projects/{pid}/users/import",
+        content=body,
+        headers={"Content-Type": NDJSON, "Content-Encoding": "br"},
+    )
+    assert r.status_code == 415
+    assert "gzip" in r.json()["error"]["message"]
 
 
 # -- content types, projects ----------------------------------------------------------------

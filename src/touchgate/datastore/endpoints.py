@@ -15,7 +15,13 @@ from ..api.deps import CtxDep, ListOf, PageDep
 from ..auth import Principal
 from ..errors import Forbidden, InvalidInput
 from . import service
-from .importer import CONTENT_TYPES, UserImport, format_from_content_type
+from .importer import (
+    CONTENT_TYPES,
+    UserImport,
+    check_content_encoding,
+    format_from_content_type,
+    gunzip,
+)
 from .schemas import (
     MAX_GID,
     AttributeCreate,
@@ -68,7 +74,7 @@ _IMPORT_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": 'JSON Lines (one {"gid": 1, "attributes": {...}} a line) or CSV '
-        "with a header gid,<key>,...; streamed, any size.",
+        "with a header gid,<key>,...; streamed, any size; optionally Content-Encoding: gzip.",
         "content": {media: {"schema": {"type": "string"}} for media in CONTENT_TYPES},
     }
 }
@@ -103,9 +109,11 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
     """Import users from a streamed JSON Lines or CSV body; bad lines are reported."""
     _require_writer(ctx.principal, pid)
     fmt = format_from_content_type(request.headers.get("content-type"))
+    gzipped = check_content_encoding(request.headers.get("content-encoding"))
     job = await run_in_threadpool(UserImport.open, ctx.runtime, pid, fmt)
+    chunks = _body_chunks(request)
     try:
-        report = await run_in_threadpool(job.run, _body_chunks(request))
+        report = await run_in_threadpool(job.run, gunzip(chunks) if gzipped else chunks)
     except ClientDisconnect:
         raise InvalidInput(
             "The client disconnected before the body was complete; the lines written "

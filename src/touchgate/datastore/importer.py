@@ -31,6 +31,7 @@ import codecs
 import csv
 import math
 import re
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
@@ -276,6 +277,50 @@ def _gid_from_text(text: str) -> int:
         if 1 <= gid <= MAX_GID:
             return gid
     raise LineRejected(f"gid must be a positive 64-bit integer, got {_describe(text)}")
+
+
+# ---------------------------------------------------------------------------
+# Compressed bodies
+
+CONTENT_ENCODINGS = ("gzip", "identity")
+# Output per decompression step: a small compressed chunk may expand enormously.
+INFLATE_STEP = 1 << 20
+
+
+def check_content_encoding(content_encoding: str | None) -> bool:
+    """True for a gzip body, False for a plain one; 415 for any other encoding."""
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding not in CONTENT_ENCODINGS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding {encoding!r} is not accepted; send gzip or an uncompressed body.",
+            details={"accepted_encodings": list(CONTENT_ENCODINGS)},
+        )
+    return encoding == "gzip"
+
+
+def gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Inflate a gzip stream incrementally, never more than INFLATE_STEP bytes at once."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    try:
+        for chunk in chunks:
+            data = chunk
+            while data:
+                out = inflater.decompress(data, INFLATE_STEP)
+                if out:
+                    yield out
+                data = inflater.unconsumed_tail
+                if inflater.eof and inflater.unused_data:
+                    raise zlib.error("data after the end of the gzip stream")
+        out = inflater.flush()
+        if out:
+            yield out
+        if not inflater.eof:
+            raise zlib.error("the gzip stream ends early")
+    except zlib.error as exc:
+        raise InvalidInput(
+            f"The body is not valid gzip ({exc}); lines before the damage were kept.",
+            field="body",
+        ) from None
 
 
 # ---------------------------------------------------------------------------
