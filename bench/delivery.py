@@ -157,7 +157,13 @@ def setup_store(url: str, users: int, batch: int, concurrency: int, receiver_url
 
 
 def touchgate_run(
-    url: str, tp_id: int, users: int, concurrency: int, profile: str | None, out: Any
+    url: str,
+    tp_id: int,
+    users: int,
+    concurrency: int,
+    profile: str | None,
+    verbose: bool,
+    out: Any,
 ) -> None:
     from sqlalchemy import func, select
 
@@ -182,11 +188,14 @@ def touchgate_run(
         profiler = cProfile.Profile()
         profiler.enable()
 
+    progress = [0]
+
     def enqueue_all() -> None:
         with runtime.tx() as s:
             tp = s.get(Touchpoint, tp_id)
             assert tp is not None
         for start in range(1, users + 1, ENQUEUE_CHUNK):
+            progress[0] = start - 1
             with runtime.tx() as s:
                 service.enqueue_delivery(
                     s,
@@ -198,6 +207,7 @@ def touchgate_run(
                         "startDate": "2026-12-01",
                     },
                 )
+        progress[0] = users
 
     def unsettled() -> int:
         with runtime.tx() as s:
@@ -212,8 +222,17 @@ def touchgate_run(
         enqueuer = threading.Thread(target=enqueue_all)
         enqueuer.start()
         task = asyncio.create_task(worker.run(stop))
+        last = started
         while True:
             await asyncio.sleep(0.25)
+            if verbose and time.perf_counter() - last >= 5:
+                last = time.perf_counter()
+                print(
+                    f"    {last - started:6.1f} s: enqueued {progress[0]:,}, "
+                    f"settled {worker.settled_users:,}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             if not enqueuer.is_alive() and await asyncio.to_thread(unsettled) == 0:
                 break
         elapsed = time.perf_counter() - started
@@ -240,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile", default=None, help="write a cProfile of (b) here")
+    parser.add_argument("--verbose", action="store_true", help="print progress of (b)")
     args = parser.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory(prefix="tg-bench-")
@@ -268,7 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         parent, child = mp.get_context("spawn").Pipe()
         proc = mp.get_context("spawn").Process(
             target=touchgate_run,
-            args=(url, tp_id, args.users, args.concurrency, args.profile, child),
+            args=(url, tp_id, args.users, args.concurrency, args.profile, args.verbose, child),
         )
         proc.start()
         result = parent.recv()
