@@ -11,13 +11,14 @@ import asyncio
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from touchgate.plugins.host import PluginFailed, PluginHost, PluginInfo, PluginRetryable
-from touchgate.plugins.sandbox import Limits, Sandbox, detect_sandbox
+from touchgate.plugins.sandbox import Limits, Sandbox, SandboxProcess, detect_sandbox
 
 HEALTHY = """
 import os
@@ -121,8 +122,28 @@ DETECTED = detect_sandbox()
 KINDS = sorted({DETECTED.kind, "rlimits"})
 
 
-def _sandbox(kind: str) -> Sandbox:
-    return DETECTED if kind == DETECTED.kind else Sandbox(kind="rlimits")
+@dataclass(frozen=True)
+class RecordingSandbox(Sandbox):
+    """The real sandbox, remembering each worker it launched (pid, and uid when the
+    worker runs as a dedicated one) so the tests can look for leftovers of exactly
+    these workers, whatever else runs on the machine."""
+
+    launched: list[tuple[int, int | None]] = field(default_factory=list, compare=False)
+
+    def launch(self, plugin_dir: Path, entry: str, *, probe: bool = False) -> SandboxProcess:
+        process = super().launch(plugin_dir, entry, probe=probe)
+        self.launched.append((process.process.pid, process.uid))
+        return process
+
+
+def _sandbox(kind: str, limits: Limits | None = None) -> RecordingSandbox:
+    base = DETECTED if kind == DETECTED.kind else Sandbox(kind="rlimits")
+    return RecordingSandbox(
+        kind=base.kind,
+        bwrap=base.bwrap,
+        switch_uid=base.switch_uid,
+        limits=limits or base.limits,
+    )
 
 
 def write_plugin(root: Path, name: str, code: str) -> Path:
@@ -155,42 +176,48 @@ def host(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PluginHost]
     h = PluginHost(sandbox=_sandbox(request.param), plugin_lookup=plugins.lookup)
     yield h
     h.close()
-    wait_until_no_workers()
+    wait_until_no_workers(h.sandbox)
 
 
-def wait_until_no_workers() -> None:
+def wait_until_no_workers(sandbox: Sandbox) -> None:
+    assert isinstance(sandbox, RecordingSandbox)
     deadline = time.monotonic() + 10
-    while _sandbox_processes() and time.monotonic() < deadline:
+    while _leftovers(sandbox) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert _sandbox_processes() == 0
+    assert _leftovers(sandbox) == []
 
 
-def _sandbox_processes() -> int:
-    """Live processes descended from this test process (workers and anything they
-    started); other test runs on the machine are not counted."""
+def _leftovers(sandbox: RecordingSandbox) -> list[int]:
+    """Live processes of the launched workers: their own, their descendants, and
+    any process running as one of their dedicated uids."""
+    pids = {pid for pid, _ in sandbox.launched}
+    uids = {uid for _, uid in sandbox.launched if uid is not None}
     parents: dict[int, int] = {}
+    owners: dict[int, int] = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             with open(f"/proc/{entry.name}/stat") as fh:
                 fields = fh.read().rsplit(")", 1)[1].split()
+            owner = entry.stat().st_uid
         except OSError:
             continue
         if fields[0] != "Z":  # zombies are already dead
             parents[int(entry.name)] = int(fields[1])
-    me = os.getpid()
-    count = 0
+            owners[int(entry.name)] = owner
+    found = []
     for pid in parents:
-        seen = 0
-        parent = parents.get(pid)
-        while parent and seen < 64:
-            if parent == me:
-                count += 1
+        if pid in pids or owners[pid] in uids:
+            found.append(pid)
+            continue
+        parent, hops = parents.get(pid), 0
+        while parent and hops < 64:
+            if parent in pids:
+                found.append(pid)
                 break
-            parent = parents.get(parent)
-            seen += 1
-    return count
+            parent, hops = parents.get(parent), hops + 1
+    return found
 
 
 def call(
@@ -270,13 +297,7 @@ def test_huge_allocation_hits_the_memory_limit(host: PluginHost) -> None:
 
 def test_cpu_limit_kills_the_worker(tmp_path: Path) -> None:
     plugins = Plugins(tmp_path)
-    sandbox = _sandbox(DETECTED.kind)
-    tight = Sandbox(
-        kind=sandbox.kind,
-        bwrap=sandbox.bwrap,
-        switch_uid=sandbox.switch_uid,
-        limits=Limits(cpu_seconds=1),
-    )
+    tight = _sandbox(DETECTED.kind, Limits(cpu_seconds=1))
     host = PluginHost(sandbox=tight, plugin_lookup=plugins.lookup)
     try:
         started = time.monotonic()
@@ -299,7 +320,7 @@ def test_fork_bomb_is_contained(host: PluginHost) -> None:
         call(host, "fork", timeout=3)
     assert time.monotonic() - started < 10
     # Every process of the bomb died with its worker.
-    wait_until_no_workers()
+    wait_until_no_workers(host.sandbox)
     healthy_after(host)
 
 

@@ -345,6 +345,11 @@ class SandboxProcess:
         os.set_blocking(self._stdout, False)
 
     @property
+    def uid(self) -> int | None:
+        """The dedicated uid the plugin runs as, when the service runs as root."""
+        return self._uid.uid if self._uid is not None else None
+
+    @property
     def alive(self) -> bool:
         return not self._dead and self.process.poll() is None
 
