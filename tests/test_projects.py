@@ -64,3 +64,10 @@ def test_health(live_server: Any, runtime: Any) -> None:
     assert r.status_code == 200
     assert r.json()["checks"]["database"] == "ok"
     assert httpx.get(live_server.url + "/openapi.json").json()["info"]["title"] == "Touchgate"
+
+
+def test_ids_beyond_range_are_404(client: httpx.Client, project: dict[str, Any]) -> None:
+    huge = 2**40
+    assert client.get(f"/projects/{huge}").status_code == 404
+    assert client.get(f"/projects/{huge}/spaces").status_code == 404
+    assert client.post(f"/projects/{huge}/spaces", json={"name": "x"}).status_code == 404

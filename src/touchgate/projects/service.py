@@ -10,8 +10,17 @@ from . import repository as repo
 from .schemas import ProjectCreate, ProjectUpdate, SpaceCreate
 
 
+# Ids are 32-bit integers in both databases; a larger one can only be unknown
+# (and PostgreSQL would refuse to compare it with the column).
+MAX_ID = 2**31 - 1
+
+
+def valid_id(value: int) -> bool:
+    return 0 < value <= MAX_ID
+
+
 def get_project(session: Session, project_id: int) -> Project:
-    project = repo.get_project(session, project_id)
+    project = repo.get_project(session, project_id) if valid_id(project_id) else None
     if project is None:
         raise NotFound(f"Project {project_id} does not exist.")
     return project
@@ -51,7 +60,7 @@ def update_project(session: Session, project_id: int, data: ProjectUpdate) -> Pr
 
 def get_space(session: Session, project_id: int, space_id: int) -> Space:
     get_project(session, project_id)
-    space = repo.get_space(session, project_id, space_id)
+    space = repo.get_space(session, project_id, space_id) if valid_id(space_id) else None
     if space is None:
         raise NotFound(f"Space {space_id} does not exist in project {project_id}.")
     return space
