@@ -8,8 +8,27 @@ import { t, tMaybe } from "./i18n.js";
  * A field message in the user's language when it is one of the common ones; otherwise
  * the service's English text (it names values and limits we cannot guess).
  */
+// Messages with numbers in them, translated with the numbers kept.
+const PATTERNS = [
+  [/^must be at most (\d+) characters \(got (\d+)\)$/, "msgp.max_chars", ["max", "got"]],
+  [/^Input should be greater than or equal to (-?[\d.]+)$/, "msgp.gte", ["n"]],
+  [/^Input should be less than or equal to (-?[\d.]+)$/, "msgp.lte", ["n"]],
+  [/^String should have at most (\d+) characters?$/, "msgp.max_len", ["n"]],
+];
+
+function translateMessage(message) {
+  const text = String(message).trim();
+  const exact = tMaybe(`msg.${text}`);
+  if (exact) return exact;
+  for (const [re, key, names] of PATTERNS) {
+    const m = text.match(re);
+    if (m) return tMaybe(key, Object.fromEntries(names.map((n, i) => [n, m[i + 1]])));
+  }
+  return null;
+}
+
 export function messageEl(tag, props, message) {
-  const translated = tMaybe(`msg.${String(message).trim()}`);
+  const translated = translateMessage(message);
   return translated ? h(tag, { ...props, title: message }, translated) : h(tag, { ...props, lang: "en" }, message);
 }
 
