@@ -198,6 +198,10 @@ def test_batch_failures(
     assert [e.properties["status"] for e in events] == ["TOU_FAIL", "TOU_FAIL"]
 
 
+# Backslashes, tabs, quotes, newlines and non-ASCII survive into results and events.
+ODD = 'bad \\ "user"\tdata\n数据'
+
+
 def test_per_user_statuses_missing_and_unexpected_gids(
     runtime: Runtime, endpoint: Endpoint, worker: WorkerThread
 ) -> None:
@@ -208,7 +212,7 @@ def test_per_user_statuses_missing_and_unexpected_gids(
                 "orderNo": doc["orderNo"],
                 "sendStatusList": [
                     {"gid": 1, "status": "TOU_SUCC", "errorMsg": ""},
-                    {"gid": 2, "status": "TOU_FAIL", "errorMsg": "bad user data"},
+                    {"gid": 2, "status": "TOU_FAIL", "errorMsg": ODD},
                     {"gid": 777, "status": "TOU_SUCC"},
                 ],
             }
@@ -221,10 +225,12 @@ def test_per_user_statuses_missing_and_unexpected_gids(
     wait_for(lambda: all_done(runtime, nos), what="orders settled")
     assert results(runtime, nos) == {
         1: ("TOU_SUCC", "", 1),
-        2: ("TOU_FAIL", "bad user data", 1),
+        2: ("TOU_FAIL", ODD, 1),
         3: ("TOU_FAIL", "no status returned", 1),
     }
-    assert 777 not in {e.gid for e in touch_events(runtime, tp.project_id)}
+    events = {e.gid: e.properties for e in touch_events(runtime, tp.project_id)}
+    assert set(events) == {1, 2, 3}  # 777 is not ours
+    assert events[2]["error_msg"] == ODD
     log = attempts_of(runtime, nos[0])
     assert "not in the batch" in log[0]["error"]
 

@@ -75,12 +75,13 @@ def insert_pending_users(session: Session, rows: Sequence[tuple[int, int]]) -> N
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        # COPY text format built here: integers need no escaping.
+        data = "".join([f"{order_id}\t{gid}\tpending\t0\n" for order_id, gid in rows])
         with (
             raw.cursor() as cur,
             cur.copy("COPY order_users (order_id, gid, status, attempts) FROM STDIN") as copy,
         ):
-            for order_id, gid in rows:
-                copy.write_row((order_id, gid, "pending", 0))
+            copy.write(data.encode())
         return
     conn.exec_driver_sql(
         "INSERT INTO order_users (order_id, gid, status, attempts) VALUES (?, ?, 'pending', 0)",
@@ -343,12 +344,21 @@ def insert_touch_events(
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        # COPY text format built here: JSON text has no raw tabs or newlines,
+        # only backslashes to double; each distinct properties text once.
+        escaped: dict[str, str] = {}
+        stamp = at.isoformat()
+        parts = []
+        for project_id, gid, props in rows:
+            text = escaped.get(props)
+            if text is None:
+                text = escaped[props] = props.replace("\\", "\\\\")
+            parts.append(f"{project_id}\t{TOUCH_EVENT}\t{gid}\t{stamp}\t{text}\n")
         with (
             raw.cursor() as cur,
             cur.copy("COPY events (project_id, name, gid, time, properties) FROM STDIN") as copy,
         ):
-            for project_id, gid, props in rows:
-                copy.write_row((project_id, TOUCH_EVENT, gid, at, props))
+            copy.write("".join(parts).encode())
         return
     # SQLite keeps naive UTC in SQLAlchemy's own DateTime text format.
     stamp = at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
