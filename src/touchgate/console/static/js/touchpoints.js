@@ -139,7 +139,8 @@ async function openForm(ctx, touchpoint, actions) {
 
 function lastTest(tp) {
   const last = tp.last_test;
-  if (!last || !last.at) return h("span", { class: "muted" }, t("tp.never_tested"));
+  // Prominent rather than blocking: an untested touchpoint can be used, but it stands out.
+  if (!last || !last.at) return badge(t("tp.never_tested"), "warn", { title: t("tp.never_tested_hint") });
   return h(
     "div",
     { class: "stack-xs", title: formatDateTime(last.at) },
