@@ -125,6 +125,19 @@ def test_attributes_of_unknown_project(client: httpx.Client) -> None:
     assert client.get("/projects/999999/attributes").status_code == 404
 
 
+@pytest.mark.parametrize("pid", [2**40, 0, -5])
+def test_out_of_range_project_ids_are_404(client: httpx.Client, pid: int) -> None:
+    ndjson = {"Content-Type": "application/x-ndjson"}
+    assert client.get(f"/projects/{pid}/attributes").status_code == 404
+    r = client.post(f"/projects/{pid}/attributes", json={"key": "city", "type": "string"})
+    assert r.status_code == 404
+    r = client.post(f"/projects/{pid}/users/import", content=b'{"gid": 1}\n', headers=ndjson)
+    assert r.status_code == 404
+    assert client.get(f"/projects/{pid}/users/1").status_code == 404
+    assert client.post(f"/projects/{pid}/events", json={"name": "x", "gid": 1}).status_code == 404
+    assert client.get(f"/projects/{pid}/events").status_code == 404
+
+
 def test_repository_catalogue_helpers(
     client: httpx.Client, project: dict[str, Any], runtime: Runtime
 ) -> None:

@@ -35,7 +35,7 @@ from .schemas import (
 
 router = APIRouter(tags=["data store"])
 
-ProjectId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Project id.")]
+ProjectId = Annotated[int, Path(description="Project id; an unknown or out-of-range one is 404.")]
 GidPath = Annotated[int, Path(ge=1, le=MAX_GID, description="The user's gid.")]
 
 
