@@ -8,8 +8,11 @@ from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     and_,
+    any_,
+    bindparam,
     case,
     delete,
     exists,
@@ -17,6 +20,7 @@ from sqlalchemy import (
     insert,
     literal,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -35,6 +39,18 @@ from ..models.campaigns import (
     CampaignRun,
     CampaignStepUser,
 )
+
+
+def gid_in(session: Session, column: Any, gids: Sequence[int]) -> ColumnElement[bool]:
+    """``column IN gids``. On PostgreSQL one ``bigint[]`` parameter (``= ANY``): an IN
+    list of thousands of parameters is slow to plan, and an array typed from the
+    values (e.g. ``smallint[]``) would keep the bigint index from being used."""
+    if dialect_name(session) == "postgresql":
+        return cast(
+            ColumnElement[bool],
+            column == any_(bindparam(None, list(gids), type_=postgresql.ARRAY(BigInteger))),
+        )
+    return cast(ColumnElement[bool], column.in_(list(gids)))
 
 
 def _rowcount(result: Any) -> int:
@@ -274,6 +290,10 @@ def insert_entries(
         _ts(now),
     ).where(User.project_id == project_id, audience, ~exists(this_run))
     session.execute(insert(CampaignEntry).from_select(cols, suppressed_sel))
+    if dialect_name(session) == "postgresql":
+        # The rows just written are invisible to the planner's statistics, which would
+        # then choose sequential scans for every page of this run.
+        session.execute(text("ANALYZE campaign_entries"))
     # Counted afterwards: an ORM-level INSERT … SELECT does not report a reliable rowcount.
     counts = dict(
         session.execute(
@@ -308,7 +328,9 @@ def matching_gids(
         return []
     return list(
         session.scalars(
-            select(User.gid).where(User.project_id == project_id, User.gid.in_(gids), where)
+            select(User.gid).where(
+                User.project_id == project_id, gid_in(session, User.gid, gids), where
+            )
         )
     )
 
@@ -332,7 +354,9 @@ def user_attributes(
     if not gids:
         return {}
     rows = session.execute(
-        select(User.gid, User.attributes).where(User.project_id == project_id, User.gid.in_(gids))
+        select(User.gid, User.attributes).where(
+            User.project_id == project_id, gid_in(session, User.gid, gids)
+        )
     ).all()
     return {gid: attrs or {} for gid, attrs in rows}
 
@@ -347,22 +371,21 @@ def insert_step_users(
     outcome: str,
     now: datetime,
 ) -> None:
+    """Record users reaching a step: one INSERT … SELECT from the run's entries (every
+    user moving through a run's steps entered it), not a row per user from Python."""
     if not gids:
         return
+    rows = select(
+        CampaignEntry.run_id,
+        literal(step_id),
+        CampaignEntry.gid,
+        CampaignEntry.campaign_id,
+        literal(outcome),
+        _ts(now),
+    ).where(CampaignEntry.run_id == run_id, gid_in(session, CampaignEntry.gid, gids))
     stmt = _insert_ignore(session, CampaignStepUser, ["run_id", "step_id", "gid"])
     session.execute(
-        stmt,
-        [
-            {
-                "run_id": run_id,
-                "step_id": step_id,
-                "gid": g,
-                "campaign_id": campaign_id,
-                "outcome": outcome,
-                "at": now,
-            }
-            for g in gids
-        ],
+        stmt.from_select(["run_id", "step_id", "gid", "campaign_id", "outcome", "at"], rows)
     )
 
 
@@ -652,3 +675,9 @@ def finish_campaign(session: Session, campaign_id: int, now: datetime) -> int:
         .values(status="finished", updated_at=now)
     )
     return _rowcount(result)
+
+
+def delete_user_rows(session: Session, campaign_id: int) -> None:
+    """The per-user rows of a campaign (they have no foreign key to cascade from)."""
+    session.execute(delete(CampaignStepUser).where(CampaignStepUser.campaign_id == campaign_id))
+    session.execute(delete(CampaignEntry).where(CampaignEntry.campaign_id == campaign_id))

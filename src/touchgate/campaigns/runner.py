@@ -86,10 +86,13 @@ def send_channel(
 ) -> None:
     ch = step["channels"][channel]
     tp = _touchpoint(session, ctx, int(ch["touchpoint_id"]))
+    # Attributes read here, in one indexed query per page, and handed over with the gids.
+    attrs = repo.user_attributes(session, ctx.campaign.project_id, gids)
+    empty: dict[str, Any] = {}
     enqueue_delivery(
         session,
         touchpoint=tp,
-        gids=gids,
+        users=((g, attrs.get(g, empty)) for g in gids),
         tem_data=_tem_data(ch.get("params") or {}),
         campaign_id=ctx.campaign.id,
         run_id=ctx.run_id,

@@ -11,6 +11,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..auth import Principal
@@ -198,6 +199,14 @@ def _name_taken(name: str) -> Conflict:
     )
 
 
+def _flush_name(session: Session, name: str) -> None:
+    """Flush; a concurrent save that took the same name first is a 409, not a 500."""
+    try:
+        session.flush()
+    except IntegrityError:
+        raise _name_taken(name) from None
+
+
 def _apply_content(session: Session, campaign: Campaign, content: Content) -> None:
     campaign.trigger = content.trigger
     campaign.participation = content.participation
@@ -239,7 +248,7 @@ def create_campaign(
         strategy={},
     )
     session.add(campaign)
-    session.flush()
+    _flush_name(session, data.name)
     _apply_content(session, campaign, content)
     session.flush()
     return campaign
@@ -297,7 +306,7 @@ def update_campaign(
     # Editing a rejected or approved campaign sends it back to draft (re-approval).
     campaign.status = "draft"
     campaign.updated_at = utcnow()
-    session.flush()
+    _flush_name(session, campaign.name)
     return campaign
 
 
@@ -334,6 +343,7 @@ def upload_list_gids(
 def delete_campaign(session: Session, project_id: int, space_id: int, campaign_id: int) -> None:
     campaign = get_campaign(session, project_id, space_id, campaign_id)
     _require(campaign, "delete")
+    repo.delete_user_rows(session, campaign.id)
     session.delete(campaign)
     session.flush()
 
@@ -424,7 +434,7 @@ def act(
             strategy=dict(campaign.strategy),
         )
         session.add(copy)
-        session.flush()
+        _flush_name(session, copy.name)
         if campaign.audience.get("match") == "list":
             repo.copy_list_gids(session, campaign.id, copy.id)
         return copy

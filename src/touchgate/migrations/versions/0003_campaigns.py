@@ -88,18 +88,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=64), nullable=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["campaign_id"],
-            ["campaigns.id"],
-            name=op.f("fk_campaign_entries_campaign_id_campaigns"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["run_id"],
-            ["campaign_runs.id"],
-            name=op.f("fk_campaign_entries_run_id_campaign_runs"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_entries")),
         sa.UniqueConstraint("run_id", "gid", name=op.f("uq_campaign_entries_run_id")),
     )
@@ -115,18 +103,6 @@ def upgrade() -> None:
         sa.Column("campaign_id", sa.Integer(), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["campaign_id"],
-            ["campaigns.id"],
-            name=op.f("fk_campaign_step_users_campaign_id_campaigns"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["run_id"],
-            ["campaign_runs.id"],
-            name=op.f("fk_campaign_step_users_run_id_campaign_runs"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("run_id", "step_id", "gid", name=op.f("pk_campaign_step_users")),
     )
     op.create_index(
