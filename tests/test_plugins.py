@@ -494,3 +494,29 @@ def test_readyz_reports_the_sandbox(live_server: Any, runtime: Runtime) -> None:
     from touchgate.plugins.sandbox import detect_sandbox
 
     assert r.json()["checks"]["plugin_sandbox"] == detect_sandbox().kind
+
+
+def test_oversized_bodies_are_refused_without_reading_them_all(
+    client: httpx.Client, project: dict[str, Any]
+) -> None:
+    from touchgate.plugins.endpoints import MAX_BODY_BYTES
+
+    boundary = "tgboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="p.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n"
+    ).encode()
+    chunk = b"\0" * (1024 * 1024)
+
+    def body() -> Any:  # chunked: no Content-Length to check up front
+        yield head
+        for _ in range(MAX_BODY_BYTES // len(chunk) + 2):
+            yield chunk
+
+    r = client.post(
+        f"/projects/{project['id']}/plugins",
+        content=body(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert fields(r) == {"file"}
+    assert "exceeds" in problems(r)[0]["message"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from starlette.datastructures import UploadFile
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ..api.deps import CtxDep, ListOf, PageDep
 from ..errors import InvalidInput
@@ -81,10 +82,7 @@ async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
             "Upload the package as multipart/form-data with a field named 'file'.",
             field="file",
         )
-    try:
-        form = await request.form(max_files=1, max_fields=10)
-    except Exception as exc:  # a malformed multipart body is the caller's mistake
-        raise InvalidInput(f"The multipart body cannot be read: {exc}", field="file") from exc
+    form = await _read_form(request)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -131,6 +129,42 @@ def delete_plugin(pid: int, plugin_id: int, ctx: CtxDep) -> Response:
         host.forget_plugin(plugin_id)
     shutil.rmtree(directory, ignore_errors=True)
     return Response(status_code=204)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _read_form(request: Request) -> FormData:
+    """Parse the multipart body, refusing it as soon as it grows past
+    MAX_BODY_BYTES (a chunked upload has no Content-Length to check first)."""
+
+    async def limited() -> AsyncGenerator[bytes, None]:
+        received = 0
+        async for chunk in request.stream():
+            received += len(chunk)
+            if received > MAX_BODY_BYTES:
+                raise _BodyTooLarge
+            yield chunk
+
+    try:
+        parser = MultiPartParser(request.headers, limited(), max_files=1, max_fields=10)
+        return await parser.parse()
+    except _BodyTooLarge:
+        raise InvalidPlugin(
+            "The plugin package is larger than 10 MiB.",
+            details=[
+                {
+                    "field": "file",
+                    "message": f"the upload exceeds {MAX_BODY_BYTES} bytes; a package may "
+                    f"have at most {MAX_PACKAGE_BYTES} (10 MiB)",
+                }
+            ],
+        ) from None
+    except MultiPartException as exc:
+        raise InvalidInput(
+            f"The multipart body cannot be read: {exc.message}", field="file"
+        ) from None
 
 
 def _start(runtime: Runtime) -> None:
