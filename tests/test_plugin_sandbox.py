@@ -310,11 +310,11 @@ def test_cpu_limit_kills_the_worker(tmp_path: Path) -> None:
 
 
 def test_fork_bomb_is_contained(host: PluginHost) -> None:
-    if host.sandbox.kind == "rlimits" and os.geteuid() == 0:
-        pytest.skip(
-            "the rlimits fallback cannot bound processes of root (the kernel ignores "
-            "RLIMIT_NPROC for uid 0); bubblewrap mode runs plugins as an unprivileged uid"
-        )
+    """The bomb forks until refused and keeps trying: the call times out and every
+    process it made dies with the worker."""
+    # bubblewrap: RLIMIT_NPROC for the worker's own uid, the PID namespace dies
+    # with it; rlimits as root (where the kernel ignores RLIMIT_NPROC): seccomp
+    # refuses new processes; rlimits as another user: RLIMIT_NPROC.
     started = time.monotonic()
     with pytest.raises(PluginRetryable):
         call(host, "fork", timeout=3)
@@ -499,5 +499,34 @@ class Channel:
     try:
         [result] = call(host, "abc", plugin_id=1)
         assert result["error_msg"].startswith("900150983cd24fb0d6963f7d28e17f72")
+    finally:
+        host.close()
+
+
+def test_rlimits_as_root_forbids_processes_but_not_threads(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the seccomp filter is used only where the plugin runs as root")
+    code = """
+import os, subprocess, threading
+class Channel:
+    def send(self, order_no, users):
+        out = []
+        t = threading.Thread(target=lambda: out.append("thread")); t.start(); t.join()
+        for attempt in (os.fork, lambda: subprocess.run(["/bin/true"])):
+            try:
+                if attempt() == 0:
+                    os._exit(0)
+                out.append("process")
+            except OSError as exc:
+                out.append(exc.strerror)
+        return [{"gid": 1, "status": "TOU_SUCC", "error_msg": ",".join(out)}]
+"""
+    info = PluginInfo(1, 1, "chan:Channel", write_plugin(tmp_path, "procs", code), "x")
+    host = PluginHost(sandbox=_sandbox("rlimits"), plugin_lookup=lambda _id: info)
+    try:
+        [result] = call(host, "x", plugin_id=1)
+        assert result["error_msg"] == (
+            "thread,Resource temporarily unavailable,Resource temporarily unavailable"
+        )
     finally:
         host.close()

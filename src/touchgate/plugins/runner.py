@@ -68,6 +68,65 @@ def _apply_limits(limits: dict[str, int]) -> None:
         resource.setrlimit(which, (soft, hard))
 
 
+# seccomp: (audit arch, clone, clone3, fork, vfork) syscall numbers per machine.
+_SECCOMP_ARCHES = {
+    "x86_64": (0xC000003E, 56, 435, 57, 58),
+    "aarch64": (0xC00000B7, 220, 435, -1, -1),
+}
+
+
+def _forbid_new_processes() -> bool:
+    """Refuse process creation (threads stay allowed) with a seccomp filter.
+
+    Used where RLIMIT_NPROC means nothing (the plugin runs as root without
+    namespaces): fork, vfork and clone without CLONE_THREAD fail with EAGAIN;
+    clone3 answers ENOSYS so the C library falls back to clone, whose flags a
+    filter can read. Returns False where the machine is not supported."""
+    import ctypes
+    import platform
+    import struct
+
+    arch = _SECCOMP_ARCHES.get(platform.machine())
+    if arch is None:
+        return False
+    audit_arch, nr_clone, nr_clone3, nr_fork, nr_vfork = arch
+    ld_w_abs, jeq_k, jge_k, jset_k, ret_k = 0x20, 0x15, 0x35, 0x45, 0x06
+    allow, kill = 0x7FFF0000, 0x80000000
+    errno_eagain, errno_enosys = 0x00050000 | 11, 0x00050000 | 38
+    clone_thread = 0x00010000
+    program = [
+        (ld_w_abs, 0, 0, 4),  # A = arch
+        (jeq_k, 1, 0, audit_arch),
+        (ret_k, 0, 0, kill),  # another ABI (e.g. x32/i386 entry points): refuse
+        (ld_w_abs, 0, 0, 0),  # A = syscall number
+        (jge_k, 0, 1, 0x40000000),  # the x32 ABI's numbers: refuse
+        (ret_k, 0, 0, kill),
+        (jeq_k, 0, 1, nr_clone3),
+        (ret_k, 0, 0, errno_enosys),
+        (jeq_k, 0, 1, nr_fork & 0xFFFFFFFF),
+        (ret_k, 0, 0, errno_eagain),
+        (jeq_k, 0, 1, nr_vfork & 0xFFFFFFFF),
+        (ret_k, 0, 0, errno_eagain),
+        (jeq_k, 0, 3, nr_clone),
+        (ld_w_abs, 0, 0, 16),  # A = low 32 bits of clone's flags
+        (jset_k, 1, 0, clone_thread),
+        (ret_k, 0, 0, errno_eagain),
+        (ret_k, 0, 0, allow),
+    ]
+    raw = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(raw)
+
+    class _Prog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    prog = _Prog(len(program), ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_no_new_privs, pr_set_seccomp, seccomp_mode_filter = 38, 22, 2
+    if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+        return False
+    return bool(libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(prog), 0, 0) == 0)
+
+
 class _Channel:
     def __init__(self, fd_in: int, fd_out: int) -> None:
         self._in = os.fdopen(fd_in, "rb", buffering=1 << 16)
@@ -201,6 +260,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--uid", type=int, default=None)
     parser.add_argument("--limits", default="{}")
     parser.add_argument("--probe", action="store_true")
+    parser.add_argument("--no-fork", action="store_true")
     args = parser.parse_args(argv)
 
     proto_in, proto_out = _setup_fds()
@@ -208,6 +268,17 @@ def main(argv: list[str]) -> int:
     if args.uid is not None:
         _drop_privileges(args.uid)
     _apply_limits(json.loads(args.limits))
+    if args.no_fork and not _forbid_new_processes():
+        channel.write(
+            {
+                "ok": False,
+                "error": {
+                    "type": "SandboxError",
+                    "message": "process creation cannot be forbidden on this machine",
+                },
+            }
+        )
+        return 3
     sys.dont_write_bytecode = True
     if args.probe:
         channel.write({"ok": True, "result": {"uid": os.getuid(), "protocol": PROTOCOL_VERSION}})

@@ -14,8 +14,9 @@ Two levels, detected once per process by actually starting a probe worker:
 ``rlimits``
     The fallback where bwrap is missing or cannot create namespaces: the same
     runner, resource limits, scrubbed environment, private work directory and
-    wall-clock kills, but the plugin shares the service's file system view and
-    uid (and RLIMIT_NPROC is not enforced for root).
+    wall-clock kills, but the plugin shares the service's file system view,
+    PID namespace and uid. As root, where the kernel ignores RLIMIT_NPROC, the
+    runner forbids new processes with a seccomp filter instead.
 
 In both, the environment is scrubbed (no ``TOUCHGATE_*``, no database URL, no
 tokens: only PATH, HOME, TMPDIR, LANG), no file descriptor is inherited besides
@@ -301,6 +302,9 @@ class SandboxProcess:
         elif sandbox.kind == "rlimits" and os.geteuid() != 0:
             # RLIMIT_NPROC counts every process of the uid; leave room for the others.
             extra_processes = _processes_of_uid(os.geteuid())
+        elif sandbox.kind == "rlimits":
+            # Root ignores RLIMIT_NPROC: forbid new processes outright (seccomp).
+            runner_args.append("--no-fork")
         runner_args += ["--limits", json.dumps(sandbox.limits.runner_limits(extra_processes))]
         if probe:
             runner_args.append("--probe")
