@@ -526,3 +526,57 @@ def test_oversized_bodies_are_refused_without_reading_them_all(
     )
     assert fields(r) == {"file"}
     assert "exceeds" in problems(r)[0]["message"]
+
+
+def test_prepare_touchpoint_config_directly(
+    client: httpx.Client, project: dict[str, Any], runtime: Runtime
+) -> None:
+    from touchgate.errors import InvalidInput
+    from touchgate.plugins.service import prepare_touchpoint_config, public_config
+
+    pid = project["id"]
+    plugin_id = upload(client, pid, plugin_zip()).json()["id"]
+
+    def prepare(
+        config: Any, previous: dict[str, Any] | None = None, plugin: Any = plugin_id
+    ) -> Any:
+        with runtime.tx() as session:
+            return prepare_touchpoint_config(
+                session, runtime.secrets, pid, plugin, config, previous
+            )
+
+    def invalid(*args: Any, **kwargs: Any) -> set[str]:
+        try:
+            prepare(*args, **kwargs)
+        except InvalidInput as exc:
+            return {d["field"] for d in exc.details}
+        raise AssertionError("accepted")
+
+    assert invalid({"api_key": "k"}, plugin=True) == {"plugin_id"}
+    assert invalid({"api_key": "k"}, plugin="1") == {"plugin_id"}
+    assert invalid({"api_key": "k"}, plugin=None) == {"plugin_id"}
+    assert invalid(["api_key"]) == {"plugin_config"}
+    assert invalid(None) == {"plugin_config.api_key"}
+    assert invalid({"api_key": ""}) == {"plugin_config.api_key"}
+    assert invalid({"api_key": 5, "rate": True, "verbose": "yes"}) == {
+        "plugin_config.api_key",
+        "plugin_config.rate",
+        "plugin_config.verbose",
+    }
+    assert invalid({"api_key": "k", "rate": float("inf")}) == {"plugin_config.rate"}
+
+    stored = prepare({"api_key": "first"})
+    assert stored["api_key"] != "first"
+    assert runtime.secrets.decrypt(stored["api_key"]) == "first"
+    # Omitted: kept; null: cleared (and this one is required).
+    assert prepare({"rate": 1}, stored)["api_key"] == stored["api_key"]
+    assert invalid({"api_key": None}, stored) == {"plugin_config.api_key"}
+    with runtime.tx() as session:
+        assert public_config(session, plugin_id, stored) == {
+            "api_key_set": True,
+            "region": "cn-east",
+            "verbose": False,
+        }
+        assert public_config(session, plugin_id, {})["api_key_set"] is False
+        assert public_config(session, 999999, stored) == {}
+        assert public_config(session, None, stored) == {}
