@@ -39,7 +39,13 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 60, what: str = "it
 
 
 def setup_plugin_touchpoint(
-    client: httpx.Client, pid: int, tmp_path: Path, api_key: str
+    client: httpx.Client,
+    pid: int,
+    tmp_path: Path,
+    api_key: str,
+    *,
+    receipt: dict[str, Any] | None = None,
+    batch_size: int = 3,
 ) -> dict[str, Any]:
     plugin = upload(client, pid, sample_zip(tmp_path))
     assert plugin.status_code == 201, plugin.text
@@ -66,8 +72,13 @@ def setup_plugin_touchpoint(
             "type": "notification",
             "transport": "plugin",
             "plugin_id": plugin.json()["id"],
-            "plugin_config": {"api_key": api_key, "region": "cn-north"},
-            "batch_size": 3,
+            "plugin_config": {
+                "api_key": api_key,
+                "region": "cn-north",
+                "async_receipts": receipt is not None,
+            },
+            "receipt": receipt or {"mode": "sync"},
+            "batch_size": batch_size,
             "timeout_seconds": 10,
             "retry_schedule": [1, 1],
             "user_attributes": ["phone", "name"],
@@ -184,3 +195,47 @@ def test_test_send_through_the_plugin(
     assert "sk-test-send-key" not in r.text
     statuses = {s["gid"]: s["status"] for s in body["statuses"]}
     assert statuses == {42: "TOU_SUCC", 43: "TOU_FAIL"}
+
+
+def test_async_receipts_through_query_receipts(
+    client: httpx.Client, project: dict[str, Any], runtime: Runtime, tmp_path: Path
+) -> None:
+    from sqlalchemy import update
+
+    from touchgate.models import Order
+    from touchgate.models.base import utcnow
+
+    pid = project["id"]
+    tp = setup_plugin_touchpoint(
+        client,
+        pid,
+        tmp_path,
+        "sk-async-key",
+        receipt={"mode": "async", "poll_seconds": 30, "timeout_minutes": 60},
+        batch_size=100,
+    )
+    [order_no] = enqueue(runtime, tp["id"], list(range(1, 9)))
+
+    def order() -> dict[str, Any]:
+        body: dict[str, Any] = client.get(f"/projects/{pid}/orders/{order_no}").json()
+        return body
+
+    def sent() -> bool:
+        return {u["gid"]: u["status"] for u in order()["users"]}.get(8) == "TOU_FAIL"
+
+    wait_for(sent, what="the send (gid 8 fails at once, the others wait for receipts)")
+    assert {u["status"] for u in order()["users"] if u["gid"] != 8} == {"pending"}
+    # Fast-forward to the receipt poll instead of waiting poll_seconds.
+    with runtime.tx() as session:
+        session.execute(
+            update(Order).where(Order.order_no == order_no).values(next_attempt_at=utcnow())
+        )
+    wait_for(lambda: order()["status"] == "done", what="query_receipts to settle the order")
+    statuses = {u["gid"]: u["status"] for u in order()["users"]}
+    assert statuses == {**{gid: "TOU_SUCC" for gid in range(1, 8)}, 8: "TOU_FAIL"}
+    kinds = [a["kind"] for a in order()["attempts"]]
+    assert kinds[0] == "delivery" and "receipt" in kinds
+    events = client.get(
+        f"/projects/{pid}/events", params={"name": "$ma_channel_touch", "limit": 100}
+    ).json()
+    assert events["total"] == 8

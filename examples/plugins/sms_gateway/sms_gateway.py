@@ -33,6 +33,8 @@ class Channel:
         self.region = config.get("region", "cn-east")
         self.sender = config.get("sender", "Touchgate")
         self.max_length = int(config.get("max_length", 70))
+        # In async receipt mode a message is PENDING until query_receipts reports it.
+        self.async_receipts = bool(config.get("async_receipts", False))
         if not self.api_key.startswith("sk-"):
             raise ValueError("the API key must start with 'sk-'")
 
@@ -58,11 +60,15 @@ class Channel:
                     "at": time.time(),
                 }
                 outbox.write(json.dumps(record, ensure_ascii=False) + "\n")
-                results.append({"gid": user["gid"], "status": "TOU_SUCC", "error_msg": ""})
+                status = "PENDING" if self.async_receipts else "TOU_SUCC"
+                results.append({"gid": user["gid"], "status": status, "error_msg": ""})
         return results
 
     def query_receipts(self, order_no: str) -> list[dict[str, Any]]:
-        """Everything written to the outbox for this order counts as delivered."""
+        """Everything written to the outbox for this order counts as delivered.
+
+        (The outbox lives in this worker's private directory; a real plugin asks
+        its provider, since a later call may run in a fresh worker.)"""
         if not os.path.exists(OUTBOX):
             return []
         with open(OUTBOX, encoding="utf-8") as outbox:
