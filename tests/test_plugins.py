@@ -4,10 +4,10 @@ deletion, and a plugin touchpoint's config (validation, secrets write-only)."""
 from __future__ import annotations
 
 import builtins
+import importlib.util
 import io
 import os
 import stat
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -79,12 +79,15 @@ def plugin_zip(name: str = "test-plugin", version: str = "1.0.0", code: str = CH
 
 
 def sample_zip(tmp_path: Path) -> bytes:
-    sys.path.insert(0, str(SAMPLE.parent))
-    try:
-        from build import build  # examples/plugins/build.py
-    finally:
-        sys.path.remove(str(SAMPLE.parent))
-    return build(SAMPLE, tmp_path / "sample.zip").read_bytes()
+    """The sample plugin, zipped by examples/plugins/build.py (loaded by path)."""
+    spec = importlib.util.spec_from_file_location(
+        "touchgate_example_plugin_build", SAMPLE.parent / "build.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    output: Path = module.build(SAMPLE, tmp_path / "sample.zip")
+    return output.read_bytes()
 
 
 def upload(client: httpx.Client, pid: int, data: bytes, filename: str = "p.zip") -> httpx.Response:
