@@ -19,7 +19,7 @@ import_app = typer.Typer(no_args_is_help=True, help="Bulk imports into the data 
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(plugin_app, name="plugin")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 ADMIN_TOKEN_FILE = "touchgate.admin-token"
 
