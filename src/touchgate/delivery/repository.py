@@ -42,9 +42,13 @@ def user_attributes(
         return {}
     conn = session.connection()
     if conn.dialect.name == "postgresql":
+        # A join on unnest() is an index lookup per gid whatever the statistics
+        # say; "gid = ANY(array)" on a freshly imported (unanalysed) table was
+        # planned as a scan of the whole project (12 s per 5,000 gids at 1M users).
         cur = conn.exec_driver_sql(
-            "SELECT gid, attributes::text FROM users WHERE project_id = %s AND gid = ANY(%s)",
-            (project_id, list(gids)),
+            "SELECT u.gid, u.attributes::text FROM unnest(%s::bigint[]) AS g(gid) "
+            "JOIN users u ON u.project_id = %s AND u.gid = g.gid",
+            (list(gids), project_id),
         )
     else:
         marks = ",".join("?" * len(gids))
