@@ -410,3 +410,91 @@ def test_not_started_becomes_running_and_broken_campaign_is_closed(
     assert c["allowed_actions"] == ["copy", "delete"]
     with runtime.tx() as session:
         assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0
+
+
+def _events(client: httpx.Client, pid: int, *events: tuple[str, int, dict[str, Any]]) -> None:
+    body = {"events": [{"name": n, "gid": g, "properties": p} for n, g, p in events]}
+    r = client.post(f"/projects/{pid}/events", json=body)
+    assert r.status_code == 202, r.text
+
+
+def test_event_trigger(client: httpx.Client, world: dict[str, Any]) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    with running_receiver(Receiver()) as rx:
+        tid = make_touchpoint(client, pid, rx.url, [sid])
+        trigger = {
+            "type": "event",
+            "event": "purchase",
+            "filter": {"property": "amount", "operator": "gte", "value": 100},
+        }
+        body = campaign_body(
+            tid,
+            trigger=trigger,
+            audience={
+                "match": "filter",
+                "filter": {"attribute": "city", "operator": "ne", "value": "Beijing"},
+            },
+        )
+        r = client.post(base, json=body)
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        # Before publishing: never triggers.
+        _events(client, pid, ("purchase", 2, {"amount": 500}))
+        assert _publish(client, base, cid)["status"] == "running"
+        beijing = next(g for g, a in USERS.items() if a.get("city") == "Beijing")
+        _events(
+            client,
+            pid,
+            ("purchase", 3, {"amount": 150}),
+            ("purchase", 4, {"amount": 100}),
+            ("purchase", 4, {"amount": 120}),  # twice in one poll: one entry
+            ("purchase", 6, {"amount": 50}),  # below the property filter
+            ("view", 7, {"amount": 500}),  # another event
+            ("purchase", beijing, {"amount": 900}),  # outside the audience
+        )
+        wait_for(lambda: sorted(rx.gids()) == [3, 4], timeout=60, what="event-triggered sends")
+        # Participation "once": doing it again later is suppressed.
+        _events(client, pid, ("purchase", 3, {"amount": 150}), ("purchase", 8, {"amount": 100}))
+        wait_for(lambda: sorted(rx.gids()) == [3, 4, 8], timeout=60, what="second trigger")
+        stats = wait_for(
+            lambda: (s := client.get(f"{base}/{cid}/stats").json())["suppressed"] == 1 and s,
+            what="the repeat to be suppressed",
+        )
+        assert stats["entered"] == 3
+        assert stats["succeeded"] == 3
+        assert client.get(f"{base}/{cid}").json()["status"] == "running"
+        # Events while paused are skipped; after resuming, new ones trigger again.
+        client.post(f"{base}/{cid}/pause")
+        _events(client, pid, ("purchase", 9, {"amount": 100}))
+        client.post(f"{base}/{cid}/resume")
+        _events(client, pid, ("purchase", 10, {"amount": 100}))
+        wait_for(lambda: 10 in rx.gids(), timeout=60, what="trigger after resume")
+        assert 9 not in rx.gids()
+
+
+def test_event_trigger_validation(client: httpx.Client, world: dict[str, Any]) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    tid = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid])
+    bad = {
+        "trigger.event": {"type": "event"},
+        "trigger.filter.value": {
+            "type": "event",
+            "event": "buy",
+            "filter": {"property": "sku", "operator": "in", "value": [1, "a"]},
+        },
+        "trigger.filter.conditions[0].property": {
+            "type": "event",
+            "event": "buy",
+            "filter": {"op": "or", "conditions": [{"operator": "exists"}]},
+        },
+        "trigger.type": {
+            "type": "event_without",
+            "event": "cart",
+            "without": "buy",
+            "within_minutes": 60,
+        },
+    }
+    for i, (field, trig) in enumerate(bad.items()):
+        r = client.post(base, json=campaign_body(tid, name=f"e{i}", trigger=trig))
+        assert r.status_code == 422, (trig, r.text)
+        assert {d["field"] for d in r.json()["error"]["details"]} == {field}, r.text

@@ -14,7 +14,7 @@ from typing import Any, cast
 
 from sqlalchemy import ColumnElement, and_, false, or_, select, true
 
-from ..models import User
+from ..models import Event, User
 from ..models.campaigns import CampaignListGid
 
 
@@ -22,8 +22,8 @@ def _escape_like(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _attr(key: str, attr_type: str) -> ColumnElement[Any]:
-    col = User.attributes[key]
+def _attr(column: Any, key: str, attr_type: str) -> ColumnElement[Any]:
+    col = column[key]
     if attr_type == "number":
         return cast(ColumnElement[Any], col.as_float())
     if attr_type == "boolean":
@@ -31,16 +31,20 @@ def _attr(key: str, attr_type: str) -> ColumnElement[Any]:
     return cast(ColumnElement[Any], col.as_string())
 
 
-def condition_sql(cond: dict[str, Any], catalogue: dict[str, str]) -> ColumnElement[bool]:
+def condition_sql(
+    cond: dict[str, Any], catalogue: dict[str, str], column: Any = None
+) -> ColumnElement[bool]:
+    """One condition; over ``users.attributes`` unless another JSON ``column`` is given."""
+    column = User.attributes if column is None else column
     key = cond["attribute"]
     op = cond["operator"]
     attr_type = catalogue.get(key, "string")
-    text_value = cast(ColumnElement[Any], User.attributes[key].as_string())
+    text_value = cast(ColumnElement[Any], column[key].as_string())
     if op == "exists":
         return text_value.is_not(None)
     if op == "not_exists":
         return text_value.is_(None)
-    expr = _attr(key, attr_type)
+    expr = _attr(column, key, attr_type)
     value: Any = cond.get("value")
     if op == "eq":
         return cast(ColumnElement[bool], expr == value)
@@ -61,6 +65,20 @@ def condition_sql(cond: dict[str, Any], catalogue: dict[str, str]) -> ColumnElem
     if op == "contains":
         return expr.like("%" + _escape_like(str(value)) + "%", escape="\\")
     raise ValueError(f"unknown operator {op!r}")
+
+
+def property_filter_sql(flt: dict[str, Any]) -> ColumnElement[bool]:
+    """A (checked) event-property filter as a SQL boolean over ``events``."""
+    if "conditions" in flt:
+        parts = [property_filter_sql(c) for c in flt["conditions"]]
+        if not parts:
+            return true()
+        return or_(*parts) if flt.get("op") == "or" else and_(*parts)
+    return condition_sql(
+        {"attribute": flt["property"], "operator": flt["operator"], "value": flt.get("value")},
+        {flt["property"]: flt.get("type", "string")},
+        column=Event.properties,
+    )
 
 
 def filter_sql(flt: dict[str, Any], catalogue: dict[str, str]) -> ColumnElement[bool]:

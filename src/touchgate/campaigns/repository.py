@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from ..db import dialect_name
 from ..delivery.protocol import FAIL, PENDING, SUCC
-from ..models import Attribute, Order, OrderUser, Touchpoint, TouchpointSpace, User
+from ..models import Attribute, Event, Order, OrderUser, Touchpoint, TouchpointSpace, User
 from ..models.base import UTCDateTime
 from ..models.campaigns import (
     Campaign,
@@ -681,3 +681,26 @@ def delete_user_rows(session: Session, campaign_id: int) -> None:
     """The per-user rows of a campaign (they have no foreign key to cascade from)."""
     session.execute(delete(CampaignStepUser).where(CampaignStepUser.campaign_id == campaign_id))
     session.execute(delete(CampaignEntry).where(CampaignEntry.campaign_id == campaign_id))
+
+
+def max_event_id(session: Session, project_id: int) -> int:
+    return int(
+        session.scalar(select(func.max(Event.id)).where(Event.project_id == project_id)) or 0
+    )
+
+
+def event_gids(
+    project_id: int, name: str, after: int, upto: int, where: ColumnElement[bool]
+) -> Any:
+    """The users who did event ``name`` with an id in (after, upto], as a subquery."""
+    return select(Event.gid).where(
+        Event.project_id == project_id,
+        Event.name == name,
+        Event.id > after,
+        Event.id <= upto,
+        where,
+    )
+
+
+def any_event(session: Session, gids: Any) -> bool:
+    return bool(session.scalar(select(exists(gids))))

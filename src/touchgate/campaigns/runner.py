@@ -19,21 +19,23 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
+from sqlalchemy import ColumnElement, and_, true
 from sqlalchemy.orm import Session
 
 from ..crypto import SecretBox
+from ..db import dialect_name
 from ..delivery import protocol
 from ..delivery.hooks import OrderInfo, UserResult, register_settlement_listener
 from ..delivery.protocol import FAIL
 from ..delivery.service import enqueue_delivery
 from ..errors import TouchgateError
-from ..models import Touchpoint
+from ..models import Touchpoint, User
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..projects import service as projects
 from ..touchpoints.service import auth_token
 from . import repository as repo
-from .audience import audience_sql, filter_sql
+from .audience import audience_sql, filter_sql, property_filter_sql
 from .schemas import find_step
 from .service import next_run_after, project_tz
 
@@ -173,15 +175,25 @@ def dispatch(session: Session, ctx: RunContext, step: dict[str, Any], gids: list
                 dispatch(session, ctx, branch["next"], members)
 
 
-def execute_run(session: Session, campaign: Campaign, run_id: int, now: datetime) -> None:
-    """Select the audience of a run (participation applied) and start everyone on it."""
+def execute_run(
+    session: Session,
+    campaign: Campaign,
+    run_id: int,
+    now: datetime,
+    only: ColumnElement[bool] | None = None,
+) -> None:
+    """Select the audience of a run (participation applied) and start everyone on it.
+    ``only`` narrows the audience further (the users who did the triggering event)."""
     catalogue = repo.catalogue(session, campaign.project_id)
+    audience = audience_sql(campaign.id, campaign.audience, catalogue)
+    if only is not None:
+        audience = and_(audience, only)
     entered, suppressed = repo.insert_entries(
         session,
         campaign_id=campaign.id,
         run_id=run_id,
         project_id=campaign.project_id,
-        audience=audience_sql(campaign.id, campaign.audience, catalogue),
+        audience=audience,
         participation=repo.participation_sql(campaign.id, campaign.participation, now),
         now=now,
     )
@@ -219,6 +231,8 @@ def fire(session: Session, campaign_id: int, now: datetime) -> int | None:
         or campaign.next_run_at > now
     ):
         return None
+    if campaign.trigger.get("type") == "event":
+        return fire_event(session, campaign, now)
     scheduled_for = campaign.next_run_at
     tz = project_tz(projects.get_project(session, campaign.project_id))
     campaign.next_run_at = next_run_after(campaign, tz, scheduled_for, now)
@@ -226,6 +240,48 @@ def fire(session: Session, campaign_id: int, now: datetime) -> int | None:
     if run_id is None:
         return None
     execute_run(session, campaign, run_id, now)
+    return run_id
+
+
+# On PostgreSQL an event id becomes visible when its transaction commits, not in id
+# order: ids are handled only once they have been the newest for this long, so an
+# earlier id still being committed is not skipped. (SQLite commits one at a time.)
+EVENT_SETTLE = timedelta(seconds=5)
+
+
+def fire_event(session: Session, campaign: Campaign, now: datetime) -> int | None:
+    """Poll an event-triggered campaign: users who did the event since the last poll
+    (matching its property filter, the audience and participation) enter a new run.
+    The campaign row is locked and its event cursor advanced in the same
+    transaction, so each event is handled once however many processes poll."""
+    trigger = campaign.trigger
+    cursor = campaign.event_cursor or 0
+    latest = repo.max_event_id(session, campaign.project_id)
+    if dialect_name(session) == "postgresql":
+        horizon_at = campaign.event_horizon_at
+        upto = cursor
+        if horizon_at is None or horizon_at <= now - EVENT_SETTLE:
+            upto = max(cursor, campaign.event_horizon or cursor)
+            campaign.event_horizon = latest
+            campaign.event_horizon_at = now
+    else:
+        upto = latest
+    if campaign.end_at is not None and campaign.end_at <= now:
+        campaign.next_run_at = None  # the end is reached: finished once all is settled
+    else:
+        campaign.next_run_at = now
+    if upto <= cursor:
+        return None
+    where = property_filter_sql(trigger["filter"]) if trigger.get("filter") else true()
+    doers = repo.event_gids(campaign.project_id, str(trigger["event"]), cursor, upto, where)
+    campaign.event_cursor = upto
+    if not repo.any_event(session, doers):
+        return None
+    run_id = repo.claim_run(session, campaign.id, now, OWNER, now)
+    if run_id is None:
+        campaign.event_cursor = cursor  # a run at this very time exists: poll again later
+        return None
+    execute_run(session, campaign, run_id, now, only=User.gid.in_(doers))
     return run_id
 
 

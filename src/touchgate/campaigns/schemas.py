@@ -274,12 +274,14 @@ def _check_trigger(raw: Any, errors: FieldErrors, tz: ZoneInfo) -> dict[str, Any
         errors.add(path, "must be an object")
         return {}
     kind = raw.get("type")
-    if kind in ("event", "event_without"):
+    if kind == "event_without":
         errors.add(
             f"{path}.type",
-            f"{kind!r} triggers are not supported yet; use 'once' or 'recurring'",
+            "'event_without' triggers are not supported yet; use 'once', 'recurring' or 'event'",
         )
         return dict(raw)
+    if kind == "event":
+        return _check_event_trigger(raw, errors, tz)
     if kind not in ("once", "recurring"):
         errors.add(f"{path}.type", "must be one of once, recurring, event, event_without")
         return dict(raw)
@@ -359,6 +361,106 @@ def _check_trigger(raw: Any, errors: FieldErrors, tz: ZoneInfo) -> dict[str, Any
             start, end = parse_when(out["start"], tz), parse_when(out["end"], tz)
             if start is not None and end is not None and end <= start:
                 errors.add(f"{path}.end", "must be after start")
+    return out
+
+
+def _check_event_trigger(raw: dict[str, Any], errors: FieldErrors, tz: ZoneInfo) -> dict[str, Any]:
+    path = "trigger"
+    for key in raw:
+        if key not in ("type", "event", "filter", "start", "end"):
+            errors.add(f"{path}.{key}", "unknown field for an 'event' trigger")
+    out: dict[str, Any] = {"type": "event"}
+    name = raw.get("event")
+    if not isinstance(name, str) or not name.strip() or len(name) > 100:
+        errors.add(f"{path}.event", "required: the event name, 1–100 characters")
+    else:
+        out["event"] = name
+    if raw.get("filter") is not None:
+        out["filter"] = check_property_filter(raw["filter"], f"{path}.filter", errors)
+    for key in ("start", "end"):
+        if raw.get(key) is not None:
+            when = parse_when(raw[key], tz)
+            if when is None:
+                errors.add(f"{path}.{key}", "must be an ISO 8601 date-time")
+            else:
+                out[key] = when.isoformat()
+    start, end = parse_when(out.get("start"), tz), parse_when(out.get("end"), tz)
+    if start is not None and end is not None and end <= start:
+        errors.add(f"{path}.end", "must be after start")
+    return out
+
+
+def _value_type(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if _is_number(value):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def check_property_filter(
+    raw: Any, path: str, errors: FieldErrors, depth: int = 0
+) -> dict[str, Any]:
+    """A filter on the triggering event's properties: the shape of an audience filter
+    with ``property`` instead of ``attribute``; a property's type is the type of the
+    value it is compared with (kept as ``type`` for the SQL)."""
+    if not isinstance(raw, dict):
+        errors.add(path, "must be an object: a condition or an and/or group")
+        return {}
+    if "conditions" in raw or "op" in raw:
+        if depth >= MAX_FILTER_DEPTH:
+            errors.add(path, f"groups nest at most {MAX_FILTER_DEPTH} levels deep")
+            return {}
+        op = raw.get("op", "and")
+        if op not in ("and", "or"):
+            errors.add(f"{path}.op", "must be 'and' or 'or'")
+        for key in raw:
+            if key not in ("op", "conditions"):
+                errors.add(f"{path}.{key}", "unknown field in a group")
+        conditions = raw.get("conditions")
+        if not isinstance(conditions, list) or not conditions:
+            errors.add(f"{path}.conditions", "must be a non-empty list")
+            return {"op": op, "conditions": []}
+        return {
+            "op": op,
+            "conditions": [
+                check_property_filter(c, f"{path}.conditions[{i}]", errors, depth + 1)
+                for i, c in enumerate(conditions[:MAX_CONDITIONS])
+            ],
+        }
+    for key in raw:
+        # ``type`` is what a saved campaign stores (recomputed here from the value).
+        if key not in ("property", "operator", "value", "type"):
+            errors.add(f"{path}.{key}", "unknown field in a property condition")
+    prop = raw.get("property")
+    if not isinstance(prop, str) or not prop or len(prop) > 100:
+        errors.add(f"{path}.property", "required: a property name")
+    operator = raw.get("operator")
+    if operator not in OPERATORS:
+        errors.add(f"{path}.operator", "must be one of " + ", ".join(OPERATORS))
+        return dict(raw)
+    out: dict[str, Any] = {"property": prop, "operator": operator, "type": "string"}
+    value = raw.get("value")
+    if operator in ("exists", "not_exists"):
+        if value is not None:
+            errors.add(f"{path}.value", f"'{operator}' takes no value")
+        return out
+    values = value if operator in ("in", "not_in") else [value]
+    if not isinstance(values, list) or not values or len(values) > MAX_IN_VALUES:
+        errors.add(f"{path}.value", f"must be a list of 1–{MAX_IN_VALUES} values")
+        return out
+    types = {_value_type(v) for v in values}
+    if None in types or len(types) != 1:
+        errors.add(f"{path}.value", "must be strings, numbers or booleans, all of one type")
+        return out
+    out["type"] = types.pop()
+    if operator == "contains" and out["type"] != "string":
+        errors.add(f"{path}.value", "'contains' needs a string")
+    elif operator in ("gt", "gte", "lt", "lte") and out["type"] == "boolean":
+        errors.add(f"{path}.operator", f"'{operator}' does not apply to a boolean")
+    out["value"] = value
     return out
 
 

@@ -160,6 +160,8 @@ def _check_schedulable(
     if end is not None and end <= now:
         errors.add("trigger.end", "is in the past")
         return
+    if trigger.get("type") == "event":
+        return
     start = parse_when(trigger.get("start"), tz) or now
     first = next_fire(trigger, tz, max(start, now) - timedelta(seconds=1))
     if end is not None and first > end:
@@ -369,6 +371,11 @@ def _publish_schedule(campaign: Campaign, tz: ZoneInfo, now: datetime) -> None:
         campaign.start_at = at
         campaign.end_at = None
         campaign.next_run_at = at
+    elif trigger.get("type") == "event":
+        # Polled at every scheduler tick from the start until the end.
+        campaign.start_at = parse_when(trigger.get("start"), tz) or now
+        campaign.end_at = parse_when(trigger.get("end"), tz)
+        campaign.next_run_at = campaign.start_at
     else:
         start = parse_when(trigger.get("start"), tz) or now
         campaign.start_at = start
@@ -381,6 +388,14 @@ def _publish_schedule(campaign: Campaign, tz: ZoneInfo, now: datetime) -> None:
     if campaign.next_run_at is not None:
         campaign.next_run_at = campaign.next_run_at.astimezone(UTC)
     campaign.status = "running" if campaign.start_at <= now else "not_started"
+
+
+def _events_from_now(session: Session, campaign: Campaign, now: datetime) -> None:
+    """Only events recorded from now on trigger the campaign."""
+    latest = repo.max_event_id(session, campaign.project_id)
+    campaign.event_cursor = latest
+    campaign.event_horizon = latest
+    campaign.event_horizon_at = now
 
 
 def act(
@@ -469,6 +484,8 @@ def act(
             now=now,
         )
         _publish_schedule(campaign, tz, now)
+        if campaign.trigger.get("type") == "event":
+            _events_from_now(session, campaign, now)
         campaign.published_at = now
         campaign.last_error = None
     elif action == "pause":
@@ -478,6 +495,9 @@ def act(
         if recurring and campaign.next_run_at is not None and campaign.next_run_at < now:
             # Runs missed while paused are skipped, not caught up.
             campaign.next_run_at = next_run_after(campaign, tz, now, now)
+        if campaign.trigger.get("type") == "event":
+            # Events that happened while paused do not trigger anything.
+            _events_from_now(session, campaign, now)
         started = campaign.start_at is None or campaign.start_at <= now
         campaign.status = "running" if started else "not_started"
     elif action == "close":

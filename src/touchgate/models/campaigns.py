@@ -44,6 +44,12 @@ class Campaign(Base):
     start_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     end_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     next_run_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Event triggers: events with ids up to ``event_cursor`` are handled; ids up to
+    # ``event_horizon`` (seen at ``event_horizon_at``) are handled once old enough
+    # that no transaction inserting an earlier id can still be committing.
+    event_cursor: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    event_horizon: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    event_horizon_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     rejection_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
