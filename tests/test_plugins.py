@@ -222,8 +222,10 @@ def test_zip_bomb_is_not_unpacked(client: httpx.Client, project: dict[str, Any])
 def test_missing_manifest(client: httpx.Client, project: dict[str, Any]) -> None:
     r = upload(client, project["id"], make_zip({"chan.py": CHANNEL}))
     assert fields(r) == {"manifest"}
-    nested = make_zip({"plugin/touchgate-plugin.toml": MANIFEST, "chan.py": CHANNEL})
-    assert fields(upload(client, project["id"], nested)) == {"manifest"}
+    nested = make_zip({"plugin/touchgate-plugin.toml": MANIFEST, "plugin/chan.py": CHANNEL})
+    [problem] = problems(upload(client, project["id"], nested))
+    assert problem["field"] == "manifest"
+    assert "found plugin/touchgate-plugin.toml" in problem["message"]
 
 
 def test_invalid_manifest_names_every_field(client: httpx.Client, project: dict[str, Any]) -> None:

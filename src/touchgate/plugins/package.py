@@ -156,9 +156,14 @@ def stage_package(
         manifest: Manifest | None = None
         names = {i.filename.replace("\\", "/") for i in safe if not i.is_dir()}
         if MANIFEST_NAME not in names:
-            problems.append(
-                {"field": "manifest", "message": f"{MANIFEST_NAME} is missing at the zip's root"}
-            )
+            message = f"{MANIFEST_NAME} is missing at the zip's root"
+            nested = sorted(n for n in names if n.endswith("/" + MANIFEST_NAME))
+            if nested:
+                message += (
+                    f" (found {nested[0]}: zip the plugin directory's contents, "
+                    "not the directory itself)"
+                )
+            problems.append({"field": "manifest", "message": message})
         else:
             info = next(i for i in safe if i.filename.replace("\\", "/") == MANIFEST_NAME)
             if info.file_size > 256 * 1024:
