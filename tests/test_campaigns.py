@@ -8,6 +8,9 @@ import httpx
 import pytest
 
 from test_campaign_support import campaign_body, make_project, make_touchpoint, send_step
+from touchgate.crypto import hash_api_key
+from touchgate.models import ApiKey
+from touchgate.runtime import Runtime
 
 URL = "http://127.0.0.1:9/touch"  # never called: nothing here is published to run
 
@@ -393,3 +396,50 @@ def test_auth(client: httpx.Client, anon_client: httpx.Client, world: dict[str, 
     assert anon_client.get(world["base"]).status_code == 401
     r = anon_client.post(world["base"], json=campaign_body(world["tid"]))
     assert r.status_code == 401
+
+
+def _key(runtime: Runtime, role: str, project_id: int, space_ids: list[int] | None) -> str:
+    token = f"key-{role}-{space_ids}"
+    with runtime.tx() as session:
+        session.add(
+            ApiKey(
+                name=token,
+                key_hash=hash_api_key(token),
+                role=role,
+                project_id=project_id,
+                space_ids=space_ids,
+            )
+        )
+    return token
+
+
+def test_roles_and_spaces(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime, live_server: Any
+) -> None:
+    pid, sid, base, tid = world["pid"], world["sid"], world["base"], world["tid"]
+    other = client.post(f"/projects/{pid}/spaces", json={"name": "Other"}).json()["id"]
+
+    def as_key(token: str) -> httpx.Client:
+        return httpx.Client(
+            base_url=live_server.url + "/api/v1", headers={"Authorization": f"Bearer {token}"}
+        )
+
+    with as_key(_key(runtime, "operator", pid, [sid])) as operator:
+        r = operator.post(base, json=campaign_body(tid))
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        assert operator.post(f"{base}/{cid}/submit").json()["status"] == "in_approval"
+        # Approving is for admins.
+        r = operator.post(f"{base}/{cid}/approve")
+        assert r.status_code == 403
+        assert client.get(f"{base}/{cid}").json()["status"] == "in_approval"
+        assert operator.post(f"{base}/{cid}/withdraw").status_code == 200
+        # Another space is out of reach.
+        r = operator.get(f"/projects/{pid}/spaces/{other}/campaigns")
+        assert r.status_code == 403
+    with as_key(_key(runtime, "viewer", pid, None)) as viewer:
+        assert viewer.get(f"{base}/{cid}").status_code == 200
+        assert viewer.get(f"{base}/{cid}/stats").status_code == 200
+        assert viewer.post(base, json=campaign_body(tid, name="v")).status_code == 403
+        assert viewer.post(f"{base}/{cid}/submit").status_code == 403
+        assert viewer.delete(f"{base}/{cid}").status_code == 403
