@@ -64,6 +64,17 @@ def test_enqueue_groups_freezes_and_renders(runtime: Runtime) -> None:
     }
 
 
+def test_enqueue_drops_a_repeated_gid_within_a_batch(runtime: Runtime) -> None:
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch", batch_size=3)
+    add_users(runtime, tp.project_id, range(1, 3))
+    [no] = enqueue(runtime, tp, [1, 2, 1])
+    assert results(runtime, [no]) == {1: ("pending", None, 0), 2: ("pending", None, 0)}
+    with runtime.tx() as s:
+        payload = s.scalar(select(Order.payload))
+    assert payload is not None
+    assert [e["gid"] for e in orjson.loads(payload)] == [1, 2]
+
+
 def test_enqueue_users_directly_and_static_template(runtime: Runtime) -> None:
     tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch", batch_size=500)
     with runtime.tx() as s:

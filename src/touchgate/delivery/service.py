@@ -88,7 +88,9 @@ def enqueue_delivery(
 
     Give either ``gids`` (attributes are read from the store in chunks; a gid
     that is not in the store is still sent, with ``null`` attributes) or
-    ``users`` as ``(gid, attributes)`` pairs. Both are consumed as streams.
+    ``users`` as ``(gid, attributes)`` pairs. Both are consumed as streams and
+    should hold distinct gids (a repeat within one batch is dropped; across
+    batches the caller must not repeat a user).
     Each order's ``dataList`` is rendered and encoded once, here: every retry
     resends exactly these bytes under the same ``orderNo``.
     """
@@ -121,6 +123,14 @@ def enqueue_delivery(
         for start in range(0, len(chunk), batch):
             part = chunk[start : start + batch]
             gids_of_order = [g for g, _ in part]
+            if len(set(gids_of_order)) != len(part):
+                # A gid twice in one batch would be one user sent twice under one
+                # orderNo (and collide on the per-user result): keep the first.
+                unique: dict[int, Mapping[str, Any]] = {}
+                for g, a in part:
+                    unique.setdefault(g, a)
+                part = list(unique.items())
+                gids_of_order = list(unique)
             if text_keys:
                 entries = [protocol.data_entry(g, a, dynamic_keys, tem, text_keys) for g, a in part]
             else:
