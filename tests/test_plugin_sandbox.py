@@ -530,3 +530,83 @@ class Channel:
         )
     finally:
         host.close()
+
+
+def test_close_ends_calls_in_progress(host: PluginHost) -> None:
+    import threading
+
+    outcome: list[BaseException] = []
+
+    def hang() -> None:
+        try:
+            call(host, "sleep", timeout=30)
+        except (PluginRetryable, PluginFailed) as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=hang)
+    thread.start()
+    time.sleep(1)
+    started = time.monotonic()
+    host.close()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert time.monotonic() - started < 10
+    assert len(outcome) == 1 and isinstance(outcome[0], PluginRetryable)
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            try:
+                with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                    if text.encode() in fh.read():
+                        found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_workers_die_with_the_service(kind: str, tmp_path: Path) -> None:
+    """A service killed with SIGKILL mid-call leaves no plugin process behind."""
+    import signal
+    import subprocess
+    import sys
+    import uuid
+
+    module = f"m_{uuid.uuid4().hex}"
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / f"{module}.py").write_text(HOSTILE)
+    plugin.chmod(0o755)
+    script = f"""
+import sys, threading
+from pathlib import Path
+from touchgate.plugins.host import PluginHost, PluginInfo
+from touchgate.plugins.sandbox import Sandbox, detect_sandbox
+sandbox = detect_sandbox() if {kind!r} == detect_sandbox().kind else Sandbox(kind="rlimits")
+info = PluginInfo(1, 1, "{module}:Channel", Path({str(plugin)!r}), "x")
+host = PluginHost(sandbox=sandbox, plugin_lookup=lambda _id: info)
+print("ready", flush=True)
+host.call_sync(project_id=1, plugin_id=1, config={{}}, method="send", order_no="loop",
+               users=[], timeout=120)
+"""
+    service = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert service.stdout is not None
+        assert service.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 20
+        while not _processes_mentioning(module) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_mentioning(module), "the plugin worker never started"
+        time.sleep(0.5)  # the plugin is now spinning in its endless loop
+        service.send_signal(signal.SIGKILL)
+        service.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while _processes_mentioning(module) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _processes_mentioning(module) == []
+    finally:
+        service.kill()
+        service.wait(timeout=10)

@@ -154,6 +154,7 @@ class PluginHost:
         self._idle: dict[WorkerKey, list[_Worker]] = {}
         self._counts: dict[WorkerKey, int] = {}
         self._total = 0
+        self._busy: set[SandboxProcess] = set()
         self._closed = False
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=max_processes + 4, thread_name_prefix="plugin-host"
@@ -247,14 +248,18 @@ class PluginHost:
             return self._total
 
     def close(self) -> None:
-        """Stop every worker (the service is shutting down)."""
+        """Stop every worker (the service is shutting down); calls in progress
+        end with PluginRetryable."""
         with self._cond:
             self._closed = True
             doomed = [w for workers in self._idle.values() for w in workers]
             self._idle.clear()
+            busy = list(self._busy)
             self._cond.notify_all()
         for worker in doomed:
             worker.process.close()
+        for process in busy:
+            process.interrupt()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def _reap_forever(self) -> None:
@@ -361,6 +366,7 @@ class PluginHost:
                         worker = idle.pop()
                         if not idle:
                             del self._idle[key]
+                        self._busy.add(worker.process)
                         return worker
                     room = self._counts.get(key, 0) < self._per_plugin
                     if room and self._total >= self._max_processes:
@@ -379,12 +385,15 @@ class PluginHost:
             for old in doomed:
                 old.process.close()
         try:
-            return self._start(key, info, config, timeout)
+            worker = self._start(key, info, config, timeout)
         except BaseException:
             with self._cond:
                 self._forget_locked(key)
                 self._cond.notify_all()
             raise
+        with self._cond:
+            self._busy.add(worker.process)
+        return worker
 
     def _start(
         self, key: WorkerKey, info: PluginInfo, config: dict[str, Any], timeout: float
@@ -409,6 +418,7 @@ class PluginHost:
         cpu_budget = self.sandbox.limits.cpu_seconds * CPU_RECYCLE_FRACTION
         reuse = keep and process.alive and process.cpu_seconds < cpu_budget
         with self._cond:
+            self._busy.discard(process)
             if reuse and not self._closed:
                 worker.last_used = time.monotonic()
                 self._idle.setdefault(worker.key, []).append(worker)

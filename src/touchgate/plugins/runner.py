@@ -127,6 +127,17 @@ def _forbid_new_processes() -> bool:
     return bool(libc.prctl(pr_set_seccomp, seccomp_mode_filter, ctypes.byref(prog), 0, 0) == 0)
 
 
+def _die_with_parent(parent_pid: int) -> bool:
+    """Be killed when the service goes away (bubblewrap does this itself)."""
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    return os.getppid() == parent_pid  # it may have died before the prctl
+
+
 class _Channel:
     def __init__(self, fd_in: int, fd_out: int) -> None:
         self._in = os.fdopen(fd_in, "rb", buffering=1 << 16)
@@ -261,6 +272,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--limits", default="{}")
     parser.add_argument("--probe", action="store_true")
     parser.add_argument("--no-fork", action="store_true")
+    parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
 
     proto_in, proto_out = _setup_fds()
@@ -268,6 +280,8 @@ def main(argv: list[str]) -> int:
     if args.uid is not None:
         _drop_privileges(args.uid)
     _apply_limits(json.loads(args.limits))
+    if args.parent_pid is not None and not _die_with_parent(args.parent_pid):
+        return 0
     if args.no_fork and not _forbid_new_processes():
         channel.write(
             {

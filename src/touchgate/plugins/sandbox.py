@@ -305,6 +305,8 @@ class SandboxProcess:
         elif sandbox.kind == "rlimits":
             # Root ignores RLIMIT_NPROC: forbid new processes outright (seccomp).
             runner_args.append("--no-fork")
+        if sandbox.kind == "rlimits":
+            runner_args += ["--parent-pid", str(os.getpid())]
         runner_args += ["--limits", json.dumps(sandbox.limits.runner_limits(extra_processes))]
         if probe:
             runner_args.append("--probe")
@@ -471,6 +473,16 @@ class SandboxProcess:
             with contextlib.suppress(SandboxError):
                 self.request({"op": "close"}, timeout)
         self.kill()
+
+    def interrupt(self) -> None:
+        """Kill the worker from another thread: only signals, so the thread in
+        :meth:`request` sees the channel close and cleans up itself."""
+        if self._dead:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
 
     def kill(self) -> None:
         """Kill the worker and everything it started; idempotent."""
