@@ -26,7 +26,7 @@ from touchgate.campaigns import scheduler
 from touchgate.campaigns.runner import ab_bucket
 from touchgate.models import Order, Touchpoint
 from touchgate.models.base import utcnow
-from touchgate.models.campaigns import CampaignEntry, CampaignRun
+from touchgate.models.campaigns import CampaignEntry, CampaignRun, CampaignWait
 from touchgate.runtime import Runtime
 
 CITIES = ["Shanghai", "Beijing", "Shenzhen", None]
@@ -487,14 +487,61 @@ def test_event_trigger_validation(client: httpx.Client, world: dict[str, Any]) -
             "event": "buy",
             "filter": {"op": "or", "conditions": [{"operator": "exists"}]},
         },
-        "trigger.type": {
+        "trigger.within_minutes": {
             "type": "event_without",
             "event": "cart",
             "without": "buy",
-            "within_minutes": 60,
+            "within_minutes": 7 * 24 * 60 + 1,
         },
+        "trigger.without": {"type": "event_without", "event": "cart", "within_minutes": 5},
     }
     for i, (field, trig) in enumerate(bad.items()):
         r = client.post(base, json=campaign_body(tid, name=f"e{i}", trigger=trig))
         assert r.status_code == 422, (trig, r.text)
         assert {d["field"] for d in r.json()["error"]["details"]} == {field}, r.text
+
+
+def test_event_without_trigger(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime
+) -> None:
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    with running_receiver(Receiver()) as rx:
+        tid = make_touchpoint(client, pid, rx.url, [sid])
+        trigger = {
+            "type": "event_without",
+            "event": "add_to_cart",
+            "without": "purchase",
+            "within_minutes": 1,
+        }
+        body = campaign_body(tid, trigger=trigger, audience={"match": "all"})
+        r = client.post(base, json=body)
+        assert r.status_code == 201, r.text
+        cid = r.json()["id"]
+        assert _publish(client, base, cid)["status"] == "running"
+        t0 = utcnow()
+        at = lambda delta: (t0 + delta).isoformat()  # noqa: E731
+        body = {
+            "events": [
+                {"name": "add_to_cart", "gid": g, "time": at(timedelta(0))} for g in (1, 2, 3, 4)
+            ]
+            + [
+                # 2 buys within the window; 3 bought before the cart; 4 only after the window.
+                {"name": "purchase", "gid": 2, "time": at(timedelta(seconds=30))},
+                {"name": "purchase", "gid": 3, "time": at(timedelta(hours=-1))},
+                {"name": "purchase", "gid": 4, "time": at(timedelta(minutes=5))},
+            ]
+        }
+        assert client.post(f"/projects/{pid}/events", json=body).status_code == 202
+
+        def waits() -> int:
+            with runtime.tx() as session:
+                return int(session.scalar(select(func.count()).select_from(CampaignWait)) or 0)
+
+        wait_for(lambda: waits() == 4, timeout=60, what="the waits to start")
+        assert rx.gids() == []
+        assert scheduler.tick(runtime, t0 + timedelta(seconds=50)).runs == 0
+        assert scheduler.tick(runtime, t0 + timedelta(minutes=2)).runs == 1
+        wait_for(lambda: sorted(rx.gids()) == [1, 3, 4], timeout=60, what="sends")
+        assert waits() == 0
+        stats = client.get(f"{base}/{cid}/stats").json()
+        assert stats["entered"] == 3

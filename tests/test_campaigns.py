@@ -115,15 +115,8 @@ def test_every_invalid_field_is_named(client: httpx.Client, world: dict[str, Any
     assert r.status_code == 422
 
 
-def test_event_without_triggers_and_event_splits_are_refused_clearly(
-    client: httpx.Client, world: dict[str, Any]
-) -> None:
+def test_event_splits_are_refused_clearly(client: httpx.Client, world: dict[str, Any]) -> None:
     base, tid = world["base"], world["tid"]
-    trigger = {"type": "event_without", "event": "cart", "without": "buy", "within_minutes": 5}
-    r = client.post(base, json=campaign_body(tid, trigger=trigger))
-    assert r.status_code == 422
-    assert fields_of(r) == {"trigger.type"}
-    assert "not supported yet" in r.json()["error"]["details"][0]["message"]
     split = {
         "type": "split",
         "id": "sp",

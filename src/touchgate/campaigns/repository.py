@@ -10,6 +10,7 @@ from typing import Any, cast
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    Interval,
     and_,
     any_,
     bindparam,
@@ -38,6 +39,7 @@ from ..models.campaigns import (
     CampaignListGid,
     CampaignRun,
     CampaignStepUser,
+    CampaignWait,
 )
 
 
@@ -681,6 +683,7 @@ def delete_user_rows(session: Session, campaign_id: int) -> None:
     """The per-user rows of a campaign (they have no foreign key to cascade from)."""
     session.execute(delete(CampaignStepUser).where(CampaignStepUser.campaign_id == campaign_id))
     session.execute(delete(CampaignEntry).where(CampaignEntry.campaign_id == campaign_id))
+    drop_waits(session, campaign_id)
 
 
 def max_event_id(session: Session, project_id: int) -> int:
@@ -704,3 +707,68 @@ def event_gids(
 
 def any_event(session: Session, gids: Any) -> bool:
     return bool(session.scalar(select(exists(gids))))
+
+
+def add_waits(
+    session: Session,
+    campaign_id: int,
+    project_id: int,
+    name: str,
+    after: int,
+    upto: int,
+    where: ColumnElement[bool],
+) -> None:
+    """``event_without``: one wait per first event in (after, upto], in one statement."""
+    rows = select(literal(campaign_id), Event.gid, Event.time).where(
+        Event.project_id == project_id,
+        Event.name == name,
+        Event.id > after,
+        Event.id <= upto,
+        where,
+    )
+    session.execute(insert(CampaignWait).from_select(["campaign_id", "gid", "event_time"], rows))
+
+
+def has_waits(session: Session, campaign_id: int, upto: datetime | None = None) -> bool:
+    query = exists().where(CampaignWait.campaign_id == campaign_id)
+    if upto is not None:
+        query = query.where(CampaignWait.event_time <= upto)
+    return bool(session.scalar(select(query)))
+
+
+def quiet_waiters(
+    session: Session,
+    campaign_id: int,
+    project_id: int,
+    without: str,
+    window: timedelta,
+    matured: datetime,
+) -> Any:
+    """Users whose wait has matured (first event at or before ``matured``) and who did
+    not do ``without`` within the window after it, as a subquery of gids."""
+    if dialect_name(session) == "postgresql":
+        window_end: Any = CampaignWait.event_time + literal(window, Interval())
+    else:
+        minutes = int(window.total_seconds() // 60)
+        window_end = func.strftime(
+            "%Y-%m-%d %H:%M:%f", CampaignWait.event_time, f"+{minutes} minutes"
+        )
+    did_it = select(Event.id).where(
+        Event.project_id == project_id,
+        Event.name == without,
+        Event.gid == CampaignWait.gid,
+        Event.time > CampaignWait.event_time,
+        Event.time <= window_end,
+    )
+    return select(CampaignWait.gid).where(
+        CampaignWait.campaign_id == campaign_id,
+        CampaignWait.event_time <= _ts(matured),
+        ~exists(did_it),
+    )
+
+
+def drop_waits(session: Session, campaign_id: int, upto: datetime | None = None) -> None:
+    stmt = delete(CampaignWait).where(CampaignWait.campaign_id == campaign_id)
+    if upto is not None:
+        stmt = stmt.where(CampaignWait.event_time <= upto)
+    session.execute(stmt)

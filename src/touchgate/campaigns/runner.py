@@ -231,7 +231,7 @@ def fire(session: Session, campaign_id: int, now: datetime) -> int | None:
         or campaign.next_run_at > now
     ):
         return None
-    if campaign.trigger.get("type") == "event":
+    if campaign.trigger.get("type") in ("event", "event_without"):
         return fire_event(session, campaign, now)
     scheduled_for = campaign.next_run_at
     tz = project_tz(projects.get_project(session, campaign.project_id))
@@ -250,38 +250,71 @@ EVENT_SETTLE = timedelta(seconds=5)
 
 
 def fire_event(session: Session, campaign: Campaign, now: datetime) -> int | None:
-    """Poll an event-triggered campaign: users who did the event since the last poll
-    (matching its property filter, the audience and participation) enter a new run.
-    The campaign row is locked and its event cursor advanced in the same
-    transaction, so each event is handled once however many processes poll."""
+    """Poll an event-triggered campaign.
+
+    ``event``: users who did the event since the last poll (matching its property
+    filter, the audience and participation) enter a new run. ``event_without``:
+    each such event starts a wait; users whose wait has passed without the second
+    event enter. The campaign row is locked and its event cursor advanced in the
+    same transaction, so each event is handled once however many processes poll.
+    """
     trigger = campaign.trigger
+    without = trigger.get("type") == "event_without"
+    ended = campaign.end_at is not None and campaign.end_at <= now
     cursor = campaign.event_cursor or 0
-    latest = repo.max_event_id(session, campaign.project_id)
-    if dialect_name(session) == "postgresql":
-        horizon_at = campaign.event_horizon_at
-        upto = cursor
-        if horizon_at is None or horizon_at <= now - EVENT_SETTLE:
-            upto = max(cursor, campaign.event_horizon or cursor)
-            campaign.event_horizon = latest
-            campaign.event_horizon_at = now
-    else:
-        upto = latest
-    if campaign.end_at is not None and campaign.end_at <= now:
-        campaign.next_run_at = None  # the end is reached: finished once all is settled
-    else:
-        campaign.next_run_at = now
-    if upto <= cursor:
-        return None
+    upto = cursor
+    if not ended:
+        latest = repo.max_event_id(session, campaign.project_id)
+        if dialect_name(session) == "postgresql":
+            horizon_at = campaign.event_horizon_at
+            if horizon_at is None or horizon_at <= now - EVENT_SETTLE:
+                upto = max(cursor, campaign.event_horizon or cursor)
+                campaign.event_horizon = latest
+                campaign.event_horizon_at = now
+        else:
+            upto = latest
     where = property_filter_sql(trigger["filter"]) if trigger.get("filter") else true()
-    doers = repo.event_gids(campaign.project_id, str(trigger["event"]), cursor, upto, where)
-    campaign.event_cursor = upto
-    if not repo.any_event(session, doers):
+    only: ColumnElement[bool] | None = None
+    matured: datetime | None = None
+    if upto > cursor:
+        campaign.event_cursor = upto
+        if without:
+            repo.add_waits(
+                session,
+                campaign.id,
+                campaign.project_id,
+                str(trigger["event"]),
+                cursor,
+                upto,
+                where,
+            )
+        else:
+            doers = repo.event_gids(campaign.project_id, str(trigger["event"]), cursor, upto, where)
+            if repo.any_event(session, doers):
+                only = User.gid.in_(doers)
+    if without:
+        window = timedelta(minutes=int(trigger["within_minutes"]))
+        matured = now - window
+        if repo.has_waits(session, campaign.id, matured):
+            quiet = repo.quiet_waiters(
+                session, campaign.id, campaign.project_id, str(trigger["without"]), window, matured
+            )
+            only = User.gid.in_(quiet)
+    # After the end nothing new starts; waits already started still run their course.
+    waiting = without and repo.has_waits(session, campaign.id)
+    campaign.next_run_at = None if ended and not waiting else now
+    if only is None:
         return None
     run_id = repo.claim_run(session, campaign.id, now, OWNER, now)
     if run_id is None:
-        campaign.event_cursor = cursor  # a run at this very time exists: poll again later
+        # A run at this very time exists: handle these users at the next poll (the
+        # waits stay until their run; plain events are read again from the cursor).
+        if not without:
+            campaign.event_cursor = cursor
         return None
-    execute_run(session, campaign, run_id, now, only=User.gid.in_(doers))
+    execute_run(session, campaign, run_id, now, only=only)
+    if matured is not None:
+        repo.drop_waits(session, campaign.id, matured)
     return run_id
 
 

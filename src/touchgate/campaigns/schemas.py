@@ -69,6 +69,7 @@ MAX_STEPS = 100
 MAX_CHANNELS = 10
 MAX_LIST_GIDS = 1_000_000
 MAX_DELAY_MINUTES = 365 * 24 * 60
+MAX_WITHOUT_MINUTES = 7 * 24 * 60
 WEEKDAYS = {"mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6, "sun": 0}
 _STEP_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
@@ -274,13 +275,7 @@ def _check_trigger(raw: Any, errors: FieldErrors, tz: ZoneInfo) -> dict[str, Any
         errors.add(path, "must be an object")
         return {}
     kind = raw.get("type")
-    if kind == "event_without":
-        errors.add(
-            f"{path}.type",
-            "'event_without' triggers are not supported yet; use 'once', 'recurring' or 'event'",
-        )
-        return dict(raw)
-    if kind == "event":
+    if kind in ("event", "event_without"):
         return _check_event_trigger(raw, errors, tz)
     if kind not in ("once", "recurring"):
         errors.add(f"{path}.type", "must be one of once, recurring, event, event_without")
@@ -366,15 +361,30 @@ def _check_trigger(raw: Any, errors: FieldErrors, tz: ZoneInfo) -> dict[str, Any
 
 def _check_event_trigger(raw: dict[str, Any], errors: FieldErrors, tz: ZoneInfo) -> dict[str, Any]:
     path = "trigger"
+    kind = raw["type"]
+    allowed = {"type", "event", "filter", "start", "end"}
+    if kind == "event_without":
+        allowed |= {"without", "within_minutes"}
     for key in raw:
-        if key not in ("type", "event", "filter", "start", "end"):
-            errors.add(f"{path}.{key}", "unknown field for an 'event' trigger")
-    out: dict[str, Any] = {"type": "event"}
-    name = raw.get("event")
-    if not isinstance(name, str) or not name.strip() or len(name) > 100:
-        errors.add(f"{path}.event", "required: the event name, 1–100 characters")
-    else:
-        out["event"] = name
+        if key not in allowed:
+            errors.add(f"{path}.{key}", f"unknown field for an {kind!r} trigger")
+    out: dict[str, Any] = {"type": kind}
+    names = ("event", "without") if kind == "event_without" else ("event",)
+    for key in names:
+        name = raw.get(key)
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            errors.add(f"{path}.{key}", "required: an event name, 1–100 characters")
+        else:
+            out[key] = name
+    if kind == "event_without":
+        within = raw.get("within_minutes")
+        if not _is_int(within) or not 1 <= within <= MAX_WITHOUT_MINUTES:
+            errors.add(
+                f"{path}.within_minutes",
+                f"required: the window in minutes, 1–{MAX_WITHOUT_MINUTES} (7 days)",
+            )
+        else:
+            out["within_minutes"] = within
     if raw.get("filter") is not None:
         out["filter"] = check_property_filter(raw["filter"], f"{path}.filter", errors)
     for key in ("start", "end"):

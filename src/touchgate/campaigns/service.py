@@ -160,7 +160,7 @@ def _check_schedulable(
     if end is not None and end <= now:
         errors.add("trigger.end", "is in the past")
         return
-    if trigger.get("type") == "event":
+    if trigger.get("type") in ("event", "event_without"):
         return
     start = parse_when(trigger.get("start"), tz) or now
     first = next_fire(trigger, tz, max(start, now) - timedelta(seconds=1))
@@ -371,7 +371,7 @@ def _publish_schedule(campaign: Campaign, tz: ZoneInfo, now: datetime) -> None:
         campaign.start_at = at
         campaign.end_at = None
         campaign.next_run_at = at
-    elif trigger.get("type") == "event":
+    elif trigger.get("type") in ("event", "event_without"):
         # Polled at every scheduler tick from the start until the end.
         campaign.start_at = parse_when(trigger.get("start"), tz) or now
         campaign.end_at = parse_when(trigger.get("end"), tz)
@@ -484,7 +484,7 @@ def act(
             now=now,
         )
         _publish_schedule(campaign, tz, now)
-        if campaign.trigger.get("type") == "event":
+        if campaign.trigger.get("type") in ("event", "event_without"):
             _events_from_now(session, campaign, now)
         campaign.published_at = now
         campaign.last_error = None
@@ -495,7 +495,7 @@ def act(
         if recurring and campaign.next_run_at is not None and campaign.next_run_at < now:
             # Runs missed while paused are skipped, not caught up.
             campaign.next_run_at = next_run_after(campaign, tz, now, now)
-        if campaign.trigger.get("type") == "event":
+        if campaign.trigger.get("type") in ("event", "event_without"):
             # Events that happened while paused do not trigger anything.
             _events_from_now(session, campaign, now)
         started = campaign.start_at is None or campaign.start_at <= now
@@ -504,6 +504,7 @@ def act(
         campaign.status = "closed"
         campaign.next_run_at = None
         repo.drop_due(session, campaign.id)
+        repo.drop_waits(session, campaign.id)
     campaign.updated_at = now
     session.flush()
     return campaign

@@ -143,3 +143,16 @@ class CampaignListGid(Base):
         ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True
     )
     gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class CampaignWait(Base):
+    """``event_without``: a user did the first event at ``event_time``; when the window
+    has passed without the second event, the user enters the campaign."""
+
+    __tablename__ = "campaign_waits"
+    __table_args__ = (Index("ix_campaign_waits_campaign_time", "campaign_id", "event_time"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    gid: Mapped[int] = mapped_column(BigInteger)
+    event_time: Mapped[datetime] = mapped_column(UTCDateTime)

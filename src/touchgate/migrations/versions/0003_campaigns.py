@@ -150,8 +150,22 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("campaign_id", "gid", name=op.f("pk_campaign_list_gids")),
     )
 
+    op.create_table(
+        "campaign_waits",
+        sa.Column("id", BIGID, nullable=False),
+        sa.Column("campaign_id", sa.Integer(), nullable=False),
+        sa.Column("gid", sa.BigInteger(), nullable=False),
+        sa.Column("event_time", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_campaign_waits")),
+    )
+    op.create_index(
+        "ix_campaign_waits_campaign_time", "campaign_waits", ["campaign_id", "event_time"]
+    )
+
 
 def downgrade() -> None:
+    op.drop_index("ix_campaign_waits_campaign_time", table_name="campaign_waits")
+    op.drop_table("campaign_waits")
     op.drop_table("campaign_list_gids")
     op.drop_index("ix_campaign_due_due_at", table_name="campaign_due")
     op.drop_table("campaign_due")
