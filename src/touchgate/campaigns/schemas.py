@@ -751,7 +751,7 @@ class _StrategyChecker:
                 errors.add(f"{path}.{key}", "unknown field in a split step")
         by = raw.get("by", "audience")
         if by == "event":
-            errors.add(f"{path}.by", "event splits need event triggers, not supported yet")
+            errors.add(f"{path}.by", "event splits are not supported yet; split by audience")
         elif by != "audience":
             errors.add(f"{path}.by", "must be 'audience'")
         out: dict[str, Any] = {"type": "split", "id": step_id, "by": "audience", "branches": []}
