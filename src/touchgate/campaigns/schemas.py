@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime
 from typing import Any, TypeGuard
 from zoneinfo import ZoneInfo
 
@@ -863,8 +863,3 @@ def touchpoint_ids(strategy: dict[str, Any]) -> set[int]:
             if isinstance(ch, dict) and _is_int(ch.get("touchpoint_id")):
                 ids.add(ch["touchpoint_id"])
     return ids
-
-
-def time_of_day(value: str) -> time:
-    hh, mm = value.split(":")
-    return time(int(hh), int(mm))
