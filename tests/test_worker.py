@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections import Counter
 from datetime import timedelta
 
@@ -117,3 +119,16 @@ def test_two_workers_share_the_work(runtime: Runtime, endpoint: Endpoint) -> Non
     assert set(sent) == set(nos) and set(sent.values()) == {1}
     assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
     assert len(touch_events(runtime, tp.project_id)) == 1000
+
+
+def test_a_bare_worker_process_loads_the_settlement_listeners() -> None:
+    # `touchgate worker --no-scheduler` never imports the API or the campaigns
+    # package itself; the first_success fallback must still run in its settlements.
+    code = (
+        "from touchgate.delivery import hooks; hooks.load_listener_modules(); "
+        "print(sorted(f.__module__ for f in hooks._listeners))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "touchgate.campaigns.runner" in out

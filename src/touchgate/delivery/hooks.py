@@ -37,6 +37,22 @@ SettlementListener = Callable[[Session, OrderInfo, list[UserResult]], None]
 
 _listeners: list[SettlementListener] = []
 
+# Modules that register listeners when imported. A worker process imports them
+# before settling anything, so a ``touchgate worker`` started without the API
+# (or without the scheduler) still runs every follow-up in the settlement.
+LISTENER_MODULES = ("touchgate.campaigns.runner",)
+
+
+def load_listener_modules() -> None:
+    import importlib
+
+    for name in LISTENER_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and name.startswith(exc.name)):
+                raise
+
 
 def register_settlement_listener(fn: SettlementListener) -> None:
     """Call ``fn(session, order_info, results)`` inside every settlement transaction.

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import Runtime
-from . import protocol, receipts, service
+from . import hooks, protocol, receipts, service
 from . import repository as repo
 from .client import get_client
 from .receipts import TouchpointConfig
@@ -261,6 +261,7 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, send and settle until ``stop`` is set, then drain what is in flight."""
         log.info("delivery worker %s started (concurrency %d)", self.id, self.concurrency)
+        hooks.load_listener_modules()
         idle_wait = 0.0
         try:
             while True:
