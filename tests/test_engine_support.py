@@ -217,6 +217,7 @@ def make_touchpoint(
     user_attributes: list[str] | None = None,
     timeout_seconds: int = 5,
     name: str = "tp",
+    max_in_flight: int | None = None,
 ) -> Touchpoint:
     with runtime.tx() as s:
         if project_id is None:
@@ -234,6 +235,7 @@ def make_touchpoint(
             signing_secret_encrypted=runtime.secrets.encrypt(SECRET),
             batch_size=batch_size,
             timeout_seconds=timeout_seconds,
+            max_in_flight=max_in_flight,
             retry_schedule=retry_schedule if retry_schedule is not None else [1, 1],
             receipt=receipt or {"mode": "sync"},
             user_attributes=user_attributes if user_attributes is not None else ["phone"],

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from collections import Counter
 from datetime import timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from test_engine_support import (  # noqa: F401  (fixtures)
     Endpoint,
+    Reply,
     WorkerThread,
     add_users,
     all_done,
@@ -132,3 +134,35 @@ def test_a_bare_worker_process_loads_the_settlement_listeners() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert "touchgate.campaigns.runner" in out
+
+
+def test_a_slow_touchpoint_does_not_hold_up_the_others(
+    runtime: Runtime, endpoint: Endpoint
+) -> None:
+    slow = Endpoint()
+    try:
+        slow.handler = lambda kind, doc, n: Reply(delay=1.5)
+        slow_tp = make_touchpoint(runtime, slow.url, batch_size=1, max_in_flight=1, name="slow")
+        fast_tp = make_touchpoint(
+            runtime, endpoint.url, project_id=slow_tp.project_id, batch_size=1, name="fast"
+        )
+        add_users(runtime, slow_tp.project_id, range(1, 10))
+        slow_nos = enqueue(runtime, slow_tp, list(range(1, 9)))
+        time.sleep(0.01)  # the slow orders are due first
+        fast_nos = enqueue(runtime, fast_tp, [9])
+        w = WorkerThread(runtime, concurrency=4)
+        try:
+            wait_for(lambda: all_done(runtime, fast_nos), timeout=5, what="the fast order")
+            with runtime.tx() as s:
+                open_slow = s.scalar(
+                    select(func.count())
+                    .select_from(Order)
+                    .where(Order.order_no.in_(slow_nos), Order.state != "done")
+                )
+            assert open_slow is not None and open_slow >= 6
+            # At most its limit (1) plus a small ready queue is parked for the slow one.
+            assert len(slow.seen) <= 2
+        finally:
+            w.close()
+    finally:
+        slow.close()

@@ -196,24 +196,29 @@ CLAIM_COLUMNS = (
 
 
 def claim_due(
-    session: Session, owner: str, now: datetime, lease_until: datetime, limit: int
+    session: Session,
+    owner: str,
+    now: datetime,
+    lease_until: datetime,
+    limit: int,
+    *,
+    skip_touchpoints: Sequence[int] = (),
 ) -> Sequence[Row[Any]]:
     """Lease up to ``limit`` due orders to ``owner`` and return them.
 
     PostgreSQL: ``FOR UPDATE SKIP LOCKED`` so concurrent workers take disjoint
     orders without waiting; SQLite: the write lock taken by BEGIN IMMEDIATE
     serialises claims. An order whose lease has expired is due again.
+    ``skip_touchpoints``: touchpoints this worker has enough of in flight.
     """
-    due = (
-        select(_orders.c.id)
-        .where(
-            _orders.c.state.in_(ACTIVE_STATES),
-            _orders.c.next_attempt_at <= now,
-            (_orders.c.lease_until.is_(None)) | (_orders.c.lease_until < now),
-        )
-        .order_by(_orders.c.next_attempt_at)
-        .limit(limit)
-    )
+    conds = [
+        _orders.c.state.in_(ACTIVE_STATES),
+        _orders.c.next_attempt_at <= now,
+        (_orders.c.lease_until.is_(None)) | (_orders.c.lease_until < now),
+    ]
+    if skip_touchpoints:
+        conds.append(_orders.c.touchpoint_id.not_in(list(skip_touchpoints)))
+    due = select(_orders.c.id).where(*conds).order_by(_orders.c.next_attempt_at).limit(limit)
     if dialect_name(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
     stmt = (

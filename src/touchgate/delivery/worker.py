@@ -24,6 +24,7 @@ import os
 import socket
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -47,6 +48,9 @@ log = logging.getLogger("touchgate.delivery.worker")
 DEFAULT_LEASE_SECONDS = 180.0
 DEFAULT_IDLE_SECONDS = 0.5
 SETTLE_MAX = 500
+# Orders claimed per touchpoint beyond its in-flight limit, ready to go the
+# moment a slot frees (hides the claim round trip without hoarding orders).
+READY_PER_TOUCHPOINT = 2
 # Decrypted secrets are re-read at least this often (e.g. a rotation's grace period ends).
 TOUCHPOINT_CACHE_SECONDS = 60.0
 
@@ -109,6 +113,7 @@ class Worker:
         self.lease_seconds = lease_seconds
         self.idle_seconds = idle_seconds
         self._in_flight = 0
+        self._per_touchpoint: Counter[int] = Counter()
         self._queue: list[Outcome] = []
         self._queued = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -118,11 +123,29 @@ class Worker:
 
     # --- database work (in threads) ---------------------------------------------
 
-    def _claim_in(self, session: Session, limit: int) -> list[tuple[ClaimedOrder, _Cached]]:
+    def _limit(self, touchpoint_id: int) -> int:
+        cached = self._touchpoints.get(touchpoint_id)
+        size = cached.config.max_in_flight if cached is not None else None
+        return size or self.runtime.settings.per_touchpoint_in_flight
+
+    def _saturated(self, settling: list[Outcome]) -> list[int]:
+        """Touchpoints with their in-flight limit busy plus a small ready queue
+        (not counting the orders about to be settled).
+
+        Claiming more of them would only park orders (and their leases) behind
+        the client's per-touchpoint limit while other touchpoints' orders wait.
+        """
+        busy = Counter(self._per_touchpoint)
+        busy.subtract(o.order.touchpoint_id for o in settling)
+        return [tid for tid, n in busy.items() if n >= self._limit(tid) + READY_PER_TOUCHPOINT]
+
+    def _claim_in(
+        self, session: Session, limit: int, skip: list[int]
+    ) -> list[tuple[ClaimedOrder, _Cached]]:
         now = utcnow()
         until = now + timedelta(seconds=self.lease_seconds)
         clock = time.monotonic()
-        rows = repo.claim_due(session, self.id, now, until, limit)
+        rows = repo.claim_due(session, self.id, now, until, limit, skip_touchpoints=skip)
         if not rows:
             return []
         # The touchpoint rows are read on every claim (a few rows), so an edit
@@ -153,14 +176,14 @@ class Worker:
         return out
 
     def _cycle(
-        self, outcomes: list[Outcome], limit: int
+        self, outcomes: list[Outcome], limit: int, skip: list[int]
     ) -> tuple[int, list[tuple[ClaimedOrder, _Cached]]]:
         """Settle what finished and claim more, in ONE transaction (one write lock
         on SQLite, one round trip of commits on PostgreSQL)."""
         try:
             with self.runtime.tx() as session:
                 settled = service.settle(session, self.id, outcomes)
-                claimed = self._claim_in(session, limit) if limit > 0 else []
+                claimed = self._claim_in(session, limit, skip) if limit > 0 else []
                 return settled, claimed
         except Exception as exc:
             if len(outcomes) <= 1:
@@ -251,6 +274,7 @@ class Worker:
         except Exception as exc:  # a bug must not kill the worker; the lease expires
             log.exception("order %s: attempt crashed", order.order_no, exc_info=exc)
             self._in_flight -= 1
+            self._per_touchpoint[order.touchpoint_id] -= 1
             self._queued.set()
             return
         self._queue.append(outcome)
@@ -281,7 +305,9 @@ class Worker:
                     idle_wait = 1.0  # every slot busy: wait for an outcome
                     continue
                 try:
-                    settled, claimed = await asyncio.to_thread(self._cycle, batch, free)
+                    settled, claimed = await asyncio.to_thread(
+                        self._cycle, batch, free, self._saturated(batch)
+                    )
                 except Exception as exc:  # database away: the leases bring the orders back
                     log.exception("worker cycle failed", exc_info=exc)
                     settled, claimed = 0, []
@@ -289,8 +315,11 @@ class Worker:
                 self.settled_users += settled
                 self.sent_orders += len(batch)
                 self._in_flight -= len(batch)
+                for done in batch:
+                    self._per_touchpoint[done.order.touchpoint_id] -= 1
                 for order, cached in claimed:
                     self._in_flight += 1
+                    self._per_touchpoint[order.touchpoint_id] += 1
                     task = asyncio.create_task(self._run_one(order, cached))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
@@ -306,7 +335,7 @@ class Worker:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._queue:
                 with contextlib.suppress(Exception):
-                    settled, _ = await asyncio.to_thread(self._cycle, self._queue, 0)
+                    settled, _ = await asyncio.to_thread(self._cycle, self._queue, 0, [])
                     self.settled_users += settled
                 self._queue = []
             log.info(
