@@ -32,9 +32,7 @@ def test_bad_project_input_names_fields(client: httpx.Client) -> None:
 
 
 def test_not_json_is_422(client: httpx.Client) -> None:
-    r = client.post(
-        "/projects", content=b"{not json", headers={"Content-Type": "application/json"}
-    )
+    r = client.post("/projects", content=b"{not json", headers={"Content-Type": "application/json"})
     assert r.status_code == 422
     assert r.json()["error"]["code"] == "invalid_input"
 

@@ -23,9 +23,7 @@ def list_projects(ctx: CtxDep, page: PageDep) -> ListOf[ProjectOut]:
         rows, total = repo.list_projects(
             session, page.limit, page.offset, only_id=ctx.principal.project_id
         )
-        return ListOf[ProjectOut](
-            items=[ProjectOut.model_validate(r) for r in rows], total=total
-        )
+        return ListOf[ProjectOut](items=[ProjectOut.model_validate(r) for r in rows], total=total)
 
 
 @router.get("/projects/{pid}", response_model=ProjectOut)

@@ -9,7 +9,6 @@ from ..models import Project, Space
 from . import repository as repo
 from .schemas import ProjectCreate, ProjectUpdate, SpaceCreate
 
-
 # Ids are 32-bit integers in both databases; a larger one can only be unknown
 # (and PostgreSQL would refuse to compare it with the column).
 MAX_ID = 2**31 - 1
