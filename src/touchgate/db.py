@@ -50,9 +50,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(
-        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, future=True
-    )
+    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, future=True)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
