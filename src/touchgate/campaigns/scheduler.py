@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -101,11 +102,17 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
             await asyncio.to_thread(tick, runtime)
         except Exception:
             log.exception("campaign scheduler tick failed")
-        # Read each time, so an embedding process can slow its own scheduler down.
-        every = (
-            interval
-            if interval is not None
-            else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
-        )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=every)
+        # Wait in short slices and re-read the interval each time, so an embedding
+        # process can slow its own scheduler down and speed it up again.
+        started = time.monotonic()
+        while not stop.is_set():
+            every = (
+                interval
+                if interval is not None
+                else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
+            )
+            remaining = every - (time.monotonic() - started)
+            if remaining <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(remaining, 1.0))
