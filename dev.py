@@ -69,7 +69,7 @@ def ensure_chromium() -> None:
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
         run("apt-get", "update", "-qq", check=False)
-        run("apt-get", "install", "-y", "-qq", "chromium", check=False,
+        run("apt-get", "install", "-y", "-qq", "chromium", "fonts-noto-cjk", check=False,
             env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 

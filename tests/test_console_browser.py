@@ -110,7 +110,11 @@ class Receiver:
         self.loop.close()
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in
+# the main thread while it is open, and tests in other modules call asyncio.run().
+# Pytest groups tests by database backend, so this module is entered once per
+# backend and the browser is started once for each.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     if os.environ.get("TOUCHGATE_SKIP_BROWSER"):
         pytest.skip("TOUCHGATE_SKIP_BROWSER is set")
