@@ -262,48 +262,36 @@ def pending_gids(session: Session, order_ids: Sequence[int]) -> dict[int, list[i
     return out
 
 
+def _settle_pending(session: Session, rows: list[dict[str, Any]], *, per_user: bool) -> None:
+    if not rows:
+        return
+    where = [_order_users.c.order_id == bindparam("o_id"), _order_users.c.status == "pending"]
+    if per_user:
+        where.append(_order_users.c.gid == bindparam("u_gid"))
+    stmt = (
+        update(_order_users)
+        .where(*where)
+        .values(
+            status=bindparam("status"),
+            error_msg=bindparam("error_msg"),
+            attempts=bindparam("attempts"),
+            settled_at=bindparam("settled_at"),
+        )
+    )
+    session.connection().execute(stmt, rows)
+
+
 def settle_all_pending(session: Session, rows: list[dict[str, Any]]) -> None:
     """Every pending user of an order gets the same result.
 
     ``rows``: ``{"o_id", "status", "error_msg", "attempts", "settled_at"}``.
     """
-    if not rows:
-        return
-    stmt = (
-        update(_order_users)
-        .where(
-            _order_users.c.order_id == bindparam("o_id"),
-            _order_users.c.status == "pending",
-        )
-        .values(
-            status=bindparam("status"),
-            error_msg=bindparam("error_msg"),
-            attempts=bindparam("attempts"),
-            settled_at=bindparam("settled_at"),
-        )
-    )
-    session.connection().execute(stmt, rows)
+    _settle_pending(session, rows, per_user=False)
 
 
 def settle_users(session: Session, rows: list[dict[str, Any]]) -> None:
     """Per-user results: ``{"o_id", "u_gid", "status", "error_msg", "attempts", "settled_at"}``."""
-    if not rows:
-        return
-    stmt = (
-        update(_order_users)
-        .where(
-            _order_users.c.order_id == bindparam("o_id"),
-            _order_users.c.gid == bindparam("u_gid"),
-            _order_users.c.status == "pending",
-        )
-        .values(
-            status=bindparam("status"),
-            error_msg=bindparam("error_msg"),
-            attempts=bindparam("attempts"),
-            settled_at=bindparam("settled_at"),
-        )
-    )
-    session.connection().execute(stmt, rows)
+    _settle_pending(session, rows, per_user=True)
 
 
 def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:
