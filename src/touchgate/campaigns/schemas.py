@@ -10,6 +10,7 @@ template values, the attribute catalogue) is passed in or checked by the service
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, TypeGuard
@@ -410,6 +411,37 @@ def _value_type(value: Any) -> str | None:
     return None
 
 
+def _check_group(
+    raw: dict[str, Any],
+    path: str,
+    errors: FieldErrors,
+    depth: int,
+    check_child: Callable[[Any, str], dict[str, Any]],
+    *,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """An and/or group ``{op, conditions: [...]}`` of audience or property filters;
+    ``check_child`` checks one member (a condition or a nested group)."""
+    if depth >= MAX_FILTER_DEPTH:
+        errors.add(path, f"groups nest at most {MAX_FILTER_DEPTH} levels deep")
+        return {}
+    for key in raw:
+        if key not in ("op", "conditions"):
+            errors.add(f"{path}.{key}", "unknown field in a group")
+    op = raw.get("op", "and")
+    if op not in ("and", "or"):
+        errors.add(f"{path}.op", "must be 'and' or 'or'")
+    conditions = raw.get("conditions")
+    if not isinstance(conditions, list) or not conditions:
+        errors.add(f"{path}.conditions", "must be a non-empty list")
+        return {"op": op, "conditions": []}
+    members = conditions if limit is None else conditions[:limit]
+    return {
+        "op": op,
+        "conditions": [check_child(c, f"{path}.conditions[{i}]") for i, c in enumerate(members)],
+    }
+
+
 def check_property_filter(
     raw: Any, path: str, errors: FieldErrors, depth: int = 0
 ) -> dict[str, Any]:
@@ -420,26 +452,14 @@ def check_property_filter(
         errors.add(path, "must be an object: a condition or an and/or group")
         return {}
     if "conditions" in raw or "op" in raw:
-        if depth >= MAX_FILTER_DEPTH:
-            errors.add(path, f"groups nest at most {MAX_FILTER_DEPTH} levels deep")
-            return {}
-        op = raw.get("op", "and")
-        if op not in ("and", "or"):
-            errors.add(f"{path}.op", "must be 'and' or 'or'")
-        for key in raw:
-            if key not in ("op", "conditions"):
-                errors.add(f"{path}.{key}", "unknown field in a group")
-        conditions = raw.get("conditions")
-        if not isinstance(conditions, list) or not conditions:
-            errors.add(f"{path}.conditions", "must be a non-empty list")
-            return {"op": op, "conditions": []}
-        return {
-            "op": op,
-            "conditions": [
-                check_property_filter(c, f"{path}.conditions[{i}]", errors, depth + 1)
-                for i, c in enumerate(conditions[:MAX_CONDITIONS])
-            ],
-        }
+        return _check_group(
+            raw,
+            path,
+            errors,
+            depth,
+            lambda c, p: check_property_filter(c, p, errors, depth + 1),
+            limit=MAX_CONDITIONS,
+        )
     for key in raw:
         # ``type`` is what a saved campaign stores (recomputed here from the value).
         if key not in ("property", "operator", "value", "type"):
@@ -506,26 +526,13 @@ def check_filter(
         errors.add(path, "must be an object: a condition or an and/or group")
         return {}
     if "conditions" in raw or "op" in raw:
-        if depth >= MAX_FILTER_DEPTH:
-            errors.add(path, f"groups nest at most {MAX_FILTER_DEPTH} levels deep")
-            return {}
-        for key in raw:
-            if key not in ("op", "conditions"):
-                errors.add(f"{path}.{key}", "unknown field in a group")
-        op = raw.get("op", "and")
-        if op not in ("and", "or"):
-            errors.add(f"{path}.op", "must be 'and' or 'or'")
-        conditions = raw.get("conditions")
-        if not isinstance(conditions, list) or not conditions:
-            errors.add(f"{path}.conditions", "must be a non-empty list")
-            return {"op": op, "conditions": []}
-        return {
-            "op": op,
-            "conditions": [
-                check_filter(c, f"{path}.conditions[{i}]", errors, catalogue, depth + 1, counter)
-                for i, c in enumerate(conditions)
-            ],
-        }
+        return _check_group(
+            raw,
+            path,
+            errors,
+            depth,
+            lambda c, p: check_filter(c, p, errors, catalogue, depth + 1, counter),
+        )
     counter[0] += 1
     if counter[0] == MAX_CONDITIONS + 1:
         errors.add(path, f"a filter has at most {MAX_CONDITIONS} conditions")
