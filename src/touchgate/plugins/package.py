@@ -240,6 +240,8 @@ def _extract(
                         raise ValueError("the member is larger than the archive says")
                     out.write(chunk)
                 budget -= written
+        # zipfile raises NotImplementedError for a compression method it lacks:
+        # that is a problem with the uploaded package, reported like the others.
         except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
             problems.append(_member_problem(info.filename, f"cannot be unpacked: {exc}"))
             continue
