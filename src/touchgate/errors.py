@@ -7,7 +7,13 @@
     ├── NotFound                  (404 not_found)
     └── Conflict                  (409, a code naming the state: touchpoint_enabled, …)
 
-Each renders as ``{"error": {"code", "message", "details"}}``.
+Each renders as ``{"error": {"code", "message", "params", "details"}}``.
+
+Codes, not sentences, are the contract with the console: ``code`` (and each
+detail's ``code``) is a stable machine word and ``params`` holds the values the
+sentence needs, so the console renders the error in the reader's language with
+field labels instead of paths. ``message`` stays an English sentence for scripts
+and logs. A field detail is ``{"field", "code", "message", "params"}``.
 """
 
 from __future__ import annotations
@@ -19,15 +25,30 @@ class TouchgateError(Exception):
     status_code: int = 500
     code: str = "internal"
 
-    def __init__(self, message: str, *, code: str | None = None, details: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: Any = None,
+        params: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         self.details = details
+        self.params = params or {}
 
     def to_dict(self) -> dict[str, Any]:
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "params": self.params,
+                "details": self.details,
+            }
+        }
 
 
 class InvalidInput(TouchgateError):
@@ -43,10 +64,12 @@ class InvalidInput(TouchgateError):
         field: str | None = None,
         details: list[dict[str, Any]] | None = None,
         code: str | None = None,
+        field_code: str = "invalid",
+        params: dict[str, Any] | None = None,
     ) -> None:
         if details is None:
-            details = [{"field": field, "message": message}] if field else []
-        super().__init__(message, code=code, details=details)
+            details = [field_detail(field, message, field_code, params)] if field else []
+        super().__init__(message, code=code, details=details, params=params)
 
 
 class Unauthorized(TouchgateError):
@@ -69,14 +92,23 @@ class Conflict(TouchgateError):
     code = "conflict"
 
 
+def field_detail(
+    field: str, message: str, code: str = "invalid", params: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One invalid field: its full path, a stable code, an English sentence, and the
+    values the sentence needs (``{"max": 15}``) for rendering it in other languages."""
+    return {"field": field, "code": code, "message": message, "params": params or {}}
+
+
 class FieldErrors:
     """Collects field errors so a request reports every problem at once."""
 
     def __init__(self) -> None:
         self.items: list[dict[str, Any]] = []
 
-    def add(self, field: str, message: str) -> None:
-        self.items.append({"field": field, "message": message})
+    def add(self, field: str, message: str, *, code: str = "invalid", **params: Any) -> None:
+        """``errors.add("batch_size", "must be 1-500", code="out_of_range", min=1, max=500)``."""
+        self.items.append(field_detail(field, message, code, params))
 
     def __bool__(self) -> bool:
         return bool(self.items)

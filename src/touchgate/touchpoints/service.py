@@ -190,13 +190,13 @@ class _Errors(FieldErrors):
         super().__init__()
         self.refused: set[str] = set()
 
-    def refuse(self, field: str, message: str) -> None:
-        self.items.append({"field": field, "message": message})
+    def refuse(self, field: str, message: str, *, code: str = "invalid", **params: Any) -> None:
+        super().add(field, message, code=code, **params)
         self.refused.add(_top(field))
 
-    def add(self, field: str, message: str) -> None:
+    def add(self, field: str, message: str, *, code: str = "invalid", **params: Any) -> None:
         if _top(field) not in self.refused:
-            super().add(field, message)
+            super().add(field, message, code=code, **params)
 
 
 def _nul_path(value: Any, path: str) -> str | None:
