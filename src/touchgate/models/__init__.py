@@ -6,6 +6,7 @@ from .datastore import Attribute, Event, User
 from .delivery import Attempt, Order, OrderUser
 from .plugins import Plugin
 from .projects import ApiKey, Project, Space
+from .protection import TouchpointProtection
 from .touchpoints import Touchpoint, TouchpointSpace
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Project",
     "Space",
     "Touchpoint",
+    "TouchpointProtection",
     "TouchpointSpace",
     "User",
 ]
