@@ -15,9 +15,10 @@ import { formatZoned, projectZone } from "./time.js";
 const OUTCOMES = ["TOU_SUCC", "TOU_FAIL", "pending", "suppressed"];
 const OUTCOME_KIND = { TOU_SUCC: "ok", TOU_FAIL: "error", pending: "warn", suppressed: "muted" };
 const PAGE = 20;
-// How often a campaign whose run is not settled is read again.
-const REFRESH_MS = 3000;
-const LIVE = new Set(["running", "not_started"]);
+// How often a campaign whose run is not settled is read again: a running one every
+// few seconds, one waiting for its start now and then (to see it start).
+const REFRESH_MS = { running: 3000, not_started: 30000 };
+const SETTLING_MS = 3000;
 // Until the stats API has `series` (older servers), the chart is built from events.
 const EVENT_CAP = 20000;
 
@@ -33,7 +34,13 @@ function successRate(stats) {
 
 /** Whether the page must keep reading: the campaign can still send, or results are pending. */
 function settled(campaign, stats) {
-  return !LIVE.has(campaign.status) && !stats.pending;
+  return !(campaign.status in REFRESH_MS) && !stats.pending && !stats.held;
+}
+
+/** When to read again, or null once the run has settled. */
+function refreshDelay(campaign, stats) {
+  if (settled(campaign, stats)) return null;
+  return REFRESH_MS[campaign.status] || SETTLING_MS;
 }
 
 export async function renderCampaignPage(ctx, cid) {
@@ -107,7 +114,8 @@ export async function renderCampaignPage(ctx, cid) {
           h("span", { "data-testid": "campaign-trigger" }, triggerSummary(campaign.trigger)),
           next ? h("span", { "data-testid": "campaign-next-run" }, t("campaign.next_run_line", { at: formatZoned(next) })) : null,
         ),
-        settled(campaign, stats) ? null : h("span", { class: "live", "data-testid": "live" }, t("campaign.live")),
+        // Sending now (or settling its last results): say the numbers move by themselves.
+        refreshDelay(campaign, stats) !== null && campaign.status !== "not_started" ? h("span", { class: "live", "data-testid": "live" }, t("campaign.live")) : null,
       ),
       h("div", { class: "row-actions wrap" }, previewButton(ctx, campaign), actionButtons(ctx, campaign, refresh)),
     );
@@ -137,12 +145,13 @@ export async function renderCampaignPage(ctx, cid) {
     page.stats = stats;
     render();
     await deliveries.load();
-    if (!settled(campaign, stats)) page.timer = setTimeout(() => ctx.isCurrent() && refresh().catch(showRefreshError), REFRESH_MS);
+    const delay = refreshDelay(campaign, stats);
+    if (delay !== null) page.timer = setTimeout(() => ctx.isCurrent() && refresh().catch(showRefreshError), delay);
   }
   const showRefreshError = (err) => {
     if (!ctx.isCurrent()) return;
     replace(alerts, errorBox(err));
-    page.timer = setTimeout(() => ctx.isCurrent() && refresh().catch(showRefreshError), REFRESH_MS * 3);
+    page.timer = setTimeout(() => ctx.isCurrent() && refresh().catch(showRefreshError), SETTLING_MS * 3);
   };
   await refresh();
 }
@@ -167,7 +176,7 @@ function renderKpis(slot, stats) {
       ? card("recovered", formatNumber(stats.recovered_by_fallback), t("campaign.stat.recovered_sub"), "fallback")
       : null,
     card("failed", formatNumber(stats.failed), t("campaign.stat.failed_sub"), stats.failed ? "error" : null),
-    card("pending", formatNumber(stats.pending)),
+    card("pending", formatNumber(stats.pending), stats.held ? t("campaign.stat.held_sub", { n: formatNumber(stats.held) }) : null),
     card(
       "suppressed",
       formatNumber(stats.suppressed),
@@ -270,16 +279,16 @@ function renderSteps(slot, campaign, stats) {
   );
 }
 
-const TIME_SEGMENTS = () => [
-  { key: "succeeded", label: t("status.TOU_SUCC") },
-  { key: "failed", label: t("status.TOU_FAIL") },
-  { key: "suppressed", label: t("status.suppressed") },
-];
-
-function renderSeries(slot, series) {
+/** `perAttempt`: the events count every attempt, so a failure may have been made good. */
+function renderSeries(slot, series, { perAttempt = false } = {}) {
   const points = (series && series.points) || [];
   const any = points.some((p) => p.succeeded || p.failed || p.suppressed);
-  replace(slot, any ? timeChart(series, TIME_SEGMENTS()) : h("p", { class: "muted small" }, t("campaign.chart.empty")), any ? h("p", { class: "muted small" }, t("campaign.chart.zone", { tz: projectZone() })) : null);
+  const segments = [
+    { key: "succeeded", label: t("status.TOU_SUCC") },
+    { key: "failed", label: perAttempt ? t("campaign.chart.failed_here") : t("status.TOU_FAIL") },
+    { key: "suppressed", label: t("status.suppressed") },
+  ];
+  replace(slot, any ? timeChart(series, segments) : h("p", { class: "muted small" }, t("campaign.chart.empty")), any ? h("p", { class: "muted small" }, t("campaign.chart.zone", { tz: projectZone() })) : null);
 }
 
 /** Older servers: outcomes over time from the `$ma_channel_touch` events, in minutes. */
@@ -310,7 +319,7 @@ async function loadTimeline(ctx, campaign, slot) {
     return;
   }
   if (!ctx.isCurrent()) return;
-  renderSeries(slot, { interval: 60, points: [...buckets.values()] });
+  renderSeries(slot, { interval: "minute", points: [...buckets.values()] }, { perAttempt: true });
   if (capped) slot.appendChild(h("p", { class: "muted small" }, t("campaign.chart.capped", { n: formatNumber(EVENT_CAP) })));
 }
 
@@ -405,7 +414,7 @@ function deliveriesCard(ctx, cid, page, touchpoints) {
                       h("td", { "data-testid": "delivery-touchpoint" }, tpCell(d)),
                       h("td", { class: "small", title: d.step_id || null }, d.step_name || names.get(String(d.step_id)) || d.step_id || "—"),
                       h("td", {}, String(d.attempts ?? 0)),
-                      d.reason && d.status === "suppressed" ? h("td", { class: "small" }, reasonLabel(d.reason)) : h("td", { class: "small", lang: "en" }, d.error_msg || ""),
+                      d.reason && d.status === "suppressed" ? h("td", { class: "small msg" }, reasonLabel(d.reason)) : h("td", { class: "small msg", lang: "en" }, d.error_msg || ""),
                       h("td", {}, d.order_no ? h("code", { class: "small" }, d.order_no) : ""),
                     ),
                   ),
