@@ -10,8 +10,26 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from test_campaign_support import campaign_body
 from test_options import ANSWER, MAPPED, answer_with
 from test_testsend import ThreadedServer, setup_touchpoint
+
+
+def import_shanghai_users(client: httpx.Client, pid: int) -> None:
+    """Users 100-103 (M0-M3), three of them in Shanghai (100, 102, 103)."""
+    for key, name in (("memberId", "Member id"), ("city", "City")):
+        attribute = {"key": key, "name": name, "type": "string", "kind": "attribute"}
+        assert client.post(f"/projects/{pid}/attributes", json=attribute).status_code in (201, 409)
+    lines = "\n".join(
+        f'{{"gid": {100 + i}, "attributes": {{"memberId": "M{i}", "city": "{city}"}}}}'
+        for i, city in enumerate(["Shanghai", "Beijing", "Shanghai", "Shanghai"])
+    )
+    r = client.post(
+        f"/projects/{pid}/users/import",
+        content=lines.encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert r.json()["imported"] == 4, r.text
 
 
 @pytest.fixture
@@ -87,37 +105,8 @@ def test_preview_counts_the_audience(
     tp = setup_touchpoint(client, project, endpoint.url + "/touch")
     space = client.post(f"/projects/{pid}/spaces", json={"name": "Growth"}).json()
     client.put(f"/projects/{pid}/touchpoints/{tp['id']}/spaces", json={"space_ids": [space["id"]]})
-    city = {"key": "city", "name": "City", "type": "string", "kind": "attribute"}
-    assert client.post(f"/projects/{pid}/attributes", json=city).status_code == 201
-    lines = "\n".join(
-        f'{{"gid": {100 + i}, "attributes": {{"city": "{c}"}}}}'
-        for i, c in enumerate(["Shanghai", "Beijing", "Shanghai", "Shanghai"])
-    )
-    r = client.post(
-        f"/projects/{pid}/users/import",
-        content=lines.encode(),
-        headers={"Content-Type": "application/x-ndjson"},
-    )
-    assert r.json()["imported"] == 4, r.text
-    campaign = {
-        "name": "Shanghai",
-        "trigger": {"type": "once"},
-        "audience": {
-            "match": "filter",
-            "filter": {
-                "op": "and",
-                "conditions": [{"attribute": "city", "operator": "eq", "value": "Shanghai"}],
-            },
-        },
-        "participation": {"mode": "once"},
-        "strategy": {
-            "type": "send",
-            "id": "s1",
-            "mode": "first_success",
-            "timing": {"type": "now"},
-            "channels": [{"touchpoint_id": tp["id"], "params": {"title": "Hi", "jump": "H5"}}],
-        },
-    }
+    import_shanghai_users(client, pid)
+    campaign = campaign_body(tp["id"], "Shanghai")
     base = f"/projects/{pid}/spaces/{space['id']}/campaigns"
     r = client.post(base, json=campaign)
     assert r.status_code == 201, r.text

@@ -3,7 +3,7 @@
 // Both take the same outcome keys as the KPI cards, so the three always agree.
 
 import { h, s } from "./dom.js";
-import { formatNumber } from "./i18n.js";
+import { formatNumber, t } from "./i18n.js";
 import { formatTime, formatZoned } from "./time.js";
 
 /** Colours per outcome (the legend swatches in app.css use the same). */
@@ -43,7 +43,7 @@ export function barChart(rows, segments) {
       const v = r.values[seg.key] || 0;
       if (!v) continue;
       const w = Math.max(2, v * scale);
-      svg.appendChild(s("rect", { x, y, width: w, height: barH, rx: 3, fill: COLOR[seg.key], "data-key": seg.key }, s("title", {}, `${seg.label}: ${formatNumber(v)}`)));
+      svg.appendChild(s("rect", { x, y, width: w, height: barH, rx: 3, fill: COLOR[seg.key], "data-key": seg.key }, s("title", {}, t("campaign.stat.reason_count", { reason: seg.label, n: formatNumber(v) }))));
       x += w;
     }
     svg.appendChild(s("text", { x: x + 6, y: y + barH / 2 + 4 }, r.extra ? `${formatNumber(total(r))} · ${r.extra}` : formatNumber(total(r))));
@@ -123,7 +123,7 @@ export function timeChart(series, segments) {
       if (!v) continue;
       const hgt = (v / max) * plotH;
       base -= hgt;
-      svg.appendChild(s("rect", { x, y: base, width: w, height: hgt, fill: COLOR[seg.key], "data-key": seg.key }, s("title", {}, `${when} · ${seg.label}: ${formatNumber(v)}`)));
+      svg.appendChild(s("rect", { x, y: base, width: w, height: hgt, fill: COLOR[seg.key], "data-key": seg.key }, s("title", {}, `${when} · ${t("campaign.stat.reason_count", { reason: seg.label, n: formatNumber(v) })}`)));
     }
     if (i % every === 0) svg.appendChild(s("text", { x: x + w / 2, y: height - 8, "text-anchor": "middle" }, formatTime(start + i * step, axis)));
   });
