@@ -54,8 +54,9 @@ export function filterSummary(filter, catalogue, nested = false) {
   const attr = catalogue.get(filter.attribute);
   const name = attr ? attr.name : filter.attribute;
   const op = t(`campaign.op.${filter.operator}`);
-  if (filter.operator === "exists" || filter.operator === "not_exists") return t("campaign.summary.condition_no_value", { attribute: name, op });
-  return t("campaign.summary.condition", { attribute: name, op, value: valueText(filter.value) });
+  // "City equals Shanghai", "城市 等于 Shanghai": the same order in both languages.
+  if (filter.operator === "exists" || filter.operator === "not_exists") return `${name} ${op}`;
+  return `${name} ${op} ${valueText(filter.value)}`;
 }
 
 function audienceSummary(audience, catalogue) {
