@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -43,6 +45,10 @@ def _ensure_admin_token(settings: Settings) -> tuple[Settings, str]:
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
     return settings.model_copy(update={"admin_token": token}), token
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 @db_app.command("upgrade")
@@ -95,6 +101,10 @@ def serve(
         console.print("  test-send to the demo receiver:")
         hint = demo_test_send_hint(receiver, base_url, token)
         console.print("    " + hint, soft_wrap=True, markup=False)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler that was there before it: without one of ours that kills the process on
+    # the spot, and the receiver below would outlive it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
     finally:
