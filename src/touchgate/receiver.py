@@ -35,7 +35,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 __all__ = [
     "DOCTOR_GIDS",
@@ -72,8 +72,8 @@ __all__ = [
 
 log = logging.getLogger("touchgate.receiver")
 
-SUCC = "TOU_SUCC"
-FAIL = "TOU_FAIL"
+SUCC: Final = "TOU_SUCC"
+FAIL: Final = "TOU_FAIL"
 TOLERANCE_SECONDS = 5 * 60
 # Synthetic users of ``touchgate doctor``: the top of the range a JavaScript number
 # holds exactly (a receiver written in JavaScript reads these gids correctly).
@@ -519,6 +519,26 @@ class Endpoint:
     options: OfferOptions | None = None
     answers: AnswerBook = field(default_factory=AnswerBook)
     counts: EndpointCounts = field(default_factory=EndpointCounts)
+
+    @classmethod
+    def from_environment(
+        cls,
+        environ: Mapping[str, str],
+        deliver: Deliver,
+        *,
+        options: OfferOptions | None = None,
+    ) -> Endpoint:
+        """An endpoint configured like the sample receivers: ``RECEIVER_TOKEN``,
+        ``RECEIVER_SECRET`` (space-separated during a rotation) and
+        ``RECEIVER_MODE`` (``sync`` or ``async``)."""
+        verifier = Verifier(
+            token=environ.get("RECEIVER_TOKEN") or None,
+            secrets=tuple(environ.get("RECEIVER_SECRET", "").split()),
+        )
+        mode: Literal["sync", "async"] = (
+            "async" if environ.get("RECEIVER_MODE") == "async" else "sync"
+        )
+        return cls(verifier, deliver, mode=mode, options=options)
 
     def handle_delivery(
         self, headers: Mapping[str, str], body: bytes, *, now: float | None = None
