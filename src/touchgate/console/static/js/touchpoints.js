@@ -203,6 +203,12 @@ function row(tp, spaceName, actions) {
           const mod = await import("./test_dialog.js");
           await mod.openTestDialog(actions.ctx, tp, actions.reload);
         }),
+        tp.transport === "plugin"
+          ? null
+          : btn(t("tp.action.doctor"), "tp-doctor", async () => {
+              const mod = await import("./doctor.js");
+              mod.openDoctorDialog(actions.ctx, tp);
+            }),
         enabled
           ? btn(t("tp.action.disable"), "tp-disable", () => disable(tp, actions))
           : btn(t("tp.action.enable"), "tp-enable", () => enable(tp, actions)),
