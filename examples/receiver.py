@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A sample Touchgate touchpoint endpoint — one file to copy and adapt.
 
-It speaks the touchpoint wire protocol (see Touchgate's ``wire-protocol.md``):
+It speaks the touchpoint wire protocol (Touchgate's ``docs/wire-protocol.md``):
 
     POST /touch     deliveries: {timeStamp, orderNo, sign?, dataList: [...]}
     POST /receipt   receipt polls (async mode): {timeStamp, orderNo, sign?}
