@@ -1,44 +1,21 @@
-"""A touchpoint endpoint in Flask, built on ``touchgate.receiver``.
+"""The sample touchpoint endpoint in Flask: ``channel.py`` does the work,
+``touchgate.receiver`` verifies, parses, answers and keeps repeats idempotent.
 
     pip install touchgate flask
     RECEIVER_TOKEN=... RECEIVER_SECRET=whsec_... flask --app receiver_flask run --port 8001
 
-Register the touchpoint with the request URL ``http://<host>:8001/touch`` (async
-receipt mode: receipt URL ``/receipt``; an enum parameter from an API: options URL
-``/options``). The library verifies both signatures (with the 5-minute window),
-answers a repeated ``orderNo`` with its first answer, and logs every gid.
-Replace ``deliver`` with the real work.
+Request URL ``http://<host>:8001/touch``; receipt URL ``/receipt`` (async mode);
+options URL ``/options``.
 """
 
 from __future__ import annotations
 
-import os
-
+from channel import make_endpoint
 from flask import Flask, Response, request
 
-from touchgate.receiver import (
-    Delivery,
-    Endpoint,
-    Option,
-    OptionsQuery,
-    Reply,
-    Status,
-    reached,
-)
+from touchgate.receiver import Reply
 
-
-def deliver(delivery: Delivery) -> list[Status]:
-    """Send the SMS / issue the coupon for each user; one status per user.
-    ``user.synthetic`` marks touchgate doctor's made-up users: answer them, skip the work."""
-    return [reached(user.gid) for user in delivery.users]
-
-
-def offer_options(query: OptionsQuery) -> list[Option]:
-    return [Option("JUMP_H5", "Open an H5 page")]
-
-
-# RECEIVER_TOKEN, RECEIVER_SECRET (space-separated during a rotation), RECEIVER_MODE.
-endpoint = Endpoint.from_environment(os.environ, deliver, options=offer_options)
+endpoint = make_endpoint()
 app = Flask(__name__)
 
 

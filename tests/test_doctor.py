@@ -266,14 +266,13 @@ def test_receipts_never_settle(endpoint_server: ThreadedServer) -> None:
         return await serve_endpoint(endpoint)(request, doc)  # type: ignore[misc,no-any-return]
 
     endpoint_server.handler = handle
-    report = run(
-        target(
-            endpoint_server,
-            options_apis=(),
-            receipt_mode="async",
-            receipt_url=endpoint_server.url + "/receipt",
-        )
+    async_target = target(
+        endpoint_server,
+        options_apis=(),
+        receipt_mode="async",
+        receipt_url=endpoint_server.url + "/receipt",
     )
+    report = run(async_target)
     assert not report.ok
     item = by_check(report)["receipts.settle"][0]
     assert (item.outcome, item.code) == ("fail", "receipts_unsettled")
@@ -282,14 +281,7 @@ def test_receipts_never_settle(endpoint_server: ThreadedServer) -> None:
 
     # The library's own receipts settle every user.
     endpoint_server.handler = serve_endpoint(endpoint)  # type: ignore[assignment]
-    report = run(
-        target(
-            endpoint_server,
-            options_apis=(),
-            receipt_mode="async",
-            receipt_url=endpoint_server.url + "/receipt",
-        )
-    )
+    report = run(async_target)
     assert report.ok, report.model_dump_json(indent=2)
     item = by_check(report)["receipts.settle"][0]
     assert (item.code, item.params["users"], item.params["orders"]) == ("receipts_settled", 301, 3)

@@ -157,6 +157,7 @@ def load_example(name: str, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     monkeypatch.setenv("RECEIVER_TOKEN", TOKEN)
     monkeypatch.setenv("RECEIVER_SECRET", SECRET)
     monkeypatch.delenv("RECEIVER_MODE", raising=False)
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the examples import channel.py beside them
     spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
