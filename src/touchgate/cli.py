@@ -1,4 +1,4 @@
-"""The one entry point: ``touchgate serve | worker | db | import | plugin | demo``."""
+"""The one entry point: ``touchgate serve | worker | db | import | plugin | doctor``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from .config import Settings, get_settings
+from .doctor.cli import doctor
 from .plugins.cli import plugin_app
 
 app = typer.Typer(no_args_is_help=True, help="Touchgate: custom touchpoints for campaigns.")
@@ -21,6 +22,7 @@ import_app = typer.Typer(no_args_is_help=True, help="Bulk imports into the data 
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(plugin_app, name="plugin")
+app.command()(doctor)
 console = Console(stderr=True, soft_wrap=True)
 
 ADMIN_TOKEN_FILE = "touchgate.admin-token"

@@ -214,6 +214,16 @@ function row(tp, spaceName, actions) {
     : h("span", { class: "muted" }, t("tp.no_spaces"));
   const health = tp.health && tp.health.state;
   const more = menu(t("tp.action.more"), [
+    tp.transport === "plugin"
+      ? null
+      : {
+          label: t("tp.action.doctor"),
+          testid: "tp-doctor",
+          onClick: async () => {
+            const mod = await import("./doctor.js");
+            mod.openDoctorDialog(actions.ctx, tp);
+          },
+        },
     enabled
       ? { label: t("tp.action.disable"), testid: "tp-disable", onClick: () => disable(tp, actions) }
       : { label: t("tp.action.enable"), testid: "tp-enable", onClick: () => enable(tp, actions) },
