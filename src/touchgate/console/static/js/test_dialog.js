@@ -5,6 +5,7 @@ import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, errorBox } from "./errors.js";
 import { t, tMaybe } from "./i18n.js";
+import { paramControl } from "./param_inputs.js";
 
 function typedValue(type, raw) {
   const text = String(raw ?? "").trim();
@@ -15,46 +16,6 @@ function typedValue(type, raw) {
   }
   if (type === "boolean") return text === "true";
   return text;
-}
-
-/** Options endpoint answers [{code, name, children?}] (tolerate {items} too). */
-function optionList(data) {
-  return Array.isArray(data) ? data : (data && (data.items || data.options)) || [];
-}
-
-function enumControl(param, path, values) {
-  const wrap = h("div", { class: "enum-pick", "data-field": path, "data-testid": `test-param-${param.key}` }, h("span", { class: "muted small" }, t("common.loading")));
-  const load = async () => {
-    let options;
-    try {
-      options = optionList(await api.get(`${values.base}/params/${encodeURIComponent(param.key)}/options`));
-    } catch (err) {
-      replace(wrap, errorBox(err, { testid: "options-error" }));
-      return;
-    }
-    const twoLevel = options.some((o) => o.children && o.children.length);
-    const first = h(
-      "select",
-      { "aria-label": param.name, "data-testid": "enum-level1" },
-      h("option", { value: "" }, t("test.choose")),
-      options.map((o) => h("option", { value: o.code }, twoLevel && o.children && o.children.length ? `${o.name} ›` : `${o.name} (${o.code})`)),
-    );
-    const second = h("select", { "aria-label": param.name, "data-testid": "enum-level2", disabled: true }, h("option", { value: "" }, t("test.choose")));
-    const update = () => {
-      const chosen = options.find((o) => o.code === first.value);
-      const children = (chosen && chosen.children) || [];
-      if (twoLevel) {
-        replace(second, h("option", { value: "" }, children.length ? t("test.choose") : "—"), children.map((c) => h("option", { value: c.code }, `${c.name} (${c.code})`)));
-        second.disabled = !children.length;
-      }
-      values.params[param.key] = () => (children.length ? second.value || undefined : first.value || undefined);
-    };
-    first.addEventListener("change", update);
-    update();
-    replace(wrap, twoLevel ? h("div", { class: "cascade" }, first, second) : first);
-  };
-  load();
-  return wrap;
 }
 
 export async function openTestDialog(ctx, tp, onDone) {
@@ -82,20 +43,16 @@ export async function openTestDialog(ctx, tp, onDone) {
     return field(`${meta.name || key}`, control, { hint: key });
   });
 
+  const attrChoices = fresh.user_attributes.map((key) => ({ key, name: (types.get(key) || {}).name || key }));
   const paramFields = fresh.template_params.map((p) => {
-    const path = `params.${p.key}`;
-    let control;
-    if (p.type === "enum") control = enumControl(p, path, values);
-    else {
-      control = h("input", {
-        type: p.type === "date" ? "date" : p.type === "number" ? "number" : "text",
-        step: p.type === "number" ? "any" : null,
-        "data-field": path,
-        "data-testid": `test-param-${p.key}`,
-        placeholder: p.type === "text" ? t("test.text_placeholder") : null,
-      });
-      values.params[p.key] = () => typedValue(p.type === "number" ? "number" : "string", control.value);
-    }
+    const control = paramControl(p, {
+      loadOptions: () => api.get(`${base}/params/${encodeURIComponent(p.key)}/options`),
+      value: undefined,
+      onChange: (v) => (values.params[p.key] = v),
+      path: `params.${p.key}`,
+      testid: `test-param-${p.key}`,
+      attributes: attrChoices,
+    });
     return field(p.name, control, { required: p.required, hint: `${p.key} · ${t(`tp.param.type.${p.type}`)}` });
   });
 
@@ -131,10 +88,7 @@ export async function openTestDialog(ctx, tp, onDone) {
         if (v !== undefined) attributes[key] = v;
       }
       const params = {};
-      for (const [key, get] of Object.entries(values.params)) {
-        const v = get();
-        if (v !== undefined) params[key] = v;
-      }
+      for (const [key, v] of Object.entries(values.params)) if (v !== undefined) params[key] = v;
       const gidValue = typedValue("number", gid.value);
       try {
         const out = await api.post(`${base}/test`, { users: [{ gid: gidValue, attributes }], params });

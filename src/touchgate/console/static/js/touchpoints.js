@@ -206,6 +206,10 @@ function row(tp, spaceName, actions) {
         enabled
           ? btn(t("tp.action.disable"), "tp-disable", () => disable(tp, actions))
           : btn(t("tp.action.enable"), "tp-enable", () => enable(tp, actions)),
+        btn(t("tp.action.protection"), "tp-protection", async () => {
+          const mod = await import("./protection.js");
+          await mod.openTouchpointProtection(actions.ctx, tp, actions.reload);
+        }),
         btn(t("tp.action.rotate"), "tp-rotate", () => rotate(tp, actions), { title: t("tp.rotate_hint") }),
         btn(t("tp.action.delete"), "tp-delete", () => remove(tp, actions), {
           disabled: enabled,
