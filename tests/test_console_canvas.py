@@ -19,18 +19,16 @@ import pytest
 from aiohttp import web
 from playwright.sync_api import Locator, Page, expect
 
-from test_console_browser import (  # noqa: F401 (fixtures)
-    TOUCHPOINT_BODY,
-    Receiver,
-    browser,
-    lang,
-    page,
-    receiver,
-    shop,
-    shot,
-    sign_in,
-    texts,
-)
+import test_console_browser as console
+from test_console_browser import TOUCHPOINT_BODY, Receiver, shot, sign_in, texts
+
+# The console tests' fixtures: a browser per module, a page per language, a touchpoint
+# endpoint and a project with two spaces.
+browser = console.browser
+lang = console.lang
+page = console.page
+receiver = console.receiver
+shop = console.shop
 
 pytestmark = pytest.mark.browser
 
@@ -343,8 +341,10 @@ def _build_and_publish(
     stats_url = f"/projects/{pid}/spaces/{sid}/campaigns/{cid}/stats"
     wait_for(lambda: client.get(stats_url).json()["entered"] >= 5, "users to enter")
     wait_for(
-        lambda: client.get(stats_url).json()["pending"] == 0
-        and client.get(stats_url).json()["succeeded"] >= 3,
+        lambda: (
+            client.get(stats_url).json()["pending"] == 0
+            and client.get(stats_url).json()["succeeded"] >= 3
+        ),
         "deliveries to settle",
     )
     rows = client.get(f"/projects/{pid}/spaces/{sid}/campaigns/{cid}/deliveries").json()["items"]
@@ -354,7 +354,11 @@ def _build_and_publish(
     # Who coupons failed for got the SMS instead (the fallback), in the A branch.
     for gid in coupon_failures:
         assert (gid, sms) in reached
-        assert all(d["touchpoint_id"] == coupons for d in rows if d["gid"] == gid and d["status"] == "TOU_FAIL")
+        assert all(
+            d["touchpoint_id"] == coupons
+            for d in rows
+            if d["gid"] == gid and d["status"] == "TOU_FAIL"
+        )
     sent = {entry["gid"] for body in coupons_endpoint.requests for entry in body["dataList"]}
     assert sent <= {100, 101, 104}
 
@@ -412,7 +416,10 @@ def test_canvas_round_trips_and_json_view(
                         "type": "ab",
                         "id": "ab",
                         "branches": [
-                            {"percent": 33, "next": {"type": "send", "id": "a", "channels": [send]}},
+                            {
+                                "percent": 33,
+                                "next": {"type": "send", "id": "a", "channels": [send]},
+                            },
                             {"percent": 33},
                             {
                                 "percent": 34,
@@ -443,7 +450,9 @@ def test_canvas_round_trips_and_json_view(
     expect(page.get_by_test_id("trigger-without")).to_have_value("purchase")
     expect(page.get_by_test_id("trigger-window")).to_have_value("2")
     expect(page.get_by_test_id("campaign-anti-disturb")).not_to_be_checked()
-    expect(page.get_by_test_id("trigger-filter").get_by_test_id("filter-condition")).to_have_count(3)
+    expect(page.get_by_test_id("trigger-filter").get_by_test_id("filter-condition")).to_have_count(
+        3
+    )
     open_step(page, "strategy.branches[0].next.branches[2].next")
     expect(page.get_by_test_id("delay-amount")).to_have_value("90")
     shot(page, lang, "c04-round-trip")
@@ -501,9 +510,7 @@ def test_canvas_edits_in_place_by_keyboard(
     pick(second, "timing-delay")
     second.get_by_test_id("delay-amount").fill("2")
     second.get_by_test_id("delay-unit").select_option(label=t["canvas.unit.hours"])
-    expect(node(page, "strategy.next")).to_contain_text(
-        t["canvas.delay.hours"].replace("{n}", "2")
-    )
+    expect(node(page, "strategy.next")).to_contain_text(t["canvas.delay.hours"].replace("{n}", "2"))
     # Reorder: the follow-up moves first.
     second.get_by_test_id("step-up").click()
     expect(page.get_by_test_id("inspector")).to_have_attribute("data-path", "strategy")
@@ -541,7 +548,8 @@ def test_canvas_on_a_phone(
     tid = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": receiver.url})
     tid = tid.json()["id"]
     client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
-    send = {"type": "send", "id": "s2", "channels": [{"touchpoint_id": tid, "params": {}}]}
+    channel = {"touchpoint_id": tid, "params": {"content": "x"}}
+    send = {"type": "send", "id": "s2", "channels": [channel]}
     body = {
         "name": "Phone",
         "trigger": {"type": "once"},
@@ -556,7 +564,9 @@ def test_canvas_on_a_phone(
             "otherwise": {"type": "ab", "id": "s3", "branches": [{"percent": 50}, {"percent": 50}]},
         },
     }
-    cid = client.post(f"/projects/{pid}/spaces/{sid}/campaigns", json=body).json()["id"]
+    r = client.post(f"/projects/{pid}/spaces/{sid}/campaigns", json=body)
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
     page.set_viewport_size({"width": 390, "height": 844})
     sign_in(page)
     page.goto(f"/#/p/{pid}/s/{sid}/campaigns/{cid}/edit")
@@ -572,8 +582,13 @@ def test_canvas_on_a_phone(
     assert card.evaluate("(el) => el.scrollWidth <= el.clientWidth + 1")
     node(page, "strategy.branches[0].next").click()
     inspector = page.get_by_test_id("inspector")
+    expect(inspector).to_be_visible()
+    # Measured again: opening the step scrolled the page to it.
+    first = node(page, "strategy.branches[0].next").bounding_box()
+    other = node(page, "strategy.otherwise").bounding_box()
     box = inspector.bounding_box()
-    assert box and first["y"] + first["height"] <= box["y"] < other["y"]
+    assert box and first and other
+    assert first["y"] + first["height"] <= box["y"] < other["y"]
     assert box["x"] + box["width"] <= 390
     inspector.get_by_test_id("param-content").fill("phone")
     shot(page, lang, "c05-phone")
@@ -713,7 +728,9 @@ def test_protection_pages(
     blocklist.get_by_test_id("bl-add").click()
     pick(add, "bl-source-file")
     add.get_by_test_id("bl-file").set_input_files(
-        files=[{"name": "gids.csv", "mimeType": "text/csv", "buffer": b"gid,name\n2001,a\n2002,b\n"}]
+        files=[
+            {"name": "gids.csv", "mimeType": "text/csv", "buffer": b"gid,name\n2001,a\n2002,b\n"}
+        ]
     )
     expect(add.get_by_test_id("bl-parsed")).to_contain_text(
         t["blocklist.ready"].replace("{n}", "2")
@@ -743,4 +760,6 @@ def test_protection_pages(
     page.get_by_test_id("campaign-anti-disturb").uncheck()
     expect(explain).to_contain_text(t["protection.explain.off"])
     expect(explain).to_contain_text(t["protection.explain.blocklist"])
-    assert re.search(r"#/p/\d+/protection$", page.get_by_test_id("protection-link").get_attribute("href") or "")
+    assert re.search(
+        r"#/p/\d+/protection$", page.get_by_test_id("protection-link").get_attribute("href") or ""
+    )
