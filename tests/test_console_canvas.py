@@ -754,9 +754,7 @@ def test_protection_pages(
     # The campaign editor explains its protection switch with the project's cap.
     page.goto(f"/#/p/{pid}/s/{sid}/campaigns/new")
     explain = page.get_by_test_id("anti-disturb-explain")
-    expect(explain).to_contain_text(
-        t["protection.explain.project_cap"].replace("{n}", "3").replace("{days}", "1")
-    )
+    expect(explain).to_contain_text(t["protection.explain.project_cap_day"].replace("{n}", "3"))
     page.get_by_test_id("campaign-anti-disturb").uncheck()
     expect(explain).to_contain_text(t["protection.explain.off"])
     expect(explain).to_contain_text(t["protection.explain.blocklist"])

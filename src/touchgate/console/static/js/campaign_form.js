@@ -112,7 +112,8 @@ export async function renderCampaignForm(ctx, campaign) {
   const capText = () => {
     const cap = protection && protection.frequency_cap;
     if (!protection) return t("protection.explain.cap_unknown");
-    return cap ? t("protection.explain.project_cap", { n: cap.max_messages, days: cap.days }) : t("protection.explain.no_project_cap");
+    if (!cap) return t("protection.explain.no_project_cap");
+    return cap.days === 1 ? t("protection.explain.project_cap_day", { n: cap.max_messages }) : t("protection.explain.project_cap", { n: cap.max_messages, days: cap.days });
   };
   const basics = () => {
     const counter = h("span", { class: "counter", "data-testid": "campaign-name-count" });

@@ -19,7 +19,8 @@ function typedNumber(raw) {
 }
 
 export function capText(cap) {
-  return cap ? t("protection.cap_summary", { n: cap.max_messages, days: cap.days }) : t("protection.no_cap");
+  if (!cap) return t("protection.no_cap");
+  return cap.days === 1 ? t("protection.cap_summary_day", { n: cap.max_messages }) : t("protection.cap_summary", { n: cap.max_messages, days: cap.days });
 }
 
 /** One line per rule a touchpoint has, or a single "none". */
@@ -352,7 +353,7 @@ function openAddDialog(ctx, touchpoints, onDone) {
   let fileText = "";
   const paste = h("textarea", { class: "mono paste-area", rows: 6, placeholder: "1001\n1002, 1003", "data-field": "gids", "data-testid": "bl-paste" });
   const file = h("input", { type: "file", accept: ".csv,.ndjson,.jsonl,.txt,text/csv,application/x-ndjson,text/plain", "data-testid": "bl-file", "aria-label": t("blocklist.file") });
-  const parsed = h("div", { class: "small", "data-testid": "bl-parsed", "aria-live": "polite" });
+  const parsed = h("div", { class: "small parsed", "data-testid": "bl-parsed", "aria-live": "polite" });
   const sourceSlot = h("div");
   const current = () => parseGidList(source === "paste" ? paste.value : fileText);
   const showParsed = () => {
