@@ -727,6 +727,19 @@ export function createCanvas(opts) {
         changed();
       },
     });
+    // The id names the step in the results (stats by step); new steps get a free one.
+    const idInput = h("input", {
+      type: "text",
+      class: "mono",
+      value: step.id ?? "",
+      "data-field": `${path}.id`,
+      "data-testid": "step-id",
+      onInput: (e) => {
+        step.id = e.target.value.trim();
+        refreshCard(path);
+        changed();
+      },
+    });
     let body;
     if (kind === "send") body = sendEditor(step, path);
     else if (kind === "ab") body = abEditor(step, path);
@@ -736,7 +749,12 @@ export function createCanvas(opts) {
       "section",
       { class: "inspector", "data-testid": "inspector", "data-path": path, "data-field": path, "data-field-wrap": path, "aria-label": kindLabel(kind) },
       h("div", { class: "inspector-head" }, heading, h("span", { class: "spacer" }), h("button", { type: "button", class: "icon-btn", title: t("canvas.close_inspector"), "aria-label": t("canvas.close_inspector"), "data-testid": "inspector-close", onClick: deselect }, "×")),
-      field(t("canvas.step_name"), nameInput, { hint: t("canvas.step_name_hint") }),
+      h(
+        "div",
+        { class: "name-row" },
+        field(t("canvas.step_name"), nameInput, { hint: t("canvas.step_name_hint") }),
+        field(t("canvas.step_id"), idInput, { hint: t("canvas.step_id_hint") }),
+      ),
       body,
       stepActions(step, path),
     );
