@@ -148,6 +148,15 @@ def event_splits_supported(client: httpx.Client, pid: int, sid: int) -> None:
     client.delete(f"/projects/{pid}/spaces/{sid}/campaigns/{r.json()['id']}")
 
 
+def sms_touchpoint(client: httpx.Client, pid: int, sid: int, url: str) -> int:
+    """An SMS touchpoint reaching ``url``, authorised to space ``sid``."""
+    r = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": url})
+    assert r.status_code == 201, r.text
+    tid: int = r.json()["id"]
+    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
+    return tid
+
+
 def import_users(client: httpx.Client, pid: int, users: list[dict[str, Any]]) -> None:
     lines = "\n".join(json.dumps(u) for u in users).encode()
     r = client.post(
@@ -197,10 +206,8 @@ def test_build_event_campaign_with_splits_and_fallback_then_publish(
     try:
         body = {**TOUCHPOINT_BODY, "url": coupons_endpoint.url}
         coupons = client.post(f"/projects/{pid}/touchpoints", json=body).json()["id"]
-        sms = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": receiver.url})
-        sms_id = sms.json()["id"]
-        for tid in (coupons, sms_id):
-            client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
+        client.put(f"/projects/{pid}/touchpoints/{coupons}/spaces", json={"space_ids": [sid]})
+        sms_id = sms_touchpoint(client, pid, sid, receiver.url)
         # A touchpoint of the project not authorised here is shown, but cannot be picked.
         elsewhere = {**SMS_BODY, "name": "Elsewhere", "url": receiver.url}
         assert client.post(f"/projects/{pid}/touchpoints", json=elsewhere).status_code == 201
@@ -377,9 +384,7 @@ def test_canvas_round_trips_and_json_view(
     t = texts(lang)
     pid, sid = shop["id"], shop["spaces"][0]["id"]
     add_city(client, pid)
-    tid = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": receiver.url})
-    tid = tid.json()["id"]
-    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
+    tid = sms_touchpoint(client, pid, sid, receiver.url)
     send = {"touchpoint_id": tid, "params": {"content": "Hi {{memberId}}"}}
     body = {
         "name": "Everything",
@@ -478,9 +483,7 @@ def test_canvas_edits_in_place_by_keyboard(
     """Steps are added, reordered and removed, and the canvas works from the keyboard."""
     t = texts(lang)
     pid, sid = shop["id"], shop["spaces"][0]["id"]
-    tid = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": receiver.url})
-    tid = tid.json()["id"]
-    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
+    tid = sms_touchpoint(client, pid, sid, receiver.url)
     sign_in(page)
     page.goto(f"/#/p/{pid}/s/{sid}/campaigns/new")
     page.get_by_test_id("campaign-name-input").fill("Keys")
@@ -545,9 +548,7 @@ def test_canvas_on_a_phone(
     """At 390 px the tree is vertical and indented, and a step opens right under itself."""
     pid, sid = shop["id"], shop["spaces"][0]["id"]
     add_city(client, pid)
-    tid = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": receiver.url})
-    tid = tid.json()["id"]
-    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
+    tid = sms_touchpoint(client, pid, sid, receiver.url)
     channel = {"touchpoint_id": tid, "params": {"content": "x"}}
     send = {"type": "send", "id": "s2", "channels": [channel]}
     body = {
@@ -606,9 +607,7 @@ def test_event_split_on_the_canvas(
     t = texts(lang)
     pid, sid = shop["id"], shop["spaces"][0]["id"]
     event_splits_supported(client, pid, sid)
-    tid = client.post(f"/projects/{pid}/touchpoints", json={**SMS_BODY, "url": receiver.url})
-    tid = tid.json()["id"]
-    client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]})
+    tid = sms_touchpoint(client, pid, sid, receiver.url)
     import_users(client, pid, [{"gid": g, "attributes": {"memberId": f"M{g}"}} for g in (1, 2)])
     client.post(
         f"/projects/{pid}/events",

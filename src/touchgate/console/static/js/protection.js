@@ -3,7 +3,7 @@
 // touchpoint list), and the blocklist (list, add by pasting or uploading gids, remove).
 
 import { ApiError, api, listAll } from "./api.js";
-import { add, badge, busy, confirmDialog, field, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, confirmDialog, field, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, errorBox } from "./errors.js";
 import { formatDateTime, formatNumber, t } from "./i18n.js";
 
@@ -47,6 +47,29 @@ function capInputs(cap, prefix, path) {
   return { row, value: () => ({ max_messages: typedNumber(max.value), days: typedNumber(days.value) }) };
 }
 
+/**
+ * A save button: while `work()` runs it is busy; an error from the service is shown in
+ * `errSlot` and each field error next to its input inside `root`.
+ */
+function saveButton(label, testid, root, errSlot, work, extraClass = "") {
+  const button = h("button", { class: `btn btn-primary ${extraClass}`, type: "button", "data-testid": testid }, label);
+  button.addEventListener(
+    "click",
+    busy(button, async () => {
+      replace(errSlot);
+      clearFieldErrors(root);
+      try {
+        await work();
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        if (err.fieldErrors.length) applyFieldErrors(root, err);
+        errSlot.appendChild(errorBox(err, { testid: `${testid}-error` }));
+      }
+    }),
+  );
+  return button;
+}
+
 // ---- a touchpoint's protection (dialog) ----------------------------------------------------
 
 export async function openTouchpointProtection(ctx, tp, onSaved) {
@@ -88,29 +111,16 @@ export async function openTouchpointProtection(ctx, tp, onSaved) {
   const rateRule = rule(t("protection.rate"), Boolean(current.rate_limit), "tpp-rate-on", h("div", { class: "input-row", "data-field-wrap": "rate_limit" }, rate, t("protection.per_second")), t("protection.rate_hint"));
   const errSlot = h("div");
   add(replace(m.body), h("p", { class: "muted small" }, t("protection.tp_intro")), errSlot, capRule.wrap, quietRule.wrap, rateRule.wrap);
-  const save = h("button", { class: "btn btn-primary", type: "button", "data-testid": "tpp-save" }, t("common.save"));
-  save.addEventListener(
-    "click",
-    busy(save, async () => {
-      replace(errSlot);
-      clearFieldErrors(m.body);
-      const body = {
-        frequency_cap: capRule.on() ? cap.value() : null,
-        quiet_hours: quietRule.on() ? { start: start.value, end: end.value, action } : null,
-        rate_limit: rateRule.on() ? { requests_per_second: typedNumber(rate.value) } : null,
-      };
-      try {
-        await api.put(base, body);
-        m.close();
-        toast(t("protection.saved"));
-        if (onSaved) await onSaved();
-      } catch (err) {
-        if (!(err instanceof ApiError)) throw err;
-        if (err.fieldErrors.length) applyFieldErrors(m.body, err);
-        errSlot.appendChild(errorBox(err, { testid: "tpp-error" }));
-      }
-    }),
-  );
+  const save = saveButton(t("common.save"), "tpp-save", m.body, errSlot, async () => {
+    await api.put(base, {
+      frequency_cap: capRule.on() ? cap.value() : null,
+      quiet_hours: quietRule.on() ? { start: start.value, end: end.value, action } : null,
+      rate_limit: rateRule.on() ? { requests_per_second: typedNumber(rate.value) } : null,
+    });
+    m.close();
+    toast(t("protection.saved"));
+    if (onSaved) await onSaved();
+  });
   add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
 }
 
@@ -145,22 +155,10 @@ async function loadProjectCap(ctx, card) {
   const cap = capInputs(current.frequency_cap, "project-cap", "frequency_cap");
   const capRule = rule(t("protection.project_cap_on"), Boolean(current.frequency_cap), "project-cap-on", cap.row, t("protection.counting"));
   const errSlot = h("div");
-  const save = h("button", { class: "btn btn-primary btn-sm", type: "button", "data-testid": "project-cap-save" }, t("common.save"));
-  save.addEventListener(
-    "click",
-    busy(save, async () => {
-      replace(errSlot);
-      clearFieldErrors(card);
-      try {
-        await api.put(path, { frequency_cap: capRule.on() ? cap.value() : null });
-        toast(t("protection.saved"));
-      } catch (err) {
-        if (!(err instanceof ApiError)) throw err;
-        if (err.fieldErrors.length) applyFieldErrors(card, err);
-        errSlot.appendChild(errorBox(err, { testid: "project-cap-error" }));
-      }
-    }),
-  );
+  const save = saveButton(t("common.save"), "project-cap-save", card, errSlot, async () => {
+    await api.put(path, { frequency_cap: capRule.on() ? cap.value() : null });
+    toast(t("protection.saved"));
+  }, "btn-sm");
   replace(card, head, capRule.wrap, errSlot, h("div", { class: "form-row-end" }, save));
 }
 
@@ -269,14 +267,10 @@ function blocklistCard(ctx, touchpoints) {
     }
     await load();
   };
-  let timer = null;
-  gidInput.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      state.gid = gidInput.value.trim();
-      state.offset = 0;
-      load();
-    }, 300);
+  onTypingPause(gidInput, () => {
+    state.gid = gidInput.value.trim();
+    state.offset = 0;
+    load();
   });
   tpSelect.addEventListener("change", () => {
     state.touchpoint = tpSelect.value;
