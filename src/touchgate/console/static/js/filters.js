@@ -19,7 +19,7 @@ export function isGroup(filter) {
 }
 
 export function blankCondition(kind) {
-  return kind === "property" ? { property: "", operator: "eq", value: "", type: "string" } : { attribute: "", operator: "eq", value: "" };
+  return kind === "property" ? { property: "", operator: "eq", value: "" } : { attribute: "", operator: "eq", value: "" };
 }
 
 export function blankFilter(kind) {
@@ -92,7 +92,8 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
   const listId = `filter-props-${++editors}`;
   const datalist = kind === "property" ? h("datalist", { id: listId }) : null;
   let known = new Map();
-  // The value type chosen for a property condition (its JSON `type` follows it).
+  // The value type chosen for a property condition: the service takes a property's type
+  // from the value compared with, so the choice decides how the typed text is read.
   const chosenType = new WeakMap();
   // Asked again whenever the editor gets focus: the event the suggestions are for may
   // have changed since (suggest() returns the same promise while it has not).
@@ -123,9 +124,6 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
     if (kind === "attribute") return ((catalogue.get(c.attribute) || {}).type) || "string";
     return chosenType.get(c) || (PROPERTY_TYPES.includes(c.type) ? c.type : null) || inferredType(c.value) || known.get(c.property) || "string";
   };
-  const touch = (c) => {
-    if (kind === "property") c.type = typeOf(c);
-  };
 
   const valueControl = (c, cpath) => {
     const type = typeOf(c);
@@ -139,7 +137,6 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
         placeholder: t("campaign.filter.list_placeholder"),
         onInput: (e) => {
           c.value = listValue(type, e.target.value);
-          touch(c);
           changed();
         },
       });
@@ -151,8 +148,7 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
           ...common,
           onChange: (e) => {
             c.value = typedValue("boolean", e.target.value);
-            touch(c);
-            changed();
+              changed();
           },
         },
         h("option", { value: "" }, "—"),
@@ -167,7 +163,6 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
       value: valueText(c.value),
       onInput: (e) => {
         c.value = typedValue(type, e.target.value);
-        touch(c);
         changed();
       },
     });
@@ -179,7 +174,6 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
     if (NO_VALUE.has(c.operator)) delete c.value;
     else if (LIST.has(c.operator)) c.value = Array.isArray(c.value) ? c.value.map((v) => typedValue(type, v)) : listValue(type, valueText(c.value));
     else c.value = typedValue(type, Array.isArray(c.value) ? valueText(c.value[0]) : valueText(c.value));
-    touch(c);
   };
 
   const operatorsFor = (type, current) =>
@@ -218,8 +212,7 @@ export function filterEditor({ get, set, path, kind, attributes = [], suggest, o
               "data-testid": "filter-property",
               onInput: (e) => {
                 c.property = e.target.value.trim();
-                touch(c);
-                changed();
+                      changed();
               },
               onChange: (e) => {
                 // A property the events carry brings its type along.

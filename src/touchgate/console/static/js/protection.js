@@ -209,6 +209,7 @@ function blocklistCard(ctx, touchpoints) {
     "select",
     { "aria-label": t("campaign.delivery.touchpoint"), "data-testid": "bl-filter-tp" },
     h("option", { value: "" }, t("blocklist.any_touchpoint")),
+    h("option", { value: "all" }, t("blocklist.every_touchpoint_entries")),
     touchpoints.map((tp) => h("option", { value: tp.id }, tp.name)),
   );
   const addBtn = h("button", { class: "btn btn-primary btn-sm", type: "button", "data-testid": "bl-add" }, "+ ", t("blocklist.add"));
@@ -289,9 +290,10 @@ function blocklistCard(ctx, touchpoints) {
 }
 
 function deleteEntry(pid, entry) {
-  const query = new URLSearchParams({ gid: String(entry.gid) });
-  // An entry for every touchpoint has no touchpoint_id; one for a touchpoint names it.
-  if (entry.touchpoint_id !== null && entry.touchpoint_id !== undefined) query.set("touchpoint_id", String(entry.touchpoint_id));
+  // Exactly this entry: "all" names the entry for every touchpoint (a gid alone would
+  // remove the gid's entries for single touchpoints too).
+  const every = entry.touchpoint_id === null || entry.touchpoint_id === undefined;
+  const query = new URLSearchParams({ gid: String(entry.gid), touchpoint_id: every ? "all" : String(entry.touchpoint_id) });
   return api.del(`/projects/${pid}/blocklist?${query}`);
 }
 
