@@ -674,7 +674,7 @@ def test_protection_pages(
 
     # A touchpoint's protection, from its row in the list.
     page.locator(f"[data-testid=tp-row][data-id='{tid}']").get_by_test_id("tp-protection").click()
-    dialog = page.get_by_test_id("tp-protection")
+    dialog = page.get_by_test_id("tp-protection-dialog")
     dialog.get_by_test_id("tpp-cap-on").check()
     dialog.get_by_test_id("tpp-cap-max").fill("2")
     dialog.get_by_test_id("tpp-cap-days").fill("7")
@@ -703,9 +703,15 @@ def test_protection_pages(
     cap.get_by_test_id("project-cap-max").fill("3")
     cap.get_by_test_id("project-cap-days").fill("1")
     cap.get_by_test_id("project-cap-save").click()
-    expect(page.get_by_test_id("toast").last).to_have_text(t["protection.saved"])
-    project_cap = client.get(f"/projects/{pid}/protection").json()["frequency_cap"]
-    assert project_cap == {"max_messages": 3, "days": 1}
+    wait_for(
+        lambda: (
+            client.get(f"/projects/{pid}/protection").json()["frequency_cap"]
+            == {"max_messages": 3, "days": 1}
+        ),
+        "the project's cap to be saved",
+        seconds=15,
+    )
+    expect(cap.locator(".field-error")).to_have_count(0)
     summary = page.locator(f"[data-testid=tp-protection-row][data-name='{SMS_BODY['name']}']")
     expect(summary).to_contain_text(
         t["protection.cap_summary"].replace("{n}", "2").replace("{days}", "7")

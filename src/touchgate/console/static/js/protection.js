@@ -74,7 +74,7 @@ function saveButton(label, testid, root, errSlot, work, extraClass = "") {
 
 export async function openTouchpointProtection(ctx, tp, onSaved) {
   const base = `/projects/${ctx.pid}/touchpoints/${tp.id}/protection`;
-  const m = modal({ title: t("protection.tp_title", { name: tp.name }), size: "md", testid: "tp-protection" });
+  const m = modal({ title: t("protection.tp_title", { name: tp.name }), size: "md", testid: "tp-protection-dialog" });
   add(m.body, spinner());
   let current;
   try {
