@@ -3,7 +3,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { barChart, timeChart } from "./chart.js";
-import { add, badge, busy, codeBlock, confirmDialog, emptyState, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, codeBlock, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
 import { formatDateTime, formatNumber, t } from "./i18n.js";
 
@@ -425,10 +425,14 @@ function deliveriesCard(ctx, cid, tpName) {
     state.offset = 0;
     load();
   });
-  onTypingPause(gidInput, () => {
-    state.gid = gidInput.value.trim();
-    state.offset = 0;
-    load();
+  let timer = null;
+  gidInput.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => {
+      state.gid = gidInput.value.trim();
+      state.offset = 0;
+      load();
+    }, 300);
   });
   load();
   return h("div", { class: "card", "data-testid": "deliveries" }, h("div", { class: "card-pad toolbar" }, h("h3", { class: "spacer" }, t("campaign.deliveries")), statusSel, gidInput), body);
