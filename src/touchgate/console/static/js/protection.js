@@ -74,7 +74,9 @@ function saveButton(label, testid, root, errSlot, work, extraClass = "") {
 
 export async function openTouchpointProtection(ctx, tp, onSaved) {
   const base = `/projects/${ctx.pid}/touchpoints/${tp.id}/protection`;
-  const m = modal({ title: t("protection.tp_title", { name: tp.name }), size: "md", testid: "tp-protection-dialog" });
+  // Closing with changes not saved asks first (where the console's dialogs support it).
+  let dirty = () => false;
+  const m = modal({ title: t("protection.tp_title", { name: tp.name }), size: "md", testid: "tp-protection-dialog", isDirty: () => dirty() });
   add(m.body, spinner());
   let current;
   try {
@@ -111,12 +113,16 @@ export async function openTouchpointProtection(ctx, tp, onSaved) {
   const rateRule = rule(t("protection.rate"), Boolean(current.rate_limit), "tpp-rate-on", h("div", { class: "input-row", "data-field-wrap": "rate_limit" }, rate, t("protection.per_second")), t("protection.rate_hint"));
   const errSlot = h("div");
   add(replace(m.body), h("p", { class: "muted small" }, t("protection.tp_intro")), errSlot, capRule.wrap, quietRule.wrap, rateRule.wrap);
+  const body = () => ({
+    frequency_cap: capRule.on() ? cap.value() : null,
+    quiet_hours: quietRule.on() ? { start: start.value, end: end.value, action } : null,
+    rate_limit: rateRule.on() ? { requests_per_second: typedNumber(rate.value) } : null,
+  });
+  const pristine = JSON.stringify(body());
+  dirty = () => JSON.stringify(body()) !== pristine;
   const save = saveButton(t("common.save"), "tpp-save", m.body, errSlot, async () => {
-    await api.put(base, {
-      frequency_cap: capRule.on() ? cap.value() : null,
-      quiet_hours: quietRule.on() ? { start: start.value, end: end.value, action } : null,
-      rate_limit: rateRule.on() ? { requests_per_second: typedNumber(rate.value) } : null,
-    });
+    await api.put(base, body());
+    dirty = () => false;
     m.close();
     toast(t("protection.saved"));
     if (onSaved) await onSaved();
@@ -344,7 +350,7 @@ export function parseGidList(text) {
 }
 
 function openAddDialog(ctx, touchpoints, onDone) {
-  const m = modal({ title: t("blocklist.add_title"), size: "md", testid: "bl-dialog" });
+  const m = modal({ title: t("blocklist.add_title"), size: "md", testid: "bl-dialog", isDirty: () => Boolean(paste.value.trim() || fileText) });
   let source = "paste";
   let fileText = "";
   const paste = h("textarea", { class: "mono paste-area", rows: 6, placeholder: "1001\n1002, 1003", "data-field": "gids", "data-testid": "bl-paste" });
@@ -440,6 +446,9 @@ function openAddDialog(ctx, touchpoints, onDone) {
           return;
         }
       }
+      // Added: nothing is left to lose by closing.
+      paste.value = "";
+      fileText = "";
       m.close();
       toast(t("blocklist.added", { n: formatNumber(added), total: formatNumber(gids.length) }));
       await onDone();
