@@ -551,6 +551,8 @@ def test_campaign_editor_refusal_link_and_results(
     condition = page.get_by_test_id("filter-condition")
     condition.get_by_test_id("filter-attribute").select_option("city")
     condition.get_by_test_id("filter-value").fill("Shanghai")
+    # The send step is edited in the canvas's inspector.
+    page.locator("[data-testid=node][data-path='strategy']").click()
     channel = page.get_by_test_id("channel")
     channel.get_by_test_id("channel-touchpoint").select_option(str(tid))
     # Parameter inputs follow the touchpoint's declared types.
@@ -789,25 +791,32 @@ def test_campaign_follow_up_steps_and_json_mode(
     sign_in(page)
     page.goto(f"/#/p/{pid}/s/{growth['id']}/campaigns/new")
     page.get_by_test_id("campaign-name-input").fill("Two steps")
-    steps = page.get_by_test_id("send-step")
-    steps.nth(0).get_by_test_id("channel-touchpoint").select_option(str(tid))
-    page.get_by_test_id("step-add").click()
-    expect(steps).to_have_count(2)
-    second = steps.nth(1)
-    expect(second.get_by_test_id("timing-minutes")).to_have_value("60")
-    second.get_by_test_id("timing-minutes").fill("0")  # too short: named by the service
-    second.get_by_test_id("channel-touchpoint").select_option(str(tid))
+    nodes = page.get_by_test_id("node")
+    inspector = page.get_by_test_id("inspector")
+    nodes.nth(0).click()
+    inspector.get_by_test_id("channel-touchpoint").select_option(str(tid))
+    page.locator("[data-testid=add-step][data-slot='strategy.next']").click()
+    page.get_by_test_id("choose-send").click()
+    expect(nodes).to_have_count(2)
+    expect(inspector).to_have_attribute("data-path", "strategy.next")
+    inspector.locator("[data-testid=timing-delay] + span").click()
+    # An hour by default, shown in the largest whole unit.
+    expect(inspector.get_by_test_id("delay-amount")).to_have_value("1")
+    expect(inspector.get_by_test_id("delay-unit")).to_have_value("60")
+    inspector.get_by_test_id("delay-unit").select_option("1")
+    inspector.get_by_test_id("delay-amount").fill("0")  # too short: named by the service
+    inspector.get_by_test_id("channel-touchpoint").select_option(str(tid))
     page.get_by_test_id("campaign-save").click()
     expect(page.locator("[data-error-for='strategy.next.timing.minutes']")).to_be_visible()
-    second.get_by_test_id("timing-minutes").fill("90")
+    inspector.get_by_test_id("delay-amount").fill("90")
     shot(page, lang, "20-campaign-two-steps")
 
-    # The JSON view shows the same content, and the form comes back from it.
+    # The JSON view shows the same content, and the canvas comes back from it.
     page.get_by_test_id("campaign-json-toggle").click()
     content = json.loads(page.get_by_test_id("campaign-json").input_value())
     assert content["strategy"]["next"]["timing"] == {"type": "delay", "minutes": 90}
     page.get_by_test_id("campaign-json-toggle").click()
-    expect(steps).to_have_count(2)
+    expect(nodes).to_have_count(2)
     page.get_by_test_id("campaign-save").click()
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
     items = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns").json()["items"]
@@ -815,12 +824,14 @@ def test_campaign_follow_up_steps_and_json_mode(
     assert strategy["id"] == "s1" and strategy["next"]["id"] == "s2"
     assert strategy["next"]["channels"] == [{"touchpoint_id": tid, "params": {}}]
 
-    # Editing shows both steps; a control group first step ends the path.
+    # Editing shows both steps; a control group first step ends the path (after asking).
     page.get_by_test_id("campaign-edit").click()
-    expect(steps).to_have_count(2)
-    steps.nth(0).locator("[data-testid='s0-timing-none'] + span").click()
-    expect(steps).to_have_count(1)
-    expect(page.get_by_test_id("step-add")).to_be_disabled()
+    expect(nodes).to_have_count(2)
+    nodes.nth(0).click()
+    inspector.locator("[data-testid=timing-none] + span").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(nodes).to_have_count(1)
+    expect(page.get_by_test_id("add-step")).to_have_count(0)
     page.get_by_test_id("campaign-save").click()
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
     saved = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns/{items[0]['id']}").json()
