@@ -22,7 +22,11 @@ from .runtime import Runtime
 log = logging.getLogger("touchgate")
 
 # Each domain registers its router here; ``include_routers`` mounts them all.
-ROUTER_MODULES = ["touchgate.projects.endpoints"]
+ROUTER_MODULES = [
+    "touchgate.projects.endpoints",
+    "touchgate.keys.endpoints",
+    "touchgate.audit.endpoints",
+]
 OPTIONAL_ROUTER_MODULES = [
     "touchgate.datastore.endpoints",
     "touchgate.touchpoints.endpoints",

@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, and_, true
 from sqlalchemy.orm import Session
 
 from ..crypto import SecretBox
+from ..datastore import sensitive
 from ..db import dialect_name
 from ..delivery import protocol
 from ..delivery.hooks import OrderInfo, UserResult, register_settlement_listener
@@ -396,6 +397,9 @@ register_settlement_listener(on_settled)
 # --- preview ------------------------------------------------------------------------------------
 
 
+SIGN_REDACTED = "<redacted>"
+
+
 def preview(
     session: Session,
     campaign: Campaign,
@@ -447,9 +451,15 @@ def preview(
                     for g in part
                 ]
                 order_no = protocol.new_order_no()
-                body = protocol.delivery_body(
-                    order_no, protocol.encode_data_list(entries), stamp, token
-                )
+                # Viewers may preview: sensitive values stay masked and the MD5
+                # ``sign`` is never computed here (it would let anyone who can
+                # preview brute-force the token offline).
+                data_list = protocol.encode_data_list(sensitive.masked_data_list(entries))
+                body = protocol.delivery_body(order_no, data_list, stamp, None)
+                shown = orjson.loads(body)
+                if token:
+                    shown = {**shown, "sign": SIGN_REDACTED}
+                    body = orjson.dumps(shown)
                 requests.append(
                     {
                         "step_id": step["id"],
@@ -458,7 +468,7 @@ def preview(
                         "touchpoint_name": tp.name,
                         "url": tp.url,
                         "gids": part,
-                        "body": orjson.loads(body),
+                        "body": shown,
                         "body_text": body.decode(),
                     }
                 )
