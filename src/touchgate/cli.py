@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from .config import Settings, get_settings
+from .keys.cli import keys_app
 from .plugins.cli import plugin_app
 
 app = typer.Typer(no_args_is_help=True, help="Touchgate: custom touchpoints for campaigns.")
@@ -19,6 +20,7 @@ import_app = typer.Typer(no_args_is_help=True, help="Bulk imports into the data 
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(plugin_app, name="plugin")
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
 
 ADMIN_TOKEN_FILE = "touchgate.admin-token"

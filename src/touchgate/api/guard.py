@@ -20,16 +20,11 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..auth import MAX_ID, Access, Principal, authenticate, authorize, declared_access
-from ..errors import Forbidden, NotFound
+from ..errors import Forbidden, InvalidInput, NotFound
 from ..models.base import utcnow
 from ..runtime import Runtime
 
 PRINCIPAL_STATE = "touchgate_principal"
-# JSON bodies: the largest legitimate one is a campaign's gid list or a batch of
-# 10,000 events, well under this; a larger body is refused (413) as it arrives.
-MAX_JSON_BODY_BYTES = 8 * 1024 * 1024
-# Streamed imports have no limit of their own (they never hold the body).
-UNLIMITED_STREAM = 2**62
 
 
 class ErrorDetail(BaseModel):
@@ -65,7 +60,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     404: _error("An id in the path does not exist (or is out of range)."),
     405: _error("The path exists but not with this method."),
     409: _error("The current state does not allow this; the code names the state."),
-    413: _error("The body is larger than the limit for JSON bodies."),
+    413: _error("body_too_large: the JSON body is over the limit (8 MiB)."),
     415: _error("The content type is not one this route reads."),
     422: _error("Invalid input; details lists every invalid field."),
 }
@@ -77,9 +72,16 @@ def _is_row_id(name: str) -> bool:
     return name in ("pid", "sid", "tid", "cid") or name.endswith("_id")
 
 
-def _check_ids(path_params: dict[str, Any]) -> None:
-    """An id beyond what the database holds can only be unknown: 404, before any
-    query could overflow (SQLite ≥ 2^63, PostgreSQL ≥ 2^31)."""
+def _check_params(request: Request) -> None:
+    """Path and query values no route can use: NUL (PostgreSQL refuses it in text)
+    is invalid input; an id beyond what the database holds can only be unknown,
+    404, before any query could overflow (SQLite ≥ 2^63, PostgreSQL ≥ 2^31)."""
+    path_params: dict[str, Any] = request.path_params
+    for name, raw in [*path_params.items(), *request.query_params.multi_items()]:
+        if isinstance(raw, str) and "\x00" in raw:
+            raise InvalidInput(
+                f"{name} must not contain NUL characters.", field=name, field_code="nul_character"
+            )
     for name, raw in path_params.items():
         digits = isinstance(raw, str) and raw.isascii() and raw.isdigit()
         if _is_row_id(name) and digits and int(raw) > MAX_ID:
@@ -90,7 +92,7 @@ def _check(runtime: Runtime, access: Access, request: Request) -> Principal:
     with runtime.tx() as session:
         principal = authenticate(session, request.headers.get("authorization"), utcnow())
         authorize(session, principal, access, request.path_params)
-    _check_ids(request.path_params)
+    _check_params(request)
     return principal
 
 
@@ -124,10 +126,8 @@ class GuardedRoute(APIRoute):
 
 
 def api_router(tags: list[str | Enum], route_class: type[GuardedRoute] = GuardedRoute) -> APIRouter:
-    """A domain's router: its routes are guarded, and their bodies are limited to
-    MAX_JSON_BODY_BYTES unless a route sets its own ``max_body_size`` (uploads
-    and streamed imports do)."""
-    return APIRouter(tags=tags, route_class=route_class, max_body_size=MAX_JSON_BODY_BYTES)
+    """A domain's router; its routes are guarded."""
+    return APIRouter(tags=tags, route_class=route_class)
 
 
 def request_principal(request: Request) -> Principal:

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ..api.deps import Ctx, CtxDep, ListOf, OffsetQuery, PageDep
-from ..api.guard import UNLIMITED_STREAM, api_router
+from ..api.guard import api_router
 from ..audit.service import state
 from ..auth import PROJECT_ADMIN, PROJECT_READ, PROJECT_WRITE, requires
 from ..errors import InvalidInput
@@ -111,7 +111,6 @@ def _body_chunks(request: Request) -> Iterator[bytes]:
     "/projects/{pid}/users/import",
     response_model=ImportResult,
     openapi_extra=_IMPORT_BODY,
-    max_body_size=UNLIMITED_STREAM,
 )
 @requires(PROJECT_WRITE)
 async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportResult:

@@ -5,13 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Path, Response
-from sqlalchemy.orm import Session
 
-from ..api.deps import Ctx, CtxDep, ListOf, PageDep
+from ..api.deps import CtxDep, ListOf, PageDep
 from ..api.guard import api_router
-from ..audit.service import state
 from ..auth import KEY_ADMIN, requires
-from ..models import ApiKey
 from ..models.base import utcnow
 from . import service
 from .schemas import KeyCreate, KeyCreated, KeyOut
@@ -20,28 +17,12 @@ router = api_router(tags=["team access"])
 KeyId = Annotated[int, Path(description="The key's id (from the list).")]
 
 
-def _audit(ctx: Ctx, session: Session, action: str, row: ApiKey) -> None:
-    shown = state(KeyOut.model_validate(row))
-    shown.pop("last_used_at", None)
-    ctx.audit(
-        session,
-        project_id=row.project_id,
-        action=action,
-        resource_type="api_key",
-        resource_id=row.id,
-        summary=f"{action.capitalize()} {row.role} key {row.name!r}",
-        before=shown if action == "revoke" else None,
-        after=shown if action == "create" else None,
-    )
-
-
 @router.post("/api-keys", status_code=201, response_model=KeyCreated)
 @requires(KEY_ADMIN)
 def create_key(body: KeyCreate, ctx: CtxDep) -> KeyCreated:
     """A new key with at most the caller's reach; ``key`` is in this answer only."""
     with ctx.runtime.tx() as session:
         row, key = service.create_key(session, ctx.principal, body, utcnow())
-        _audit(ctx, session, "create", row)
         return KeyCreated(**KeyOut.model_validate(row).model_dump(), key=key)
 
 
@@ -59,6 +40,5 @@ def list_keys(ctx: CtxDep, page: PageDep) -> ListOf[KeyOut]:
 def revoke_key(key_id: KeyId, ctx: CtxDep) -> Response:
     """Revoke a key: its next request fails with 401."""
     with ctx.runtime.tx() as session:
-        row = service.revoke_key(session, ctx.principal, key_id, utcnow())
-        _audit(ctx, session, "revoke", row)
+        service.revoke_key(session, ctx.principal, key_id, utcnow())
     return Response(status_code=204)

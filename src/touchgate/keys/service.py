@@ -14,13 +14,14 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from ..audit import service as audit
 from ..auth import BOOTSTRAP_KEY_NAME, Principal
 from ..crypto import hash_api_key
 from ..errors import FieldErrors, Forbidden, NotFound
 from ..models import ApiKey
 from ..projects import repository as projects
 from . import repository as repo
-from .schemas import KeyCreate
+from .schemas import KeyCreate, KeyOut
 
 KEY_PREFIX = "tg_"
 
@@ -96,6 +97,7 @@ def create_key(
         expires_at=data.expires_at,
     )
     repo.add(session, row)
+    _audit(session, creator, "create", row, now)
     return row, key
 
 
@@ -115,4 +117,22 @@ def revoke_key(session: Session, revoker: Principal, key_id: int, now: datetime)
         raise NotFound(f"API key {key_id} does not exist.", params={"id": key_id})
     row.revoked_at = now
     session.flush()
+    _audit(session, revoker, "revoke", row, now)
     return row
+
+
+def _audit(session: Session, actor: Principal, action: str, row: ApiKey, now: datetime) -> None:
+    """Key writes are audited here, for the API and the command line alike."""
+    shown = KeyOut.model_validate(row).model_dump(mode="json", exclude={"last_used_at"})
+    audit.record(
+        session,
+        actor,
+        project_id=row.project_id,
+        action=action,
+        resource_type="api_key",
+        resource_id=row.id,
+        summary=f"{action.capitalize()} {row.role} key {row.name!r}",
+        now=now,
+        before=shown if action == "revoke" else None,
+        after=shown if action == "create" else None,
+    )

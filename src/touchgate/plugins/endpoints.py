@@ -11,7 +11,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from ..api.deps import CtxDep, ListOf, PageDep
-from ..api.guard import UNLIMITED_STREAM, api_router
+from ..api.guard import api_router
 from ..audit.service import state
 from ..auth import PROJECT_ADMIN, PROJECT_READ, requires
 from ..errors import InvalidInput
@@ -53,8 +53,6 @@ UPLOAD_BODY: dict[str, Any] = {
 @router.post(
     "/projects/{pid}/plugins",
     status_code=201,
-    # The upload keeps its own limit (MAX_BODY_BYTES) and reports it as invalid_plugin.
-    max_body_size=UNLIMITED_STREAM,
     response_model=PluginOut,
     openapi_extra=UPLOAD_BODY,
     responses={400: {"description": "invalid_plugin: every problem in details"}},
