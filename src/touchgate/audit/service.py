@@ -51,7 +51,7 @@ def changes(
         if was != now or name in hidden:
             out[name] = {"old": _masked(name, was, hidden), "new": _masked(name, now, hidden)}
     for name in sorted(hidden - out.keys()):
-        out[name] = {"old": SECRET, "new": SECRET}
+        out[name] = {"old": None if before is None else SECRET, "new": SECRET}
     return out
 
 
