@@ -23,7 +23,6 @@ from sqlalchemy import ColumnElement, and_, true
 from sqlalchemy.orm import Session
 
 from ..crypto import SecretBox
-from ..datastore import sensitive
 from ..db import dialect_name
 from ..delivery import protocol
 from ..delivery.hooks import OrderInfo, UserResult, register_settlement_listener
@@ -451,10 +450,9 @@ def preview(
                     for g in part
                 ]
                 order_no = protocol.new_order_no()
-                # Viewers may preview: sensitive values stay masked and the MD5
-                # ``sign`` is never computed here (it would let anyone who can
-                # preview brute-force the token offline).
-                data_list = protocol.encode_data_list(sensitive.masked_data_list(entries))
+                # Viewers may preview: the MD5 ``sign`` is never computed here (it
+                # would let anyone who can preview brute-force the token offline).
+                data_list = protocol.encode_data_list(entries)
                 body = protocol.delivery_body(order_no, data_list, stamp, None)
                 shown = orjson.loads(body)
                 if token:

@@ -1,10 +1,12 @@
-"""Sensitive attributes: encrypted at rest, masked in answers, opened for delivery.
+"""Sensitive attributes: encrypted at rest, masked in answers to all but admins.
 
 A value of an attribute marked ``sensitive`` is stored as ``{"$enc": <Fernet
 token of its JSON>}`` with the service's key. Attribute values are never
 objects otherwise (string, number, date, boolean), so a sealed value cannot be
 mistaken for data. Values stored before their attribute was sealed on import
-stay readable: anything that is not sealed passes through.
+stay readable: anything that is not sealed passes through. Touchpoints are
+never given sensitive attributes (``touchpoints.service`` refuses them in
+``user_attributes``), so delivery never needs to open a sealed value.
 """
 
 from __future__ import annotations
@@ -49,33 +51,3 @@ def shown(attributes: Mapping[str, Any], box: SecretBox | None) -> dict[str, Any
         key: (MASK if box is None else open_value(value, box)) if is_sealed(value) else value
         for key, value in attributes.items()
     }
-
-
-_SEALED_MARK = b'"' + MARK.encode() + b'"'
-
-
-def open_data_list(data_list: bytes, box: SecretBox) -> bytes:
-    """An order's frozen ``dataList`` with sealed values opened, just before it is
-    sent: orders keep sensitive values sealed at rest too. Unchanged (no parse)
-    when it holds none."""
-    if _SEALED_MARK not in data_list:
-        return data_list
-    entries = orjson.loads(data_list)
-    for entry in entries:
-        dynamic = entry.get("dynamicData")
-        if isinstance(dynamic, dict):
-            for key, value in dynamic.items():
-                if is_sealed(value):
-                    dynamic[key] = open_value(value, box)
-    return orjson.dumps(entries)
-
-
-def masked_data_list(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """``dataList`` entries for showing (a preview): sealed values as ``***``."""
-    for entry in entries:
-        dynamic = entry.get("dynamicData")
-        if isinstance(dynamic, dict):
-            for key, value in dynamic.items():
-                if is_sealed(value):
-                    dynamic[key] = MASK
-    return entries

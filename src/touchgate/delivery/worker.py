@@ -32,7 +32,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..datastore import sensitive
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import Runtime
@@ -223,8 +222,7 @@ class Worker:
             body = protocol.receipt_body(order.order_no, ts, tp.token)
         else:
             url = tp.url or ""
-            data_list = sensitive.open_data_list(order.payload, self.runtime.secrets)
-            body = protocol.delivery_body(order.order_no, data_list, ts, tp.token)
+            body = protocol.delivery_body(order.order_no, order.payload, ts, tp.token)
         headers = protocol.request_headers(body, order.order_no, ts, tp.signing_secrets)
         res = await get_client(self.runtime).post(
             url,
@@ -253,11 +251,7 @@ class Worker:
         from ..plugins.host import PluginFailed, PluginRetryable, ensure_plugin_host
 
         host = ensure_plugin_host(self.runtime)
-        users = (
-            None
-            if kind == "receipt"
-            else _loads(sensitive.open_data_list(order.payload, self.runtime.secrets))
-        )
+        users = None if kind == "receipt" else _loads(order.payload)
         try:
             results = await host.call(
                 project_id=tp.project_id,

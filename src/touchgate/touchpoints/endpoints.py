@@ -208,7 +208,16 @@ def rotate_secret(pid: int, tid: int, ctx: CtxDep) -> SecretRotated:
         out = SecretRotated.model_validate(
             service.rotate_secret(session, ctx.runtime.secrets, pid, tid)
         )
-        _audit(ctx, session, pid, "rotate_secret", before, None, secrets=["signing_secret"])
+        _audit(
+            ctx,
+            session,
+            pid,
+            "rotate_secret",
+            before,
+            before,
+            after=before,
+            secrets=["signing_secret"],
+        )
         return out
 
 
