@@ -82,6 +82,9 @@ def test_key_is_shown_once_and_works_until_revoked(
         assert r.json()["error"]["code"] == "unauthorized"
     assert client.delete(f"/api-keys/{created['id']}").status_code == 404
     assert created["id"] not in [k["id"] for k in client.get("/api-keys").json()["items"]]
+    bootstrap = client.get("/api-keys").json()["items"][0]
+    r = client.delete(f"/api-keys/{bootstrap['id']}")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "bootstrap_key"
 
 
 def test_expired_key_is_refused(

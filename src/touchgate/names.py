@@ -43,6 +43,4 @@ def normalize_name(value: Any) -> Any:
 
 
 Name = Annotated[str, BeforeValidator(normalize_name), Field(min_length=1, max_length=100)]
-OptionalName = Annotated[
-    str | None, BeforeValidator(normalize_name), Field(default=None, min_length=1, max_length=100)
-]
+OptionalName = Name | None

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from ..audit import service as audit
 from ..auth import BOOTSTRAP_KEY_NAME, Principal
 from ..crypto import hash_api_key
-from ..errors import FieldErrors, Forbidden, NotFound
+from ..errors import Conflict, FieldErrors, Forbidden, NotFound
 from ..models import ApiKey
 from ..projects import repository as projects
 from . import repository as repo
@@ -115,6 +115,14 @@ def revoke_key(session: Session, revoker: Principal, key_id: int, now: datetime)
     row = repo.get_active(session, key_id)
     if row is None or (revoker.project_id is not None and row.project_id != revoker.project_id):
         raise NotFound(f"API key {key_id} does not exist.", params={"id": key_id})
+    if row.name == BOOTSTRAP_KEY_NAME and row.project_id is None:
+        # It is restored from TOUCHGATE_ADMIN_TOKEN at every start, so revoking it
+        # here would only seem to work.
+        raise Conflict(
+            "The bootstrap admin key comes from TOUCHGATE_ADMIN_TOKEN; change or unset "
+            "that variable and restart to retire it.",
+            code="bootstrap_key",
+        )
     row.revoked_at = now
     session.flush()
     _audit(session, revoker, "revoke", row, now)
