@@ -124,7 +124,7 @@ function header(active, pid) {
       "data-testid": "project-switch",
       onChange: (e) => {
         localStorage.setItem(PROJECT_KEY, e.target.value);
-        navigate(`#/p/${e.target.value}/${active === "campaigns" ? "campaigns" : "touchpoints"}`);
+        navigate(`#/p/${e.target.value}/${["campaigns", "keys", "audit"].includes(active) ? active : "touchpoints"}`);
       },
     },
     session.projects.map((p) => h("option", { value: p.id, selected: String(p.id) === String(pid) }, p.name)),
@@ -139,7 +139,14 @@ function header(active, pid) {
       ? h("div", { class: "project-pick" }, h("span", { class: "muted small" }, t("nav.project")), projectSelect)
       : null,
     pid
-      ? h("nav", { class: "nav" }, link("touchpoints", `#/p/${pid}/touchpoints`), link("campaigns", `#/p/${pid}/campaigns`))
+      ? h(
+          "nav",
+          { class: "nav" },
+          link("touchpoints", `#/p/${pid}/touchpoints`),
+          link("campaigns", `#/p/${pid}/campaigns`),
+          link("keys", `#/p/${pid}/keys`),
+          link("audit", `#/p/${pid}/audit`),
+        )
       : null,
     h("div", { class: "spacer" }),
     langSwitch(),
@@ -203,13 +210,16 @@ async function route() {
     return;
   }
   localStorage.setItem(PROJECT_KEY, String(pid));
-  const section = parts[2] === "touchpoints" || !parts[2] ? "touchpoints" : "campaigns";
+  const section = ["keys", "audit", "campaigns"].includes(parts[2]) ? parts[2] : "touchpoints";
   const view = shell(section, pid);
   const ctx = { pid, project, view, navigate, isCurrent: () => generation === session.generation };
   try {
     if (section === "touchpoints") {
       const mod = await import("./touchpoints.js");
       await mod.renderTouchpoints(ctx);
+    } else if (section === "keys" || section === "audit") {
+      const mod = await import("./access.js");
+      await (section === "keys" ? mod.renderKeys(ctx) : mod.renderAudit(ctx));
     } else {
       const mod = await import("./campaigns.js");
       await mod.renderCampaigns(ctx, parts.slice(2));
