@@ -39,7 +39,7 @@ export async function renderKeys(ctx) {
       tableSlot,
       h(
         "table",
-        { class: "table", "data-testid": "keys-table" },
+        { class: "table stack-table", "data-testid": "keys-table" },
         h("thead", {}, h("tr", {}, ["name", "role", "spaces", "expires", "last_used", "created", "actions"].map((c) => h("th", { class: `col-${c}` }, t(`keys.col.${c}`))))),
         h("tbody", {}, mine.map((k) => keyRow(k, spaceName, reload))),
       ),
@@ -159,7 +159,11 @@ export async function renderAudit(ctx) {
   );
   const idInput = h("input", { type: "search", class: "search", placeholder: t("audit.resource_id"), value: auditFilters.resource_id, "aria-label": t("audit.resource_id"), "data-testid": "audit-id" });
   const listSlot = h("div", { class: "card table-card" }, spinner());
-  const more = h("button", { class: "btn", type: "button", "data-testid": "audit-more", hidden: true }, t("audit.more"));
+  const more = h("button", { class: "btn", type: "button", "data-testid": "audit-more" }, t("audit.more"));
+  const showMore = (visible) => {
+    more.style.display = visible ? "" : "none";
+  };
+  showMore(false);
   replace(view, pageHead("audit.title", "audit.subtitle"), h("div", { class: "toolbar" }, typeSel, idInput), listSlot, h("div", { class: "load-more" }, more));
   let items = [];
   let total = 0;
@@ -172,7 +176,7 @@ export async function renderAudit(ctx) {
     if (!ctx.isCurrent()) return;
     items = reset ? page.items : items.concat(page.items);
     total = page.total;
-    more.hidden = items.length >= total;
+    showMore(items.length < total);
     if (!items.length) {
       replace(listSlot, emptyState(t("audit.none_title"), t("audit.none_text")));
       return;
@@ -181,7 +185,7 @@ export async function renderAudit(ctx) {
       listSlot,
       h(
         "table",
-        { class: "table", "data-testid": "audit-table" },
+        { class: "table stack-table", "data-testid": "audit-table" },
         h("thead", {}, h("tr", {}, ["time", "who", "action", "resource", "summary"].map((c) => h("th", { class: `col-${c}` }, t(`audit.col.${c}`))))),
         h("tbody", {}, items.map((e) => auditRow(e))),
       ),
