@@ -20,7 +20,8 @@ function pageHead(titleKey, subtitleKey, action) {
 export async function renderKeys(ctx) {
   const { pid, view } = ctx;
   const tableSlot = h("div", { class: "card table-card" }, spinner());
-  const addBtn = h("button", { class: "btn btn-primary", type: "button", "data-testid": "key-add" }, h("span", { class: "plus" }, "+"), t("keys.add"));
+  // Enabled once the project's spaces are loaded: the form offers them.
+  const addBtn = h("button", { class: "btn btn-primary", type: "button", "data-testid": "key-add", disabled: true }, h("span", { class: "plus" }, "+"), t("keys.add"));
   replace(view, pageHead("keys.title", "keys.subtitle", addBtn), tableSlot);
   let spaces = [];
 
@@ -28,6 +29,7 @@ export async function renderKeys(ctx) {
     const [keys, spaceItems] = await Promise.all([listAll("/api-keys"), listAll(`/projects/${pid}/spaces`)]);
     if (!ctx.isCurrent()) return;
     spaces = spaceItems;
+    addBtn.disabled = false;
     // An admin of the whole service sees every key; this page shows this project's.
     const mine = keys.filter((k) => k.project_id === pid);
     if (!mine.length) {
