@@ -318,7 +318,7 @@ def test_json_body_size_limit(client: httpx.Client, project: dict[str, Any]) -> 
     assert r.json()["error"]["params"]["max_bytes"] == 8 * 1024 * 1024
 
 
-HUGE = [2**31, 2**63, 2**64]
+HUGE = [2**31, 2**63, 2**64, -(2**55)]
 
 
 @pytest.mark.parametrize("huge", HUGE)

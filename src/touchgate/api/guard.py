@@ -10,6 +10,7 @@ role test). Domain routers are made with :func:`api_router`.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Coroutine
 from enum import Enum
 from typing import Any
@@ -66,6 +67,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
 def _is_row_id(name: str) -> bool:
     """Path parameters naming a row (``pid``, ``plugin_id``…); a ``gid`` is a
     64-bit user id and an ``order_no`` is text."""
@@ -83,8 +87,8 @@ def _check_params(request: Request) -> None:
                 f"{name} must not contain NUL characters.", field=name, field_code="nul_character"
             )
     for name, raw in path_params.items():
-        digits = isinstance(raw, str) and raw.isascii() and raw.isdigit()
-        if _is_row_id(name) and digits and int(raw) > MAX_ID:
+        number = isinstance(raw, str) and _INTEGER.fullmatch(raw) is not None
+        if _is_row_id(name) and number and not 0 < int(raw) <= MAX_ID:
             raise NotFound(f"{name} {raw} does not exist.", params={"field": name, "value": raw})
 
 
