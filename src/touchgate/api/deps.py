@@ -75,6 +75,26 @@ def get_ctx(
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 
+def audit_created(
+    ctx: Ctx,
+    session: Session,
+    project_id: int,
+    resource: tuple[str, int | str],
+    summary: str,
+    created: BaseModel,
+) -> None:
+    """Log the creation of ``resource`` (type, id), shown as the API shows it."""
+    ctx.audit(
+        session,
+        project_id=project_id,
+        action="create",
+        resource_type=resource[0],
+        resource_id=resource[1],
+        summary=summary,
+        after=created.model_dump(mode="json"),
+    )
+
+
 @dataclass
 class Page:
     limit: int

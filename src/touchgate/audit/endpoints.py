@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query
+from sqlalchemy.orm import Session
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import CtxDep, ListOf, Page, PageDep
 from ..api.guard import api_router
 from ..auth import PROJECT_ADMIN, SERVICE_ADMIN, requires
 from ..projects import service as projects
@@ -39,17 +40,7 @@ def project_audit(
     """The project's writes, newest first."""
     with ctx.runtime.tx() as session:
         projects.get_project(session, pid)
-        rows, total = repo.list_entries(
-            session,
-            pid,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            limit=page.limit,
-            offset=page.offset,
-        )
-        return ListOf[AuditEntryOut](
-            items=[AuditEntryOut.model_validate(r) for r in rows], total=total
-        )
+        return _entries(session, pid, page, resource_type, resource_id)
 
 
 @router.get("/audit", response_model=ListOf[AuditEntryOut])
@@ -62,14 +53,22 @@ def service_audit(
 ) -> ListOf[AuditEntryOut]:
     """Writes that belong to no project (keys of the whole service), newest first."""
     with ctx.runtime.tx() as session:
-        rows, total = repo.list_entries(
-            session,
-            None,
-            resource_type=resource_type,
-            resource_id=resource_id,
-            limit=page.limit,
-            offset=page.offset,
-        )
-        return ListOf[AuditEntryOut](
-            items=[AuditEntryOut.model_validate(r) for r in rows], total=total
-        )
+        return _entries(session, None, page, resource_type, resource_id)
+
+
+def _entries(
+    session: Session,
+    project_id: int | None,
+    page: Page,
+    resource_type: str | None,
+    resource_id: str | None,
+) -> ListOf[AuditEntryOut]:
+    rows, total = repo.list_entries(
+        session,
+        project_id,
+        resource_type=resource_type,
+        resource_id=resource_id,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    return ListOf[AuditEntryOut](items=[AuditEntryOut.model_validate(r) for r in rows], total=total)

@@ -11,9 +11,8 @@ from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from ..api.deps import Ctx, CtxDep, ListOf, OffsetQuery, PageDep
+from ..api.deps import Ctx, CtxDep, ListOf, OffsetQuery, PageDep, audit_created
 from ..api.guard import api_router
-from ..audit.service import state
 from ..auth import PROJECT_ADMIN, PROJECT_READ, PROJECT_WRITE, requires
 from ..errors import InvalidInput
 from . import sensitive, service
@@ -46,15 +45,8 @@ GidPath = Annotated[int, Path(ge=1, le=MAX_GID, description="The user's gid.")]
 def create_attribute(pid: ProjectId, body: AttributeCreate, ctx: CtxDep) -> AttributeOut:
     with ctx.runtime.tx() as session:
         out = AttributeOut.model_validate(service.create_attribute(session, pid, body))
-        ctx.audit(
-            session,
-            project_id=pid,
-            action="create",
-            resource_type="attribute",
-            resource_id=out.key,
-            summary=f"Declared attribute {out.key!r}",
-            after=state(out),
-        )
+        summary = f"Declared attribute {out.key!r}"
+        audit_created(ctx, session, pid, ("attribute", out.key), summary, out)
         return out
 
 

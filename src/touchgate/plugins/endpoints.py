@@ -10,7 +10,7 @@ from fastapi import Request, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import CtxDep, ListOf, PageDep, audit_created
 from ..api.guard import api_router
 from ..audit.service import state
 from ..auth import PROJECT_ADMIN, PROJECT_READ, requires
@@ -98,15 +98,8 @@ async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
                 with runtime.tx() as session:
                     plugin = service.create_plugin(session, runtime.settings, pid, staged)
                     out = PluginOut.model_validate(plugin)
-                    ctx.audit(
-                        session,
-                        project_id=pid,
-                        action="upload",
-                        resource_type="plugin",
-                        resource_id=out.id,
-                        summary=f"Uploaded plugin {out.name} {out.version}",
-                        after=state(out),
-                    )
+                    summary = f"Uploaded plugin {out.name} {out.version}"
+                    audit_created(ctx, session, pid, ("plugin", out.id), summary, out)
                     return out
             finally:
                 staged.discard()

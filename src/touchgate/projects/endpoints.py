@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import CtxDep, ListOf, PageDep, audit_created
 from ..api.guard import api_router
 from ..audit.service import state
 from ..auth import ANY_KEY, PROJECT_ADMIN, PROJECT_READ, SERVICE_ADMIN, requires
@@ -18,14 +18,8 @@ router = api_router(tags=["projects"])
 def create_project(body: ProjectCreate, ctx: CtxDep) -> ProjectOut:
     with ctx.runtime.tx() as session:
         out = ProjectOut.model_validate(service.create_project(session, body))
-        ctx.audit(
-            session,
-            project_id=out.id,
-            action="create",
-            resource_type="project",
-            resource_id=out.id,
-            summary=f"Created project {out.name!r}",
-            after=state(out),
+        audit_created(
+            ctx, session, out.id, ("project", out.id), f"Created project {out.name!r}", out
         )
         return out
 
@@ -72,15 +66,7 @@ def update_project(pid: int, body: ProjectUpdate, ctx: CtxDep) -> ProjectOut:
 def create_space(pid: int, body: SpaceCreate, ctx: CtxDep) -> SpaceOut:
     with ctx.runtime.tx() as session:
         out = SpaceOut.model_validate(service.create_space(session, pid, body))
-        ctx.audit(
-            session,
-            project_id=pid,
-            action="create",
-            resource_type="space",
-            resource_id=out.id,
-            summary=f"Created space {out.name!r}",
-            after=state(out),
-        )
+        audit_created(ctx, session, pid, ("space", out.id), f"Created space {out.name!r}", out)
         return out
 
 
