@@ -210,7 +210,9 @@ async function route() {
     return;
   }
   localStorage.setItem(PROJECT_KEY, String(pid));
-  const section = ["keys", "audit", "campaigns"].includes(parts[2]) ? parts[2] : "touchpoints";
+  // #/p/1/s/2/campaigns… are campaign views too; only the named sections are others.
+  const named = { touchpoints: "touchpoints", keys: "keys", audit: "audit" };
+  const section = parts[2] ? named[parts[2]] || "campaigns" : "touchpoints";
   const view = shell(section, pid);
   const ctx = { pid, project, view, navigate, isCurrent: () => generation === session.generation };
   try {
