@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,13 +17,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from touchgate.datastore.importer import (
+    CHUNK_LINES,
     INFLATE_STEP,
     MAX_ERRORS,
     MAX_LINE_BYTES,
     TOO_LONG,
+    ImportFormat,
     ImportReport,
+    UserImport,
     gunzip,
     split_lines,
 )
@@ -174,12 +179,16 @@ def test_duplicate_gid_later_line_wins(client: httpx.Client, pid: int) -> None:
 def test_duplicate_gid_across_chunks(client: httpx.Client, pid: int) -> None:
     def body() -> Iterator[bytes]:
         yield lines({"gid": 1, "attributes": {"city": "first", "level": 1}})
-        for gid in range(2, 6_002):
+        for gid in range(2, CHUNK_LINES + 1_002):
             yield lines({"gid": gid})
         yield lines({"gid": 1, "attributes": {"city": "last"}})
 
     result = post_import(client, pid, body())
-    assert (result["imported"], result["updated"], result["rejected"]) == (6_001, 1, 0)
+    assert (result["imported"], result["updated"], result["rejected"]) == (
+        CHUNK_LINES + 1_001,
+        1,
+        0,
+    )
     assert attrs(client, pid, 1) == {"city": "last", "level": 1}
 
 
@@ -306,6 +315,92 @@ def test_unknown_attribute_with_an_empty_catalogue(
     assert "unknown attribute 'city'" in result["errors"][0]["message"]
     # a user without attributes needs no catalogue
     assert post_import(client, project["id"], lines({"gid": 1}))["imported"] == 1
+
+
+def _apply_one_by_one(
+    stored: dict[int, dict[str, Any]], records: list[tuple[int, dict[str, Any]]]
+) -> tuple[int, int]:
+    """The documented semantics, line by line: merge, null removes, count new and updated."""
+    imported = updated = 0
+    for gid, patch in records:
+        if gid in stored:
+            updated += 1
+        else:
+            imported += 1
+            stored[gid] = {}
+        stored[gid].update(patch)
+        stored[gid] = {k: v for k, v in stored[gid].items() if v is not None}
+    return imported, updated
+
+
+def _random_records(seed: int, count: int, gids: int) -> list[tuple[int, dict[str, Any]]]:
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        patch: dict[str, Any] = {}
+        for key, values in (
+            ("city", ["A", "B", "上海", None]),
+            ("level", [1, 2.5, -3, None]),
+            ("vip", [True, False, None]),
+            ("birthday", ["2000-02-29", "1999-12-31", None]),
+        ):
+            if rng.random() < 0.5:
+                patch[key] = rng.choice(values)
+        records.append((rng.randint(1, gids), patch))
+    return records
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 2, 3, 7, 10_000])
+def test_counts_and_values_match_line_by_line_semantics(
+    runtime: Runtime, pid: int, chunk_lines: int
+) -> None:
+    """Repeated gids within and across chunks, nulls for new and stored users, two imports:
+    the counts and the stored attributes are those of importing the lines one by one."""
+    expected: dict[int, dict[str, Any]] = {}
+    for seed in (1, 2):
+        records = _random_records(seed, 300, 60)
+        body = lines(*({"gid": gid, "attributes": patch} for gid, patch in records))
+        job = UserImport.open(runtime, pid, ImportFormat.NDJSON)
+        job.chunk_lines = chunk_lines
+        report = job.run(pieces(body, (4096, 17)))
+        assert (report.imported, report.updated) == _apply_one_by_one(expected, records)
+        assert report.rejected == 0
+        with runtime.tx() as session:
+            stored = {u.gid: u.attributes for u in session.scalars(select(User))}
+        assert stored == expected
+
+
+def test_careful_and_fast_lines_keep_their_order(client: httpx.Client, pid: int) -> None:
+    """Lines the fast check doubts (a form feed before the object, an escaped NUL nearby)
+    are taken in their place: the later line still wins."""
+    first = lines(*({"gid": gid, "attributes": {"city": "fast"}} for gid in range(1, 400)))
+    body = (
+        first
+        + b'\x0c{"gid": 5, "attributes": {"city": "careful", "level": 1}}\n'
+        + lines({"gid": 6, "attributes": {"city": "nul\x00"}})
+        + lines({"gid": 7, "attributes": {"city": "after"}})
+        + lines({"gid": 5, "attributes": {"vip": True}})
+    )
+    result = post_import(client, pid, body)
+    assert (result["imported"], result["updated"], result["rejected"]) == (399, 3, 1)
+    assert result["errors"][0]["line"] == 401
+    assert attrs(client, pid, 5) == {"city": "careful", "level": 1, "vip": True}
+    assert attrs(client, pid, 6) == {"city": "fast"}
+    assert attrs(client, pid, 7) == {"city": "after"}
+
+
+def test_a_failed_write_stops_the_import(runtime: Runtime, pid: int) -> None:
+    """A chunk the database refuses ends the import with that error (no thread left
+    waiting); chunks committed before it stay."""
+    job = UserImport(runtime, pid + 1_000, ImportFormat.NDJSON, {}, chunk_lines=2)
+    with pytest.raises(IntegrityError):
+        job.run([lines(*({"gid": gid} for gid in range(1, 50)))])
+    assert job.report.written == 0
+    assert user_count(runtime, pid + 1_000) == 0
+    # the same job object is not reused, but a new import of the project works
+    ok = UserImport.open(runtime, pid, ImportFormat.NDJSON)
+    ok.chunk_lines = 2
+    assert ok.run([lines({"gid": 1}, {"gid": 2}, {"gid": 3})]).imported == 3
 
 
 # -- CSV ------------------------------------------------------------------------------------
@@ -542,7 +637,7 @@ def test_streamed_import_of_200k_lines(client: httpx.Client, pid: int, runtime: 
 def test_client_disconnect_keeps_committed_chunks(
     client: httpx.Client, pid: int, runtime: Runtime, live_server: Any
 ) -> None:
-    data = lines(*({"gid": gid} for gid in range(1, 7_001)))
+    data = lines(*({"gid": gid} for gid in range(1, CHUNK_LINES + 2_001)))
     head = (
         f"POST /api/v1/projects/{pid}/users/import HTTP/1.1\r\n"
         f"Host: 127.0.0.1\r\nAuthorization: {client.headers['Authorization']}\r\n"
@@ -551,16 +646,17 @@ def test_client_disconnect_keeps_committed_chunks(
     with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
         sock.sendall(head.encode() + b"%x\r\n%s\r\n" % (len(data), data))
         deadline = time.monotonic() + 60
-        while user_count(runtime, pid) < 5_000:
+        while user_count(runtime, pid) < CHUNK_LINES:
             assert time.monotonic() < deadline
             time.sleep(0.05)
     # The body never ended: the first full chunk was committed, the rest dropped,
     # and the server goes on serving.
     time.sleep(0.5)
-    assert user_count(runtime, pid) == 5_000
-    assert attrs(client, pid, 5_000) == {}
-    assert client.get(f"/projects/{pid}/users/6500").status_code == 404
-    assert post_import(client, pid, lines({"gid": 6_500}))["imported"] == 1
+    assert user_count(runtime, pid) == CHUNK_LINES
+    assert attrs(client, pid, CHUNK_LINES) == {}
+    unsent = CHUNK_LINES + 1_500
+    assert client.get(f"/projects/{pid}/users/{unsent}").status_code == 404
+    assert post_import(client, pid, lines({"gid": unsent}))["imported"] == 1
 
 
 def test_gzip_body(client: httpx.Client, pid: int) -> None:

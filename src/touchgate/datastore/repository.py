@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -67,37 +68,47 @@ def get_user(session: Session, project_id: int, gid: int) -> User | None:
     return session.get(User, (project_id, gid))
 
 
-def upsert_users(session: Session, project_id: int, rows: Mapping[int, Mapping[str, Any]]) -> int:
+@dataclass(frozen=True)
+class UserPatches:
+    """A chunk of user patches encoded for :func:`upsert_users`.
+
+    The whole chunk is one JSON object ``{"gid": patch, ...}`` (one C-level
+    ``orjson.dumps``, no Python step per row) that ``json_each``/``jsonb_each``
+    read back in one statement, in the object's order on SQLite; jsonb keeps an
+    object's keys in numeric order for these, so concurrent imports into
+    PostgreSQL lock rows in one order.
+    """
+
+    patches: str
+    cleared: list[int]  # gids whose patch may hold a null (more is harmless)
+
+    @classmethod
+    def encode(cls, rows: Mapping[int, Mapping[str, Any]], cleared: list[int]) -> UserPatches:
+        return cls(orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode(), cleared)
+
+
+def upsert_users(session: Session, project_id: int, rows: UserPatches) -> int:
     """Create or update users in bulk, merging each patch into the stored attributes.
 
-    ``rows`` maps gids to patches, in the order to write them; ``None`` in a
-    patch removes that attribute (and is never stored). Returns how many users
-    were created (the others existed and were updated).
-
-    This is the import's hot path: the whole chunk goes to the database as one
-    JSON object ``{"gid": patch, ...}`` (one C-level ``orjson.dumps``, no Python
-    step per row) read back by ``json_each``/``jsonb_each`` in one statement.
-    That single statement also lets SQLite run a whole chunk without the GIL.
+    ``None`` in a patch removes that attribute (and is never stored). Returns how
+    many users were created (the others existed and were updated). One statement
+    for the whole chunk (two when a patch has a null): on SQLite it runs without
+    the GIL from start to end.
     """
-    if not rows:
-        return 0
     connection = session.connection()
     dialect = connection.dialect
     # The column type's own conversion (naive UTC text on SQLite), done once per chunk.
     to_db = USERS.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = to_db(utcnow()) if to_db is not None else utcnow()
-    patches = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode()
-    # The users given a null: stripped after the upsert (see below).
-    cleared = [gid for gid, patch in rows.items() if None in patch.values()]
     if dialect.name == "postgresql":
-        created = _upsert_users_postgresql(connection, project_id, patches, stamp)
+        created = _upsert_users_postgresql(connection, project_id, rows.patches, stamp)
     else:
-        created = _upsert_users_sqlite(connection, project_id, patches, stamp)
-    if cleared:
+        created = _upsert_users_sqlite(connection, project_id, rows.patches, stamp)
+    if rows.cleared:
         # A new user was inserted with its patch as given, nulls included: the
         # statement's DO UPDATE sees the patch only as EXCLUDED, the inserted row,
         # so nulls cannot be both kept for merging and dropped for inserting.
-        _strip_nulls(connection, project_id, cleared)
+        _strip_nulls(connection, project_id, rows.cleared)
     return created
 
 
