@@ -13,10 +13,10 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi import Body as FastAPIBody
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.openapi import documented_body as _documented_body
 from ..errors import InvalidInput
 from ..runtime import Runtime
 from . import service
@@ -69,32 +69,6 @@ class TouchpointRoute(APIRoute):
 router = APIRouter(tags=["touchpoints"], route_class=TouchpointRoute)
 
 BASE = "/projects/{pid}/touchpoints"
-
-
-def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body's schema for OpenAPI. The routes read the body as a plain
-    object so the service can check every field at once, values and rules
-    together; the schema (with its definitions inlined) still documents it."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            rest = {k: inline(v) for k, v in node.items() if k != "$ref"}
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return {**inline(definitions[ref.removeprefix("#/$defs/")]), **rest}
-            return rest
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": inline(schema)}},
-        }
-    }
 
 
 Body = Annotated[dict[str, Any], FastAPIBody()]
