@@ -3,6 +3,7 @@ statements (INSERT … SELECT, aggregates); users are never loaded one by one.""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -1030,8 +1031,9 @@ def count_series(
 
 def compact_counts(session: Session, campaign_id: int, before: datetime) -> int:
     """Fold a campaign's counter rows older than ``before`` into one row per key and
-    hour. The rows are deleted and returned in one statement, so a row appended by a
-    transaction still in flight is never folded without being counted."""
+    minute (the series keeps its resolution). The rows are deleted and returned in
+    one statement, so a row appended by a transaction still in flight is never
+    folded without being counted. Returns how many rows fewer there are."""
     deleted = session.execute(
         delete(CampaignCount)
         .where(CampaignCount.campaign_id == campaign_id, CampaignCount.bucket < _ts(before))
@@ -1044,22 +1046,20 @@ def compact_counts(session: Session, campaign_id: int, before: datetime) -> int:
             CampaignCount.n,
         )
     ).all()
-    folded: dict[tuple[CountKey, datetime], int] = {}
+    folded: dict[tuple[str, int, str, str, datetime], int] = defaultdict(int)
     for step, tp, metric, reason, bucket, n in deleted:
-        hour = bucket.replace(minute=0, second=0, microsecond=0)
-        key = ((step, tp, metric, reason), hour)
-        folded[key] = folded.get(key, 0) + int(n)
+        folded[(step, tp, metric, reason, bucket)] += int(n)
     rows = [
         {
             "campaign_id": campaign_id,
-            "step_id": key[0],
-            "touchpoint_id": key[1],
-            "metric": key[2],
-            "reason": key[3],
-            "bucket": hour,
+            "step_id": step,
+            "touchpoint_id": tp,
+            "metric": metric,
+            "reason": reason,
+            "bucket": bucket,
             "n": n,
         }
-        for (key, hour), n in folded.items()
+        for (step, tp, metric, reason, bucket), n in folded.items()
         if n
     ]
     if rows:
@@ -1336,3 +1336,19 @@ def delete_from_blocklist(
         delete(BlocklistEntry).where(*_blocklist_where(project_id, gid, touchpoint_id, every))
     )
     return _rowcount(result)
+
+
+def purge_sent_messages(session: Session, runs_before: datetime, limit: int = 50) -> int:
+    """Forget what caps counted for runs that started before ``runs_before``: every
+    message of such a run is older than any cap looks back. A few runs at a time."""
+    old_runs = list(
+        session.scalars(
+            select(CampaignRun.id)
+            .where(CampaignRun.started_at < runs_before)
+            .where(exists().where(SentMessage.run_id == CampaignRun.id))
+            .limit(limit)
+        )
+    )
+    if not old_runs:
+        return 0
+    return _rowcount(session.execute(delete(SentMessage).where(SentMessage.run_id.in_(old_runs))))
