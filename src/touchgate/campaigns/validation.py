@@ -178,7 +178,7 @@ def text(max_len: int, *, strip: bool = True) -> BeforeValidator:
         if not cleaned.strip():
             raise PydanticCustomError("blank", "must not be blank", {})
         if len(cleaned) > max_len:
-            raise PydanticCustomError("too_long", "at most {max} characters", {"max": max_len})
+            raise PydanticCustomError("text_too_long", "at most {max} characters", {"max": max_len})
         if _has_control(cleaned):
             raise PydanticCustomError(
                 "control_characters", "must not contain control characters", {}
