@@ -454,6 +454,8 @@ def options_for_update(
     session: Session, runtime: Runtime, project_id: int, space_id: int, campaign_id: int, data: Any
 ) -> OptionNeeds:
     campaign = get_campaign(session, project_id, space_id, campaign_id)
+    if "edit" not in ALLOWED_ACTIONS.get(campaign.status, ()):
+        return {}  # refused when recorded; nothing to ask
     try:
         merged = _patched(campaign, data)
     except InvalidInput:
