@@ -55,6 +55,8 @@ QUIET_HOURS = "quiet_hours"
 FREQUENCY_CAP = "frequency_cap"
 PARTICIPATION = "participation"
 REASONS = (FREQUENCY_CAP, QUIET_HOURS, BLOCKLIST, PARTICIPATION)
+# Blocklists up to this size are read once per piece of work and kept in memory.
+BLOCKLIST_IN_MEMORY = 100_000
 
 
 def quiet_until(window: QuietHours, tz: ZoneInfo, now: datetime) -> datetime | None:
@@ -84,6 +86,9 @@ class Rules:
     touchpoint_cap: FrequencyCap | None
     quiet_hours: QuietHours | None
     anti_disturb: bool
+    # The gids blocked for the touchpoint, read once (most blocklists are small), or
+    # None for a large blocklist, looked up page by page.
+    blocked: frozenset[int] | None = None
 
 
 @dataclass
@@ -114,7 +119,10 @@ def screen(
 
     With ``record`` the allowed users' messages are written as counted; without it
     (the preview) nothing is written and nobody is locked."""
-    blocked = repo.blocked_gids(session, project_id, touchpoint_id, gids)
+    if rules.blocked is not None:
+        blocked = {g for g in gids if g in rules.blocked}
+    else:
+        blocked = repo.blocked_gids(session, project_id, touchpoint_id, gids)
     out = Screened(allowed=[g for g in gids if g not in blocked])
     if blocked:
         out.suppressed[BLOCKLIST] = [g for g in gids if g in blocked]

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Interval,
     Select,
+    String,
     any_,
     bindparam,
     delete,
@@ -25,6 +27,7 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    true,
     tuple_,
     update,
 )
@@ -59,15 +62,31 @@ Rows = Select[*tuple[Any, ...]]
 
 
 def gid_in(session: Session, column: Any, gids: Sequence[int]) -> ColumnElement[bool]:
-    """``column IN gids``. On PostgreSQL one ``bigint[]`` parameter (``= ANY``): an IN
-    list of thousands of parameters is slow to plan, and an array typed from the
-    values (e.g. ``smallint[]``) would keep the bigint index from being used."""
+    """``column IN gids`` with the gids as one parameter: an IN list of thousands of
+    parameters is slow to compile (SQLAlchemy) and to plan (PostgreSQL). PostgreSQL
+    gets a ``bigint[]`` (``= ANY``; an array typed from the values, e.g.
+    ``smallint[]``, would keep the bigint index from being used), SQLite a JSON array
+    read by ``json_each``."""
     if dialect_name(session) == "postgresql":
         return cast(
             ColumnElement[bool],
             column == any_(bindparam(None, list(gids), type_=postgresql.ARRAY(BigInteger))),
         )
-    return cast(ColumnElement[bool], column.in_(list(gids)))
+    table, gid = gid_rows(session, gids)
+    return cast(ColumnElement[bool], column.in_(select(gid).select_from(table)))
+
+
+def gid_rows(session: Session, gids: Sequence[int]) -> tuple[Any, ColumnElement[Any]]:
+    """The gids as a table of one column, from one parameter (see ``gid_in``): the
+    FROM clause and its gid column."""
+    if dialect_name(session) == "postgresql":
+        array = bindparam(None, list(gids), type_=postgresql.ARRAY(BigInteger))
+        table = func.unnest(array).table_valued("gid").render_derived(name="g")
+        return table, table.c.gid
+    text_list = bindparam(None, orjson.dumps(list(gids)).decode(), type_=String())
+    # json_each's own column is "value" (SQLite takes no column list in an alias).
+    table = func.json_each(text_list).table_valued("value")
+    return table, table.c.value
 
 
 def _rowcount(result: Any) -> int:
@@ -769,24 +788,50 @@ def touchpoint_protection(session: Session, touchpoint_id: int) -> TouchpointPro
     return session.get(TouchpointProtection, touchpoint_id)
 
 
+def _blocklist_for(project_id: int, touchpoint_id: int) -> list[ColumnElement[bool]]:
+    return [
+        BlocklistEntry.project_id == project_id,
+        or_(BlocklistEntry.touchpoint_id == touchpoint_id, BlocklistEntry.touchpoint_id.is_(None)),
+    ]
+
+
+def blocklist_of(
+    session: Session, project_id: int, touchpoint_id: int, most: int
+) -> set[int] | None:
+    """Every gid blocked for this touchpoint (or every one), or None when there are
+    more than ``most`` (then each page is looked up)."""
+    gids = set(
+        session.scalars(
+            select(BlocklistEntry.gid)
+            .where(*_blocklist_for(project_id, touchpoint_id))
+            .limit(most + 1)
+        )
+    )
+    return gids if len(gids) <= most else None
+
+
 def blocked_gids(
     session: Session, project_id: int, touchpoint_id: int, gids: Sequence[int]
 ) -> set[int]:
-    """Which of ``gids`` are on the blocklist for this touchpoint or for every one."""
+    """Which of ``gids`` are on the blocklist for this touchpoint or for every one (two
+    lookups, each on its own unique index)."""
     if not gids:
         return set()
-    return set(
-        session.scalars(
-            select(BlocklistEntry.gid).where(
-                BlocklistEntry.project_id == project_id,
-                gid_in(session, BlocklistEntry.gid, gids),
-                or_(
-                    BlocklistEntry.touchpoint_id == touchpoint_id,
-                    BlocklistEntry.touchpoint_id.is_(None),
-                ),
+    found: set[int] = set()
+    for scope in (
+        BlocklistEntry.touchpoint_id == touchpoint_id,
+        BlocklistEntry.touchpoint_id.is_(None),
+    ):
+        found.update(
+            session.scalars(
+                select(BlocklistEntry.gid).where(
+                    BlocklistEntry.project_id == project_id,
+                    gid_in(session, BlocklistEntry.gid, gids),
+                    scope,
+                )
             )
         )
-    )
+    return found
 
 
 def lock_users(session: Session, project_id: int, gids: Sequence[int], now: datetime) -> None:
@@ -829,31 +874,30 @@ def record_messages(
     caps: Sequence[CapCheck],
     now: datetime,
 ) -> set[int]:
-    """Count a message for each of ``gids`` (users of ``run_id``) that has room under
-    every cap, in one INSERT … SELECT; returns those users."""
+    """Count a message for each of ``gids`` that has room under every cap, in one
+    INSERT … SELECT; returns those users."""
     if not gids:
         return set()
-    rows = select(
-        CampaignEntry.run_id,
-        literal(step_id),
-        literal(touchpoint_id),
-        CampaignEntry.gid,
-        literal(project_id),
-        _ts(now),
-    ).where(
-        CampaignEntry.run_id == run_id,
-        gid_in(session, CampaignEntry.gid, gids),
-        *_under(project_id, CampaignEntry.gid, caps, now),
+    source, gid = gid_rows(session, gids)
+    rows = (
+        select(
+            literal(project_id),
+            gid,
+            _ts(now),
+            literal(run_id, BigInteger()),
+            literal(step_id),
+            literal(touchpoint_id),
+        )
+        .select_from(source)
+        # Always a WHERE: SQLite reads "… FROM x ON CONFLICT" as a join otherwise.
+        .where(true(), *_under(project_id, gid, caps, now))
     )
-    stmt = _insert_ignore(session, SentMessage, ["run_id", "step_id", "touchpoint_id", "gid"])
-    stmt = stmt.from_select(
-        ["run_id", "step_id", "touchpoint_id", "gid", "project_id", "at"], rows
-    ).returning(SentMessage.gid)
-    kept = set(session.scalars(stmt))
-    if len(kept) < len(gids) and not caps:
-        # Already counted (a step's users are counted once per touchpoint).
-        kept = set(gids)
-    return kept
+    columns = ["project_id", "gid", "at", "run_id", "step_id", "touchpoint_id"]
+    stmt = _insert_ignore(session, SentMessage, columns).from_select(columns, rows)
+    if not caps:
+        session.execute(stmt)
+        return set(gids)
+    return set(session.scalars(stmt.returning(SentMessage.gid)))
 
 
 def under_caps(
@@ -874,16 +918,22 @@ def under_caps(
 
 
 def forget_messages(
-    session: Session, run_id: int, step_id: str, touchpoint_id: int, gids: Sequence[int]
+    session: Session,
+    project_id: int,
+    run_id: int,
+    step_id: str,
+    touchpoint_id: int,
+    gids: Sequence[int],
 ) -> None:
     """Failed deliveries don't count toward caps."""
     if gids:
         session.execute(
             delete(SentMessage).where(
+                SentMessage.project_id == project_id,
+                gid_in(session, SentMessage.gid, gids),
                 SentMessage.run_id == run_id,
                 SentMessage.step_id == step_id,
                 SentMessage.touchpoint_id == touchpoint_id,
-                gid_in(session, SentMessage.gid, gids),
             )
         )
 
@@ -1338,17 +1388,19 @@ def delete_from_blocklist(
     return _rowcount(result)
 
 
-def purge_sent_messages(session: Session, runs_before: datetime, limit: int = 50) -> int:
-    """Forget what caps counted for runs that started before ``runs_before``: every
-    message of such a run is older than any cap looks back. A few runs at a time."""
-    old_runs = list(
-        session.scalars(
-            select(CampaignRun.id)
-            .where(CampaignRun.started_at < runs_before)
-            .where(exists().where(SentMessage.run_id == CampaignRun.id))
-            .limit(limit)
+def purge_sent_messages(session: Session, before: datetime, limit: int = 10_000) -> int:
+    """Forget counted messages older than any cap looks back (a bounded batch)."""
+    oldest = (
+        select(SentMessage.project_id, SentMessage.gid, SentMessage.at)
+        .where(SentMessage.at < _ts(before))
+        .limit(limit)
+        .subquery()
+    )
+    result = session.execute(
+        delete(SentMessage).where(
+            tuple_(SentMessage.project_id, SentMessage.gid, SentMessage.at).in_(
+                select(oldest.c.project_id, oldest.c.gid, oldest.c.at)
+            )
         )
     )
-    if not old_runs:
-        return 0
-    return _rowcount(session.execute(delete(SentMessage).where(SentMessage.run_id.in_(old_runs))))
+    return _rowcount(result)

@@ -38,9 +38,8 @@ DUE_PER_TICK = 200
 # most this often per process.
 MAINTENANCE_SECONDS = 600.0
 COUNT_ROWS_TO_FOLD = 10_000
-# A message counts for at most 365 days and is sent at most 366 days after its run
-# started (a delay of up to a year, quiet hours of up to a day).
-SENT_MESSAGES_KEPT = timedelta(days=731)
+# Caps look back at most 365 days.
+SENT_MESSAGES_KEPT = timedelta(days=366)
 
 
 @dataclass

@@ -29,7 +29,7 @@ from ..models import Touchpoint
 from ..models.campaigns import Campaign
 from . import repository as repo
 from .content import CampaignContent, SendStep
-from .protection import Rules, Screened, screen
+from .protection import BLOCKLIST_IN_MEMORY, Rules, Screened, screen
 from .schemas import FrequencyCap, QuietHours
 
 log = logging.getLogger("touchgate.campaigns")
@@ -111,7 +111,14 @@ def load_rules(session: Session, campaign: Campaign, touchpoint_id: int) -> Rule
         touchpoint_cap=FrequencyCap.model_validate(tp_cap) if tp_cap else None,
         quiet_hours=QuietHours.model_validate(quiet) if quiet else None,
         anti_disturb=campaign.anti_disturb,
+        blocked=_frozen(
+            repo.blocklist_of(session, campaign.project_id, touchpoint_id, BLOCKLIST_IN_MEMORY)
+        ),
     )
+
+
+def _frozen(gids: set[int] | None) -> frozenset[int] | None:
+    return frozenset(gids) if gids is not None else None
 
 
 def send_channel(
@@ -160,13 +167,10 @@ def send_channel(
         )
         ctx.tally.add("held", len(out.held), step=step.id, touchpoint=tp.id)
     if out.allowed:
-        # Attributes read here, in one indexed query per page, and handed over with the gids.
-        attrs = repo.user_attributes(session, campaign.project_id, out.allowed)
-        empty: dict[str, object] = {}
         enqueue_delivery(
             session,
             touchpoint=tp,
-            users=((g, attrs.get(g, empty)) for g in out.allowed),
+            gids=out.allowed,
             tem_data=tem_data(step.channels[channel].params),
             campaign_id=campaign.id,
             run_id=ctx.run_id,

@@ -60,7 +60,7 @@ class CampaignSettlementSink:
         ctx.tally.add("succeeded", len(succeeded), step=step.id, touchpoint=tid)
         for error, gids in failed.items():
             ctx.tally.add("failed", len(gids), step=step.id, touchpoint=tid, reason=error)
-            repo.forget_messages(session, order.run_id, step.id, tid, gids)
+            repo.forget_messages(session, campaign.project_id, order.run_id, step.id, tid, gids)
         if step.mode == "all" and len(step.channels) > 1:
             close_all_mode(ctx, step, succeeded, ok=True)
             for error, gids in failed.items():

@@ -86,20 +86,20 @@ class BlocklistEntry(Base):
 class SentMessage(Base):
     """A message a campaign handed to a touchpoint, as frequency caps count it: the
     row is written when the user is queued (pending counts) and deleted when the
-    delivery fails (``TOU_FAIL`` does not count). One per (run, step, touchpoint,
-    user): a step never sends the same user twice through one touchpoint."""
+    delivery fails (``TOU_FAIL`` does not count). The key starts with the user and
+    the time, the order caps count in: one index serves counting, inserting and
+    forgetting. No foreign keys (a row per message)."""
 
     __tablename__ = "sent_messages"
-    __table_args__ = (Index("ix_sent_messages_user", "project_id", "gid", "at"),)
 
+    project_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
     run_id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
     )
     step_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     touchpoint_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
-    gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    project_id: Mapped[int] = mapped_column(Integer)
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ProtectionLock(Base):

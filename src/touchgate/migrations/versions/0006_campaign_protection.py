@@ -80,17 +80,16 @@ def upgrade() -> None:
     )
     op.create_table(
         "sent_messages",
+        sa.Column("project_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("gid", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("run_id", BIGID, autoincrement=False, nullable=False),
         sa.Column("step_id", sa.String(length=64), nullable=False),
         sa.Column("touchpoint_id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("gid", sa.BigInteger(), autoincrement=False, nullable=False),
-        sa.Column("project_id", sa.Integer(), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
-            "run_id", "step_id", "touchpoint_id", "gid", name="pk_sent_messages"
+            "project_id", "gid", "at", "run_id", "step_id", "touchpoint_id", name="pk_sent_messages"
         ),
     )
-    op.create_index("ix_sent_messages_user", "sent_messages", ["project_id", "gid", "at"])
     op.create_table(
         "protection_locks",
         sa.Column("project_id", sa.Integer(), autoincrement=False, nullable=False),
