@@ -250,9 +250,9 @@ def test_stats_read_only_the_counters(
     assert len(statements) <= 8, statements
     # Folding the counter rows changes nothing in the answer.
     with runtime.tx() as session:
-        rows_before = session.scalar(select(func.count()).select_from(CampaignCount))
+        rows_before = session.scalar(select(func.count()).select_from(CampaignCount)) or 0
         assert repo.compact_counts(session, cid, utcnow() + timedelta(minutes=1)) > 0
-        assert session.scalar(select(func.count()).select_from(CampaignCount)) < rows_before
+        assert (session.scalar(select(func.count()).select_from(CampaignCount)) or 0) < rows_before
     folded = client.get(f"{base}/{cid}/stats").json()
     assert folded == client.get(f"{base}/{cid}/stats").json()
     assert folded["succeeded"] == result.succeeded
@@ -330,15 +330,15 @@ class LockProbe(Receiver):
 
     def probe(self) -> str:
         if self.database.backend == "sqlite":
-            conn = sqlite3.connect(self.database.url.removeprefix("sqlite:///"), timeout=0)
+            lite = sqlite3.connect(self.database.url.removeprefix("sqlite:///"), timeout=0)
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                conn.rollback()
+                lite.execute("BEGIN IMMEDIATE")
+                lite.rollback()
                 return "free"
             except sqlite3.OperationalError as exc:
                 return f"locked: {exc}"
             finally:
-                conn.close()
+                lite.close()
         with psycopg.connect(self.database.url, autocommit=False) as conn:
             try:
                 conn.execute(
@@ -358,7 +358,8 @@ def test_options_apis_are_asked_outside_any_transaction(
     client: httpx.Client, world: dict[str, Any], runtime: Runtime, database: Any
 ) -> None:
     pid, sid, base = world["pid"], world["sid"], world["base"]
-    with running_receiver(LockProbe(database, sid)) as rx:
+    probe = LockProbe(database, sid)
+    with running_receiver(probe) as rx:
         params = [
             {
                 "key": "tpl",
@@ -376,7 +377,7 @@ def test_options_apis_are_asked_outside_any_transaction(
         }
         at = (utcnow() + timedelta(days=1)).isoformat()
         body = campaign_body(tid, strategy=step, trigger={"type": "once", "at": at})
-        cache = runtime.extras.setdefault("enum_options_cache", {})
+        cache: dict[Any, Any] = runtime.extras.setdefault("enum_options_cache", {})
         r = client.post(base, json=body)
         assert r.status_code == 201, r.text
         cid = r.json()["id"]
@@ -387,7 +388,7 @@ def test_options_apis_are_asked_outside_any_transaction(
         cache.clear()
         r = client.patch(f"{base}/{cid}", json={"name": "x"})
         assert r.status_code == 409  # not editable any more, and nothing was asked
-        assert rx.probes == ["free", "free", "free"], rx.probes
+        assert probe.probes == ["free", "free", "free"], probe.probes
         # A value the options API does not offer is named, as before.
         cache.clear()
         step["channels"][0]["params"] = {"tpl": "T9"}
@@ -396,5 +397,5 @@ def test_options_apis_are_asked_outside_any_transaction(
         assert [d["field"] for d in r.json()["error"]["details"]] == [
             "strategy.channels[0].params.tpl"
         ]
-        assert rx.probes[-1] == "free"
+        assert probe.probes[-1] == "free"
     assert scheduler is not None
