@@ -74,7 +74,7 @@ def send(step_id: str, *tids: int, **extra: Any) -> dict[str, Any]:
 
 def parse(data: dict[str, Any], ctx: ContentContext | None = None) -> tuple[Any, list[Any]]:
     errors = FieldErrors()
-    content = parse_content(data, errors, ctx or context(t1=tp(1), t2=tp(2)))
+    content = parse_content(CampaignContent, data, errors, ctx or context(t1=tp(1), t2=tp(2)))
     return content, errors.items
 
 

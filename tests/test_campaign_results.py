@@ -21,6 +21,7 @@ from sqlalchemy import event, func, select
 
 from test_campaign_support import (
     Receiver,
+    api_enum_params,
     campaign_body,
     fresh_touchpoint_config,
     import_users,
@@ -360,16 +361,7 @@ def test_options_apis_are_asked_outside_any_transaction(
     pid, sid, base = world["pid"], world["sid"], world["base"]
     probe = LockProbe(database, sid)
     with running_receiver(probe) as rx:
-        params = [
-            {
-                "key": "tpl",
-                "name": "Template",
-                "type": "enum",
-                "required": True,
-                "enum": {"source": "api", "url": rx.url.replace("/touch", "/options")},
-            }
-        ]
-        tid = make_touchpoint(client, pid, rx.url, [sid], params=params)
+        tid = make_touchpoint(client, pid, rx.url, [sid], params=api_enum_params(rx.url))
         step = {
             "type": "send",
             "id": "s1",

@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from test_campaign_support import (
     Receiver,
+    api_enum_params,
     campaign_body,
     fresh_touchpoint_config,
     import_users,
@@ -369,16 +370,7 @@ def test_api_enum_values_are_checked_against_the_options_api(
 ) -> None:
     pid, sid, base = world["pid"], world["sid"], world["base"]
     with running_receiver(Receiver()) as rx:
-        params = [
-            {
-                "key": "tpl",
-                "name": "Template",
-                "type": "enum",
-                "required": True,
-                "enum": {"source": "api", "url": rx.url.replace("/touch", "/options")},
-            }
-        ]
-        tid = make_touchpoint(client, pid, rx.url, [sid], params=params)
+        tid = make_touchpoint(client, pid, rx.url, [sid], params=api_enum_params(rx.url))
         step = {
             "type": "send",
             "id": "s1",

@@ -21,7 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, TypeAlias, cast
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar, cast
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -65,6 +65,7 @@ _STEP_ID = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _TIME_OF_DAY = re.compile(r"([01]\d|2[0-3]):([0-5]\d)")
 
 Options = list[dict[str, Any]]
+C = TypeVar("C", bound="CampaignContent")
 
 
 # --- what validation may consult --------------------------------------------------
@@ -478,36 +479,30 @@ class RecurringTrigger(Model):
         return f"{mm} {hh} {self.day or 1} * *"
 
 
-class EventTrigger(Model):
+class _EventTriggerBase(Model):
+    event: EventName
+    filter: RootPropertyFilter | None = None
+    start: ZonedTime | None = None
+    end: ZonedTime | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> _EventTriggerBase:
+        _check_window(self.start, self.end, type(self).__name__)
+        return self
+
+
+class EventTrigger(_EventTriggerBase):
     """Each time a user does ``event`` (matching ``filter`` on its properties)."""
 
     type: Literal["event"]
-    event: EventName
-    filter: RootPropertyFilter | None = None
-    start: ZonedTime | None = None
-    end: ZonedTime | None = None
-
-    @model_validator(mode="after")
-    def _window(self) -> EventTrigger:
-        _check_window(self.start, self.end, "EventTrigger")
-        return self
 
 
-class EventWithoutTrigger(Model):
+class EventWithoutTrigger(_EventTriggerBase):
     """A user did ``event`` and then not ``without`` within ``within_minutes``."""
 
     type: Literal["event_without"]
-    event: EventName
     without: EventName
     within_minutes: Annotated[int, int_range(1, MAX_WITHOUT_MINUTES)]
-    filter: RootPropertyFilter | None = None
-    start: ZonedTime | None = None
-    end: ZonedTime | None = None
-
-    @model_validator(mode="after")
-    def _window(self) -> EventWithoutTrigger:
-        _check_window(self.start, self.end, "EventWithoutTrigger")
-        return self
 
 
 def _check_window(start: datetime | None, end: datetime | None, title: str) -> None:
@@ -1003,11 +998,12 @@ class CampaignContent(Model):
 
 
 def parse_content(
-    data: Mapping[str, Any], errors: FieldErrors, context: ContentContext | None
-) -> CampaignContent | None:
-    """Parse content; every problem goes into ``errors`` (then None is returned)."""
+    model: type[C], data: Mapping[str, Any], errors: FieldErrors, context: ContentContext | None
+) -> C | None:
+    """Parse content (or a body holding it, ``model``); every problem goes into
+    ``errors`` (then None is returned)."""
     try:
-        return CampaignContent.model_validate(dict(data), context=context)
+        return model.model_validate(dict(data), context=context)
     except ValidationError as exc:
         field_errors(exc, errors)
         return None

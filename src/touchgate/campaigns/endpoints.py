@@ -39,7 +39,7 @@ from .schemas import (
     RejectBody,
     TouchpointProtection,
 )
-from .validation import parse_input
+from .validation import not_one_of, parse_input
 
 router = APIRouter(tags=["campaigns"])
 BASE = "/projects/{pid}/spaces/{sid}/campaigns"
@@ -75,12 +75,7 @@ def list_campaigns(
 ) -> ListOf[CampaignOut]:
     ctx.principal.require_space(pid, sid)
     if status is not None and status not in STATES:
-        raise InvalidInput(
-            f"status must be one of {', '.join(STATES)}",
-            field="status",
-            field_code="not_one_of",
-            params={"allowed": ", ".join(STATES)},
-        )
+        raise not_one_of("status", STATES)
     with ctx.runtime.tx() as session:
         projects.get_space(session, pid, sid)
         rows, total = repo.list_campaigns(session, sid, status, page.limit, page.offset)

@@ -159,13 +159,9 @@ def campaigns_in_states(
 def touchpoints_by_id(
     session: Session, project_id: int, ids: Iterable[int]
 ) -> dict[int, Touchpoint]:
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    rows = session.scalars(
-        select(Touchpoint).where(Touchpoint.project_id == project_id, Touchpoint.id.in_(wanted))
-    ).all()
-    return {tp.id: tp for tp in rows if getattr(tp, "deleted_at", None) is None}
+    """The live touchpoints of the project among ``ids``."""
+    found = touchpoints_any(session, project_id, ids)
+    return {tid: tp for tid, tp in found.items() if tp.deleted_at is None}
 
 
 def touchpoint_project(session: Session, touchpoint_id: int) -> int | None:
@@ -1156,14 +1152,20 @@ def _results_query(session: Session, campaign_id: int, flt: DeliveryFilter) -> R
         .join(Order, Order.id == OrderUser.order_id)
         .where(Order.campaign_id == campaign_id)
     )
-    if flt.status is not None:
-        query = query.where(OrderUser.status == flt.status)
-    if flt.gid is not None:
-        query = query.where(OrderUser.gid == flt.gid)
-    if flt.step_id is not None:
-        query = query.where(Order.step_id == flt.step_id)
-    if flt.touchpoint_id is not None:
-        query = query.where(Order.touchpoint_id == flt.touchpoint_id)
+    return _where_given(
+        query,
+        (OrderUser.status, flt.status),
+        (OrderUser.gid, flt.gid),
+        (Order.step_id, flt.step_id),
+        (Order.touchpoint_id, flt.touchpoint_id),
+    )
+
+
+def _where_given(query: Rows, *pairs: tuple[Any, Any]) -> Rows:
+    """``column = value`` for each pair whose value is given."""
+    for column, value in pairs:
+        if value is not None:
+            query = query.where(column == value)
     return query
 
 
@@ -1176,13 +1178,12 @@ def _suppressions_query(campaign_id: int, flt: DeliveryFilter) -> Rows:
         CampaignSuppression.reason,
         CampaignSuppression.at,
     ).where(CampaignSuppression.campaign_id == campaign_id)
-    if flt.gid is not None:
-        query = query.where(CampaignSuppression.gid == flt.gid)
-    if flt.step_id is not None:
-        query = query.where(CampaignSuppression.step_id == flt.step_id)
-    if flt.touchpoint_id is not None:
-        query = query.where(CampaignSuppression.touchpoint_id == flt.touchpoint_id)
-    return query
+    return _where_given(
+        query,
+        (CampaignSuppression.gid, flt.gid),
+        (CampaignSuppression.step_id, flt.step_id),
+        (CampaignSuppression.touchpoint_id, flt.touchpoint_id),
+    )
 
 
 def _result_row(r: Any) -> dict[str, Any]:

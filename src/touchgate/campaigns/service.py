@@ -46,6 +46,7 @@ from .content import (
     Options,
     RecurringTrigger,
     TouchpointInfo,
+    parse_content,
     stored_content,
 )
 from .schemas import (
@@ -59,7 +60,7 @@ from .schemas import (
     CampaignWarning,
     TouchpointRef,
 )
-from .validation import field_errors, parse_input
+from .validation import parse_input
 
 log = logging.getLogger("touchgate.campaigns")
 
@@ -172,22 +173,6 @@ def _context(
     )
 
 
-def _parse_campaign(
-    session: Session,
-    project: Project,
-    space_id: int,
-    data: Mapping[str, Any],
-    options: Mapping[tuple[int, str], Options | str] | None,
-    errors: FieldErrors,
-) -> CampaignCreate | None:
-    context = _context(session, project, space_id, options)
-    try:
-        return CampaignCreate.model_validate(dict(data), context=context)
-    except ValidationError as exc:
-        field_errors(exc, errors)
-        return None
-
-
 def validate_campaign(
     session: Session,
     project: Project,
@@ -208,7 +193,8 @@ def validate_campaign(
     can still fire.
     """
     errors = FieldErrors()
-    parsed = _parse_campaign(session, project, space_id, data, options or {}, errors)
+    context = _context(session, project, space_id, options or {})
+    parsed = parse_content(CampaignCreate, data, errors, context)
     if parsed is not None:
         audience = parsed.audience
         if stage in ("submit", "publish") and isinstance(audience, ListAudience):

@@ -34,7 +34,6 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from ..delivery.protocol import FAIL, SUCC
-from ..errors import InvalidInput
 from ..models.campaigns import Campaign
 from ..projects import service as projects
 from ..runtime import Runtime
@@ -49,6 +48,7 @@ from .schemas import (
     TouchpointStats,
 )
 from .service import campaign_content, get_campaign, project_tz
+from .validation import not_one_of
 
 SERIES_METRICS = ("succeeded", "failed", "suppressed")
 MAX_POINTS = 200
@@ -195,12 +195,7 @@ def delivery_filter(
     status: str | None, gid: int | None, step_id: str | None, touchpoint_id: int | None
 ) -> repo.DeliveryFilter:
     if status is not None and status not in DELIVERY_STATUSES:
-        raise InvalidInput(
-            f"status must be one of {', '.join(DELIVERY_STATUSES)}",
-            field="status",
-            field_code="not_one_of",
-            params={"allowed": ", ".join(DELIVERY_STATUSES)},
-        )
+        raise not_one_of("status", DELIVERY_STATUSES)
     return repo.DeliveryFilter(status=status, gid=gid, step_id=step_id, touchpoint_id=touchpoint_id)
 
 

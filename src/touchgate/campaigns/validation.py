@@ -9,7 +9,7 @@ from field names and left out of the paths.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, ValidationError
@@ -224,3 +224,14 @@ def parse_input(model: type[M], data: Any, *, context: Any = None, message: str 
         field_errors(exc, errors)
         errors.raise_if_any(message or "Some fields are invalid.")
         raise InvalidInput("Some fields are invalid.") from None
+
+
+def not_one_of(field: str, allowed: Sequence[str]) -> InvalidInput:
+    """A query parameter outside its closed set of words."""
+    words = ", ".join(allowed)
+    return InvalidInput(
+        f"{field} must be one of {words}",
+        field=field,
+        field_code="not_one_of",
+        params={"allowed": words},
+    )
