@@ -346,12 +346,8 @@ def preview(
     now = now or utcnow()
     content = campaign_content(campaign)
     catalogue = repo.catalogue(session, campaign.project_id)
-    gids = repo.sample_gids(
-        session,
-        campaign.project_id,
-        audience_sql(campaign.id, content.audience, catalogue),
-        sample,
-    )
+    audience = audience_sql(campaign.id, content.audience, catalogue)
+    gids = repo.sample_gids(session, campaign.project_id, audience, sample)
     attrs = repo.user_attributes(session, campaign.project_id, gids)
     splitter = PreviewSplitter(session, campaign.project_id, catalogue, content)
     routed = [
@@ -420,4 +416,11 @@ def preview(
                         "body_text": body.decode(),
                     }
                 )
-    return {"sample": sample, "gids": gids, "requests": requests, "suppressed": suppressed}
+    return {
+        "sample": sample,
+        "gids": gids,
+        "requests": requests,
+        "suppressed": suppressed,
+        # The audience now, for the confirmation before publishing and the approver.
+        "audience_size": repo.count_audience(session, campaign.project_id, audience),
+    }

@@ -26,7 +26,9 @@ from .schemas import (
     MAX_GID,
     AttributeCreate,
     AttributeOut,
+    EventNameOut,
     EventOut,
+    EventPropertyOut,
     EventsAccepted,
     ImportLineError,
     ImportResult,
@@ -179,3 +181,33 @@ def list_events(
             offset=page.offset,
         )
         return ListOf[EventOut](items=[EventOut.model_validate(r) for r in rows], total=total)
+
+
+EventName = Annotated[str, Query(min_length=1, max_length=100, description="An event name.")]
+
+
+@router.get("/projects/{pid}/event-names", response_model=ListOf[EventNameOut])
+def list_event_names(
+    pid: ProjectId,
+    ctx: CtxDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> ListOf[EventNameOut]:
+    """The names of the events the project has seen, alphabetical, with when each was
+    last seen: what an event trigger can wait for."""
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        rows = service.list_event_names(session, pid, limit)
+        items = [EventNameOut(name=name, last_seen_at=seen) for name, seen in rows]
+        return ListOf[EventNameOut](items=items, total=len(items))
+
+
+@router.get("/projects/{pid}/event-properties", response_model=ListOf[EventPropertyOut])
+def list_event_properties(
+    pid: ProjectId, event: EventName, ctx: CtxDep
+) -> ListOf[EventPropertyOut]:
+    """The properties the latest events of one name carry, with the type of each (what an
+    event-property filter compares with)."""
+    ctx.principal.require_project(pid)
+    with ctx.runtime.tx() as session:
+        items = service.list_event_properties(session, pid, event)
+        return ListOf[EventPropertyOut](items=items, total=len(items))
