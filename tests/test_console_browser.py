@@ -837,3 +837,54 @@ def test_campaign_follow_up_steps_and_json_mode(
     saved = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns/{items[0]['id']}").json()
     assert saved["strategy"]["timing"] == {"type": "none"}
     assert "next" not in saved["strategy"]
+
+
+def test_api_keys_and_audit_pages(page: Page, shop: dict[str, Any], client: httpx.Client) -> None:
+    """Create a key in the console (shown once, copyable), see it work and list it
+    with its last use, revoke it, and find all of it in the audit log — at desktop
+    width and on a phone."""
+    pid = shop["id"]
+    growth = shop["spaces"][0]["id"]
+    sign_in(page)
+    page.get_by_test_id("nav-keys").click()
+    expect(page.get_by_test_id("keys-table")).to_be_hidden()
+    page.get_by_test_id("key-add").click()
+    page.get_by_test_id("key-name").fill("campaign team")
+    page.get_by_test_id("key-role").select_option("operator")
+    page.get_by_test_id(f"key-space-{growth}").check()
+    page.get_by_test_id("key-submit").click()
+    key = page.get_by_test_id("key-value").input_value()
+    assert key.startswith("tg_")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_test_id("key-copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    page.get_by_test_id("key-done").click()
+    expect(page.get_by_test_id("key-value")).to_have_count(0)
+    # The key works, as far as it reaches.
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (
+        client.get(f"/projects/{pid}/spaces/{growth}/campaigns", headers=headers).status_code == 200
+    )
+    other = shop["spaces"][1]["id"]
+    assert (
+        client.get(f"/projects/{pid}/spaces/{other}/campaigns", headers=headers).status_code == 403
+    )
+    page.reload()
+    row_ = page.locator("[data-testid=key-row]").filter(has_text="campaign team")
+    expect(row_).to_contain_text("Growth")
+    assert key not in page.content()
+    # Revoking it stops it at once.
+    row_.get_by_test_id("key-revoke").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.locator("[data-testid=key-row]").filter(has_text="campaign team")).to_have_count(0)
+    assert client.get(f"/projects/{pid}", headers=headers).status_code == 401
+
+    page.get_by_test_id("nav-audit").click()
+    expect(page.get_by_test_id("audit-row").first).to_be_visible()
+    page.get_by_test_id("audit-type").select_option("api_key")
+    rows = page.get_by_test_id("audit-row")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("campaign team")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(rows.first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -336,6 +336,8 @@ def _build_and_publish(
         ("publish", "running"),
     ):
         page.get_by_test_id(f"campaign-{action}").click()
+        if action == "publish":  # publishing asks first
+            page.get_by_test_id("publish-confirm").get_by_test_id("confirm-ok").click()
         expect(page.get_by_test_id("campaign-status")).to_have_text(t[f"campaign.status.{status}"])
     purchases = [
         {"name": "purchase", "gid": gid, "properties": {"amount": amount}}

@@ -42,6 +42,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
+from ..datastore.sensitive import SENSITIVE_TYPE
 from ..errors import FieldErrors
 from ..touchpoints.schemas import field_path
 from .validation import Model, Problems, field_errors, int_range, one_of, tagged, text
@@ -287,6 +288,13 @@ class Condition(Model):
             raise PydanticCustomError(
                 "not_in_catalogue",
                 "'{attribute}' is not in the project's attribute catalogue",
+                {"attribute": value},
+            )
+        if ctx is not None and ctx.catalogue[value] == SENSITIVE_TYPE:
+            # Sealed at rest: the database cannot compare it.
+            raise PydanticCustomError(
+                "attribute_sensitive",
+                "'{attribute}' is sensitive (encrypted at rest); audiences cannot filter on it",
                 {"attribute": value},
             )
         return value

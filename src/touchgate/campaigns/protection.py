@@ -33,9 +33,8 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
-from ..auth import Principal
 from ..datastore.importer import UnsupportedMediaType
-from ..errors import FieldErrors, Forbidden, InvalidInput, TouchgateError
+from ..errors import FieldErrors, InvalidInput, TouchgateError
 from ..projects import service as projects
 from ..touchpoints.service import get_touchpoint
 from . import repository as repo
@@ -220,13 +219,6 @@ BLOCKLIST_MEDIA = ("application/json", "text/csv", "application/x-ndjson")
 class BodyTooLarge(TouchgateError):
     status_code = 413
     code = "body_too_large"
-
-
-def require_writer(principal: Principal, project_id: int) -> None:
-    """Admins and operators of the project manage the blocklist; viewers only read."""
-    principal.require_project(project_id)
-    if principal.role == "viewer":
-        raise Forbidden("This key can only read.")
 
 
 def blocklist_media(content_type: str | None) -> str:

@@ -8,7 +8,6 @@ from field names and left out of the paths.
 
 from __future__ import annotations
 
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar, cast, get_args
 
@@ -17,6 +16,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
 from ..errors import FieldErrors, InvalidInput
+from ..names import normalize_name
 from ..touchpoints.schemas import field_path
 
 # A request naming a million bad gids gets the first ones, not a million details.
@@ -164,25 +164,17 @@ def int_range(low: int, high: int) -> BeforeValidator:
     return BeforeValidator(check)
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) == "Cc" for ch in value)
-
-
-def text(max_len: int, *, strip: bool = True) -> BeforeValidator:
-    """A non-blank string of at most ``max_len`` characters without control characters."""
+def text(max_len: int) -> BeforeValidator:
+    """A name or short text as people type it (NFC, stripped, not blank, no control or
+    bidirectional override characters: ``names.normalize_name``), of at most
+    ``max_len`` characters."""
 
     def check(value: Any) -> Any:
         if not isinstance(value, str):
             raise PydanticCustomError("wrong_type", "must be a string", {"expected": "string"})
-        cleaned = value.strip() if strip else value
-        if not cleaned.strip():
-            raise PydanticCustomError("blank", "must not be blank", {})
+        cleaned = normalize_name(value)
         if len(cleaned) > max_len:
             raise PydanticCustomError("text_too_long", "at most {max} characters", {"max": max_len})
-        if _has_control(cleaned):
-            raise PydanticCustomError(
-                "control_characters", "must not contain control characters", {}
-            )
         return cleaned
 
     return BeforeValidator(check)

@@ -51,6 +51,16 @@ def attribute_types(session: Session, project_id: int) -> dict[str, str]:
     return {key: type_ for key, type_ in rows}
 
 
+def sensitive_keys(session: Session, project_id: int) -> frozenset[str]:
+    """Keys of the attributes marked sensitive (their values are sealed at rest)."""
+    rows = session.scalars(
+        select(Attribute.key).where(
+            Attribute.project_id == project_id, Attribute.sensitive.is_(True)
+        )
+    )
+    return frozenset(rows)
+
+
 # -- users ----------------------------------------------------------------------------
 
 

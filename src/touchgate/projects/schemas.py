@@ -2,7 +2,9 @@ from __future__ import annotations
 
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from ..names import Name, OptionalName
 
 
 def _check_timezone(value: str) -> str:
@@ -14,25 +16,17 @@ def _check_timezone(value: str) -> str:
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     timezone: str = "UTC"
     approval_required: bool = True
 
     _tz = field_validator("timezone")(_check_timezone)
 
-    @field_validator("name")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
-
 
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: OptionalName = None
     timezone: str | None = None
     approval_required: bool | None = None
 
@@ -54,15 +48,7 @@ class ProjectOut(BaseModel):
 class SpaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-
-    @field_validator("name")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise ValueError("must not be blank")
-        return value
+    name: Name
 
 
 class SpaceOut(BaseModel):

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from ..names import BIDI_CONTROLS
+
 NAME_MAX = 15
 PARAM_NAME_MAX = 50
 OPTION_TEXT_MAX = 100
@@ -83,12 +85,13 @@ def _text(max_len: int) -> Any:
     """A validator: strip, then 1..max_len characters without control characters."""
 
     def check(value: str) -> str:
-        value = value.strip()
+        # NFC first, so a length and a uniqueness check see one spelling per name.
+        value = unicodedata.normalize("NFC", value).strip()
         if not value:
             raise ValueError("must not be empty")
         if len(value) > max_len:
             raise ValueError(f"must be at most {max_len} characters (got {len(value)})")
-        if _has_control(value):
+        if _has_control(value) or not BIDI_CONTROLS.isdisjoint(value):
             raise ValueError("must not contain control characters")
         return value
 

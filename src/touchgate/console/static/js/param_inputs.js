@@ -3,13 +3,9 @@
 // from the service) and text with an "insert attribute" helper for {{attr}} placeholders.
 
 import { h, replace } from "./dom.js";
+import { enumPicker, optionList } from "./enum_pick.js";
 import { errorBox } from "./errors.js";
 import { t } from "./i18n.js";
-
-/** Options endpoint answers [{code, name, children?}] (tolerate {items} too). */
-export function optionList(data) {
-  return Array.isArray(data) ? data : (data && (data.items || data.options)) || [];
-}
 
 /** What an input's text means for a parameter of `type`: undefined when empty. */
 export function typedParam(type, raw) {
@@ -96,49 +92,8 @@ function enumControl(param, { loadOptions, value, onChange, path, testid }) {
       replace(wrap, errorBox(err, { testid: "options-error" }));
       return;
     }
-    const twoLevel = options.some((o) => o.children && o.children.length);
-    const parentOf = options.find((o) => (o.children || []).some((c) => c.code === value));
-    const offered = Boolean(parentOf) || options.some((o) => o.code === value && !(o.children && o.children.length));
-    const first = h(
-      "select",
-      { "aria-label": param.name, "data-testid": "enum-level1" },
-      h("option", { value: "" }, t("test.choose")),
-      options.map((o) =>
-        h(
-          "option",
-          { value: o.code, selected: parentOf ? parentOf.code === o.code : o.code === value },
-          twoLevel && o.children && o.children.length ? `${o.name} ›` : `${o.name} (${o.code})`,
-        ),
-      ),
-      // A saved code the options no longer offer stays visible (the service will say so).
-      value !== undefined && value !== null && value !== "" && !offered
-        ? h("option", { value: String(value), selected: true }, t("params.not_offered", { code: String(value) }))
-        : null,
-    );
-    const second = h("select", { "aria-label": param.name, "data-testid": "enum-level2", disabled: true });
-    const fillSecond = () => {
-      const chosen = options.find((o) => o.code === first.value);
-      const children = (chosen && chosen.children) || [];
-      replace(
-        second,
-        h("option", { value: "" }, children.length ? t("test.choose") : "—"),
-        children.map((c) => h("option", { value: c.code, selected: c.code === value }, `${c.name} (${c.code})`)),
-      );
-      second.disabled = !children.length;
-      return children;
-    };
-    const current = () => {
-      const chosen = options.find((o) => o.code === first.value);
-      const children = (chosen && chosen.children) || [];
-      return (children.length ? second.value : first.value) || undefined;
-    };
-    first.addEventListener("change", () => {
-      fillSecond();
-      onChange(current());
-    });
-    second.addEventListener("change", () => onChange(current()));
-    fillSecond();
-    replace(wrap, twoLevel ? h("div", { class: "cascade" }, first, second) : first);
+    const picker = enumPicker(options, { label: param.name, value, onChange });
+    replace(wrap, picker.el);
     if (options.length > 100) wrap.appendChild(h("div", { class: "hint" }, t("tp.enum.count", { n: options.length })));
   };
   load();
