@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from touchgate.campaigns.schemas import ACTIONS, OPERATORS, STATES
+from touchgate.campaigns.content import OPERATORS
+from touchgate.campaigns.schemas import ACTIONS, STATES
 from touchgate.console import STATIC_DIR
 
 JS_DIR = STATIC_DIR / "js"

@@ -34,7 +34,7 @@ from ..errors import FieldErrors
 from ..models import Touchpoint
 from ..runtime import Runtime
 from .options import OptionsApiFailed, OptionsSource, fetch_options, options_source, run_async
-from .protocol import placeholders
+from .protocol import placeholder_keys, placeholders
 
 TEXT_MAX = 4000
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
@@ -144,7 +144,6 @@ def validate_params(
         errors.raise_if_any()
     declared = {str(p.get("key")): p for p in touchpoint_params}
     tem_data: dict[str, Any] = {}
-    text_keys: list[str] = []
     for key in values:
         if key not in declared:
             errors.add(f"{field_prefix}.{key}", "is not a template parameter of this touchpoint")
@@ -163,10 +162,8 @@ def validate_params(
             errors.add(field, problem)
             continue
         tem_data[key] = value
-        if param.get("type") == "text" and placeholders(value):
-            text_keys.append(key)
     errors.raise_if_any("Some template parameter values are invalid.")
-    return tem_data, text_keys
+    return tem_data, placeholder_keys(touchpoint_params, tem_data)
 
 
 def api_enum_keys(touchpoint_params: Sequence[Mapping[str, Any]], values: Any = None) -> list[str]:

@@ -12,12 +12,12 @@ from typing import Annotated, Any
 from fastapi import Body as FastAPIBody
 from fastapi import Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import Ctx, CtxDep, ListOf, PageDep
 from ..api.guard import GuardedRoute, api_router
+from ..api.openapi import documented_body as _documented_body
 from ..auth import PROJECT_ADMIN, PROJECT_READ, SPACE_READ, Role, requires
 from ..errors import InvalidInput
 from ..runtime import Runtime
@@ -72,32 +72,6 @@ class TouchpointRoute(GuardedRoute):
 router = api_router(tags=["touchpoints"], route_class=TouchpointRoute)
 
 BASE = "/projects/{pid}/touchpoints"
-
-
-def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body's schema for OpenAPI. The routes read the body as a plain
-    object so the service can check every field at once, values and rules
-    together; the schema (with its definitions inlined) still documents it."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            rest = {k: inline(v) for k, v in node.items() if k != "$ref"}
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return {**inline(definitions[ref.removeprefix("#/$defs/")]), **rest}
-            return rest
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": inline(schema)}},
-        }
-    }
 
 
 Body = Annotated[dict[str, Any], FastAPIBody()]
