@@ -147,6 +147,10 @@ class FieldErrors:
         """``errors.add("batch_size", "must be 1-500", code="out_of_range", min=1, max=500)``."""
         self.items.append(field_detail(field, message, code, params))
 
+    def extend(self, details: Iterable[dict[str, Any]]) -> None:
+        """Add details made elsewhere (``pydantic_details``, another service's error)."""
+        self.items.extend(details)
+
     def __bool__(self) -> bool:
         return bool(self.items)
 

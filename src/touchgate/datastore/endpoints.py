@@ -119,6 +119,8 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
             "The client disconnected before the body was complete; the lines written "
             f"before were kept ({job.report.written}).",
             field="body",
+            field_code="body_incomplete",
+            params={"written": job.report.written},
         ) from None
     return ImportResult(
         imported=report.imported,
@@ -166,7 +168,9 @@ def list_events(
 ) -> ListOf[EventOut]:
     ctx.principal.require_project(pid)
     if name is not None and "\x00" in name:
-        raise InvalidInput("name must not contain NUL characters.", field="name")
+        raise InvalidInput(
+            "name must not contain NUL characters.", field="name", field_code="nul_characters"
+        )
     with ctx.runtime.tx() as session:
         rows, total = service.list_events(
             session,

@@ -40,7 +40,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import InvalidInput, TouchgateError
+from ..errors import FieldErrors, InvalidInput, TouchgateError
 from ..runtime import Runtime
 from . import repository as repo
 from . import service
@@ -320,6 +320,7 @@ def gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise InvalidInput(
             f"The body is not valid gzip ({exc}); lines before the damage were kept.",
             field="body",
+            field_code="invalid_gzip",
         ) from None
 
 
@@ -533,7 +534,10 @@ class UserImport:
             except csv.Error as exc:
                 if columns is None:
                     raise InvalidInput(
-                        f"The CSV header (line {start}) cannot be read: {exc}.", field="header"
+                        f"The CSV header (line {start}) cannot be read: {exc}.",
+                        field="header",
+                        field_code="csv_header_unreadable",
+                        params={"line": start},
                     ) from None
                 report.reject(start, f"malformed CSV: {exc}")
                 continue
@@ -547,6 +551,8 @@ class UserImport:
                         raise InvalidInput(
                             f"The CSV header (line {start}) cannot be read: {reason}.",
                             field="header",
+                            field_code="csv_header_unreadable",
+                            params={"line": start},
                         )
                     report.reject(start, reason)
                     continue
@@ -587,9 +593,13 @@ class UserImport:
     ) -> tuple[list[tuple[str, Callable[[str], Any]]], int]:
         """Check the header names gid once and only catalogue keys (422 otherwise)."""
         names = [cell.strip() for cell in row]
-        problems: list[str] = []
+        problems = FieldErrors()
         if names.count("gid") != 1:
-            problems.append("the header must name a 'gid' column exactly once, like gid,<key>,...")
+            problems.add(
+                "header",
+                "the header must name a 'gid' column exactly once, like gid,<key>,...",
+                code="csv_gid_column",
+            )
         seen: set[str] = set()
         columns: list[tuple[str, Callable[[str], Any]]] = []
         for position, name in enumerate(names, 1):
@@ -597,21 +607,27 @@ class UserImport:
                 columns.append((name, _csv_string))
                 continue
             if not name:
-                problems.append(f"column {position} has no name")
+                problems.add(
+                    "header",
+                    f"column {position} has no name",
+                    code="csv_column_unnamed",
+                    position=position,
+                )
             elif name in seen:
-                problems.append(f"column {name!r} appears twice")
+                problems.add(
+                    "header", f"column {name!r} appears twice", code="csv_column_twice", name=name
+                )
             elif name not in self.catalogue:
-                problems.append(f"unknown attribute {name!r} (not in the project's catalogue)")
+                problems.add(
+                    "header",
+                    f"unknown attribute {name!r} (not in the project's catalogue)",
+                    code="attribute_unknown",
+                    value=name,
+                )
             else:
                 columns.append((name, CSV_CONVERTERS[self.catalogue[name]]))
             seen.add(name)
-        if problems:
-            raise InvalidInput(
-                f"The CSV header (line {line}) is invalid: {problems[0]}"
-                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                + ".",
-                details=[{"field": "header", "message": p} for p in problems],
-            )
+        problems.raise_if_any(f"The CSV header (line {line}) is invalid:")
         return columns, names.index("gid")
 
     # -- writing ----------------------------------------------------------------

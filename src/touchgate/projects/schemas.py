@@ -3,11 +3,16 @@ from __future__ import annotations
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
 
 def _check_timezone(value: str) -> str:
     if value not in available_timezones() and value != "UTC":
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'Asia/Shanghai'")
+        raise PydanticCustomError(
+            "unknown_timezone",
+            "unknown time zone '{value}'; use an IANA name like 'Asia/Shanghai'",
+            {"value": value},
+        )
     return value
 
 
@@ -25,7 +30,7 @@ class ProjectCreate(BaseModel):
     def _strip(cls, value: str) -> str:
         value = value.strip()
         if not value:
-            raise ValueError("must not be blank")
+            raise PydanticCustomError("empty", "must not be blank")
         return value
 
 
@@ -61,7 +66,7 @@ class SpaceCreate(BaseModel):
     def _strip(cls, value: str) -> str:
         value = value.strip()
         if not value:
-            raise ValueError("must not be blank")
+            raise PydanticCustomError("empty", "must not be blank")
         return value
 
 
