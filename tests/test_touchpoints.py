@@ -663,7 +663,10 @@ def test_many_options_are_accepted_with_a_warning(client: httpx.Client, pid: int
     assert len(tp["warnings"]) == 1
     assert "101 options" in tp["warnings"][0] and "template_params[0]" in tp["warnings"][0]
     [warning] = tp["warning_details"]
-    assert (warning["field"], warning["code"]) == ("template_params[0].enum.options", "many_options")
+    assert (warning["field"], warning["code"]) == (
+        "template_params[0].enum.options",
+        "many_options",
+    )
     assert warning["params"] == {"count": 101, "max": 100}
     disable(client, pid, tp["id"])
     r = client.patch(
