@@ -27,11 +27,10 @@ import asyncio
 import math
 import re
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from ..errors import FieldErrors, TouchgateError, field_detail
+from ..errors import Coded, FieldErrors, TouchgateError, field_detail
 from ..models import Touchpoint
 from ..runtime import Runtime
 from .options import OptionsApiFailed, OptionsSource, fetch_options, options_source, run_async
@@ -60,21 +59,16 @@ def leaf_codes(options: Sequence[Mapping[str, Any]]) -> set[str]:
     return codes
 
 
-@dataclass(frozen=True)
-class Problem:
-    """What is wrong with one value: a code, the English words and their params."""
-
-    code: str
-    message: str
-    params: dict[str, Any] = field(default_factory=dict)
-
-
 class OptionsNotLoaded(LookupError):
     """The caller did not load the options of an API enum it asked to check."""
 
     def __init__(self, key: str) -> None:
         super().__init__(f"no options were loaded for the API enum {key!r}")
         self.key = key
+
+
+def _invalid_value(code: str, message: str, params: dict[str, Any] | None = None) -> Coded:
+    return Coded(code=code, message=message, params=params or {})
 
 
 def _enum_options(param: Mapping[str, Any], enum_options: EnumOptions | None) -> Options:
@@ -96,33 +90,33 @@ def _check_value(
     value: Any,
     enum_options: EnumOptions | None,
     attribute_keys: Collection[str],
-) -> Problem | None:
+) -> Coded | None:
     """The problem with one non-null value, or ``None`` when it is valid."""
     kind = param.get("type")
     if kind == "date":
         if not isinstance(value, str) or not _DATE.fullmatch(value):
-            return Problem("not_date", "must be a date string YYYY-MM-DD")
+            return _invalid_value("not_date", "must be a date string YYYY-MM-DD")
         try:
             date.fromisoformat(value)
         except ValueError:
-            return Problem(
+            return _invalid_value(
                 "not_calendar_date", f"{value!r} is not a real calendar date", {"value": value}
             )
         return None
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return Problem("not_number", "must be a number")
+            return _invalid_value("not_number", "must be a number")
         if isinstance(value, float) and not math.isfinite(value):
-            return Problem("not_finite", "must be a finite number")
+            return _invalid_value("not_finite", "must be a finite number")
         return None
     if kind == "enum":
         if not isinstance(value, str):
-            return Problem("option_not_text", "must be one of the option codes (a string)")
+            return _invalid_value("option_not_text", "must be one of the option codes (a string)")
         codes = leaf_codes(_enum_options(param, enum_options))
         if value not in codes:
             shown = ", ".join(sorted(codes)[:20]) or "none"
             more = " …" if len(codes) > 20 else ""
-            return Problem(
+            return _invalid_value(
                 "not_an_option",
                 f"{value!r} is not one of the offered codes ({shown}{more})",
                 {"value": value, "codes": shown + more},
@@ -130,39 +124,39 @@ def _check_value(
         return None
     if kind == "text":
         if not isinstance(value, str):
-            return Problem("not_text", "must be a string")
+            return _invalid_value("not_text", "must be a string")
         if len(value) > TEXT_MAX:
-            return Problem(
+            return _invalid_value(
                 "too_long",
                 f"must be at most {TEXT_MAX} characters (got {len(value)})",
                 {"max": TEXT_MAX, "got": len(value)},
             )
         if param.get("required") and not value.strip():
-            return Problem("required", "is required and must not be blank")
+            return _invalid_value("required", "is required and must not be blank")
         unknown = [p for p in placeholders(value) if p not in attribute_keys]
         if unknown:
             allowed = ", ".join(attribute_keys) or "none"
-            return Problem(
+            return _invalid_value(
                 "unknown_placeholder",
                 f"placeholder {{{{{unknown[0]}}}}} does not name one of the touchpoint's "
                 f"user attributes ({allowed})",
                 {"placeholder": unknown[0], "allowed": allowed},
             )
         return None
-    return Problem(
+    return _invalid_value(
         "unknown_param_type",
         f"the touchpoint declares an unknown parameter type {kind!r}",
         {"type": str(kind)},
     )
 
 
-def _options_problem(key: str, exc: LookupError) -> Problem:
+def _options_problem(key: str, exc: LookupError) -> Coded:
     """A loader's failure (an ``EnumOptions`` function raises LookupError, from the
     options API's own error when there is one) as the value's problem."""
     cause = exc.__cause__
     if isinstance(cause, TouchgateError):
-        return Problem(cause.code, str(exc), dict(cause.params))
-    return Problem("options_not_loaded", str(exc), {"key": key})
+        return _invalid_value(cause.code, str(exc), dict(cause.params))
+    return _invalid_value("options_not_loaded", str(exc), {"key": key})
 
 
 def validate_params(
