@@ -343,22 +343,21 @@ async def _send_plugin(
         body={"plugin_id": prep.plugin_id, "orderNo": order_no, "users": entries},
     )
 
-    def failed(finding: Coded, note: str, error: str, duration_ms: int = 0) -> TestSendOut:
+    def failed(finding: Coded, error: str, duration_ms: int = 0) -> TestSendOut:
         response = ReceivedResponse(status=None, body=None, duration_ms=duration_ms, error=error)
-        statuses = [_user(g, FAIL, error, note, {"error": error}) for g in gids]
+        statuses = [_user(g, FAIL, error, "plugin_failed", {"error": error}) for g in gids]
         return _out(False, order_no, request, response, statuses, [finding])
 
     if prep.plugin_error is not None:
         words = f"The plugin cannot be used: {prep.plugin_error}."
-        finding = _finding("plugin_unusable", words, error=prep.plugin_error)
-        return failed(finding, "plugin_unusable", words)
+        return failed(_finding("plugin_unusable", words, error=prep.plugin_error), words)
     host = runtime.extras.get("plugin_host")
     if host is None or prep.plugin_id is None:
         words = (
             "The plugin host is not running in this process, so the plugin cannot be "
             "called; start Touchgate with `touchgate serve`."
         )
-        return failed(_finding("plugin_host_down", words), "plugin_host_down", words)
+        return failed(_finding("plugin_host_down", words), words)
     plugin_host = importlib.import_module("touchgate.plugins.host")
     retryable: type[Exception] = plugin_host.PluginRetryable
     failure: type[Exception] = plugin_host.PluginFailed
@@ -381,11 +380,11 @@ async def _send_plugin(
             "the batch would be retried on the touchpoint's schedule.",
             error=str(exc),
         )
-        return failed(finding, "plugin_retry", str(exc), ms)
+        return failed(finding, str(exc), ms)
     except failure as exc:
         ms = int((time.monotonic() - started) * 1000)
         finding = _finding("plugin_failed", f"The plugin failed: {exc}.", error=str(exc))
-        return failed(finding, "plugin_failed", str(exc), ms)
+        return failed(finding, str(exc), ms)
     ms = int((time.monotonic() - started) * 1000)
     response = ReceivedResponse(status=None, body=results, duration_ms=ms)
     reading = protocol.read_document(
@@ -532,7 +531,7 @@ def _diagnose(
         reason = reading.reason
         if status is not None and not 200 <= status <= 299:
             findings.append(_status_diagnosis(status, result, prep))
-            note: tuple[str, dict[str, Any]] = ("http_status", {"status": status})
+            statuses = [_user(g, FAIL, reason, "http_status", {"status": status}) for g in gids]
         elif reading.code not in (None, 0):
             message = reading.message or "(no message)"
             findings.append(
@@ -544,7 +543,8 @@ def _diagnose(
                     said=reading.message or "",
                 )
             )
-            note = ("endpoint_refused", {"api_code": reading.code, "said": reading.message or ""})
+            said = {"api_code": reading.code, "said": reading.message or ""}
+            statuses = [_user(g, FAIL, reason, "endpoint_refused", said) for g in gids]
         else:
             problem = _protocol_problem(reason)
             findings.append(
@@ -556,17 +556,13 @@ def _diagnose(
                     **problem,
                 )
             )
-            note = ("not_protocol", problem)
+            statuses = [_user(g, FAIL, reason, "not_protocol", problem) for g in gids]
         signature = _signature_finding(prep, _answer_text(result, reading))
         if signature is not None:
             findings.append(signature)
-        return (
-            False,
-            [_user(g, FAIL, reason, note[0], note[1]) for g in gids],
-            findings,
-        )
+        return False, statuses, findings
     ok = True
-    statuses: list[Noted] = []
+    statuses = []
     for gid in gids:
         if gid in reading.statuses:
             st, msg = reading.statuses[gid]

@@ -540,7 +540,7 @@ def create_touchpoint(
     sent = _parse(body, errors)
     for name in ("name", "type"):
         if name not in body:
-            errors.refuse(name, "required")
+            errors.refuse(name, "required", code="required")
     values = {name: getattr(sent, name) for name in sent.model_fields_set}
     draft = TouchpointCreate.model_construct(_fields_set=set(values), **values)
     given = {name for name, value in values.items() if value is not None}

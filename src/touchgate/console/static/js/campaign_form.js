@@ -5,7 +5,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { busy, field, h, replace, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorHeading, messageEl } from "./errors.js";
+import { applyFieldErrors, clearFieldErrors, errorText, formError } from "./errors.js";
 import { t } from "./i18n.js";
 
 const NAME_MAX = 20;
@@ -468,7 +468,7 @@ export async function renderCampaignForm(ctx, campaign) {
       const data = await api.get(`/projects/${pid}/touchpoints/${tp.id}/params/${encodeURIComponent(p.key)}/options`);
       options = Array.isArray(data) ? data : data.items || [];
     } catch (err) {
-      replace(slot, h("div", { class: "field-error", lang: "en" }, `${errorHeading(err)} — ${err.message}`));
+      replace(slot, h("div", { class: "field-error", title: err.message }, errorText(err)));
       return;
     }
     const current = ch.params[p.key];
@@ -566,15 +566,7 @@ export async function renderCampaignForm(ctx, campaign) {
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
         const unplaced = err.fieldErrors.length && !jsonMode ? applyFieldErrors(formSlot, err) : err.fieldErrors;
-        topErrors.appendChild(
-          h(
-            "div",
-            { class: "alert alert-error", role: "alert", "data-testid": "form-error", "data-code": err.code },
-            h("div", { class: "alert-title" }, errorHeading(err)),
-            err.fieldErrors.length ? h("div", {}, t("tp.form.fix_fields", { n: err.fieldErrors.length })) : h("div", { lang: "en" }, err.message),
-            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", messageEl("span", {}, f.message)))) : null,
-          ),
-        );
+        topErrors.appendChild(formError(err, unplaced));
         if (!err.fieldErrors.length || unplaced.length) topErrors.scrollIntoView({ block: "nearest" });
       }
     }),

@@ -3,7 +3,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
-import { errorBox, errorHeading } from "./errors.js";
+import { errorBox, errorText } from "./errors.js";
 import { formatDateTime, formatRelative, t } from "./i18n.js";
 
 const TYPES = ["notification", "benefit", "other"];
@@ -222,7 +222,7 @@ async function enable(tp, actions) {
     await api.post(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/enable`);
     toast(t("tp.enabled_toast", { name: tp.name }));
   } catch (err) {
-    toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+    toast(errorText(err), "error");
   }
   await actions.reload();
 }
@@ -236,7 +236,7 @@ async function disable(tp, actions) {
     if (err instanceof ApiError && err.code === "touchpoint_in_use") {
       showInUse(tp, err, pid);
     } else {
-      toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+      toast(errorText(err), "error");
     }
   }
   await actions.reload();
@@ -283,7 +283,7 @@ async function rotate(tp, actions) {
     const mod = await import("./touchpoint_form.js");
     mod.showSecret({ name: tp.name, signing_secret: out.signing_secret }, t("tp.rotated_text", { name: tp.name, until: formatDateTime(out.previous_secret_expires_at) }));
   } catch (err) {
-    toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+    toast(errorText(err), "error");
   }
 }
 
@@ -297,7 +297,7 @@ async function remove(tp, actions) {
     await api.del(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}`);
     toast(t("tp.deleted_toast", { name: tp.name }));
   } catch (err) {
-    toast(`${errorHeading(err)} ${err.message || ""}`, "error");
+    toast(errorText(err), "error");
   }
   await actions.reload();
 }
