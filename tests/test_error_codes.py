@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from touchgate.errors import PYDANTIC_CODES
+from touchgate.errors import PYDANTIC_CODES, PYDANTIC_TYPES
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "touchgate"
 I18N = SRC / "console" / "static" / "i18n"
@@ -185,6 +185,16 @@ def test_the_scan_finds_codes_of_every_kind() -> None:
     }
     for namespace, codes in expected.items():
         assert codes <= set(found.get(namespace, {})), (namespace, codes - set(found[namespace]))
+
+
+def test_custom_pydantic_codes_are_not_pydantic_type_names() -> None:
+    """``PydanticCustomError("too_long", …)`` would be read as Pydantic's own too_long."""
+    clashes = []
+    for path in sorted(SRC.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Call) and _name(node.func) == "PydanticCustomError":
+                clashes += [c for c in _strings(node.args[0]) if c in PYDANTIC_TYPES]
+    assert not clashes, f"custom codes named like Pydantic's error types: {clashes}"
 
 
 def test_codes_are_stable_machine_words() -> None:

@@ -176,6 +176,8 @@ def invalid_fields(
 # Pydantic's error type → (our field-detail code, {ctx key: param name}). Types
 # not listed get the generic ``invalid``; a type Pydantic does not define is a
 # ``PydanticCustomError`` of ours: its type is the code and its ctx the params.
+# (So a custom code must not be one of Pydantic's type names, like ``too_long``:
+# it would be read as Pydantic's own. tests/test_error_codes.py checks.)
 PYDANTIC_CODES: dict[str, tuple[str, dict[str, str]]] = {
     "missing": ("required", {}),
     "extra_forbidden": ("unknown_field", {}),

@@ -63,7 +63,7 @@ def _text(max_len: int) -> Any:
             raise PydanticCustomError("empty", "must not be empty")
         if len(value) > max_len:
             raise PydanticCustomError(
-                "too_long",
+                "text_too_long",
                 "must be at most {max} characters (got {got})",
                 {"max": max_len, "got": len(value)},
             )
@@ -79,7 +79,11 @@ def check_http_url(value: str) -> str:
     if not value:
         raise PydanticCustomError("empty", "must not be empty")
     if len(value) > URL_MAX:
-        raise PydanticCustomError("too_long", "must be at most {max} characters", {"max": URL_MAX})
+        raise PydanticCustomError(
+            "text_too_long",
+            "must be at most {max} characters (got {got})",
+            {"max": URL_MAX, "got": len(value)},
+        )
     if _has_control(value) or any(ch.isspace() for ch in value):
         raise PydanticCustomError("url_spaces", "must not contain spaces or control characters")
     try:
@@ -90,7 +94,7 @@ def check_http_url(value: str) -> str:
             "invalid_url", "is not a valid URL ({reason})", {"reason": str(exc)}
         ) from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise PydanticCustomError("url_scheme", "must be an http:// or https:// URL")
+        raise PydanticCustomError("url_not_http", "must be an http:// or https:// URL")
     if not parts.hostname:
         raise PydanticCustomError("url_no_host", "must name a host, like https://example.com/touch")
     if parts.username is not None or parts.password is not None:

@@ -43,26 +43,33 @@ function segments(path) {
 
 function valueEl(value) {
   const text = value === null || value === undefined || value === "" ? "—" : String(value);
-  return h("span", { class: "param" }, text);
+  return h("span", { class: "msg-value" }, text);
 }
 
 /** The label of a field path as nodes: "Parameter 1 · Key" (a key users chose stays as it is). */
 export function fieldLabelNodes(path) {
   const parts = [];
   let parent = null;
+  let parentIndexed = false;
+  let parentShown = false;
   for (const seg of segments(path)) {
     let label;
-    if (parent !== null && KEYED_BY_USER.has(parent)) label = h("code", { class: "param" }, seg.name);
+    if (parent !== null && KEYED_BY_USER.has(parent)) label = h("code", { class: "msg-value" }, seg.name);
     else if (!SILENT.has(seg.name)) {
-      label = tMaybe(`field.${parent}.${seg.name}`) ?? tMaybe(`field.${seg.name}`);
+      label = tMaybe(`field.${parent}.${seg.name}`);
+      // "Receipt URL" says "receipt" already: it replaces the parent's label (not "Parameter 1").
+      if (label !== null && parentShown && !parentIndexed) parts.pop();
+      label = label ?? tMaybe(`field.${seg.name}`);
       if (seg.index !== undefined) {
         const item = tMaybe(`field.${seg.name}[]`, { n: seg.index + 1 });
         label = item ?? `${label ?? seg.name} ${t("field.item[]", { n: seg.index + 1 })}`;
       }
-      label = label ?? h("code", { class: "param" }, seg.name);
+      label = label ?? h("code", { class: "msg-value" }, seg.name);
     }
     if (label !== undefined) parts.push(label);
     parent = seg.name;
+    parentIndexed = seg.index !== undefined;
+    parentShown = label !== undefined;
   }
   if (!parts.length) return [t("field.body")];
   return parts.flatMap((p, i) => (i ? [" · ", p] : [p]));
@@ -92,7 +99,7 @@ function render(key, params = {}) {
       usedProblem = true;
       nodes.push(...(problemNodes(params) ?? [valueEl(params.problem)]));
     } else if (piece.endsWith("field") && typeof params[piece] === "string") {
-      nodes.push(h("span", { class: "field-label" }, fieldLabelNodes(params[piece])));
+      nodes.push(h("span", { class: "msg-field" }, fieldLabelNodes(params[piece])));
     } else {
       nodes.push(valueEl(params[piece]));
     }
@@ -175,7 +182,7 @@ export function fieldErrorItem(detail) {
   return h(
     "li",
     { "data-error-field": detail.field },
-    h("span", { class: "field-label" }, fieldLabelNodes(detail.field)),
+    h("span", { class: "msg-field" }, fieldLabelNodes(detail.field)),
     t("error.label_sep"),
     messageEl("span", {}, detail),
   );
@@ -271,7 +278,7 @@ export function applyFieldErrors(root, err, alias = (p) => p) {
     const exact = path === alias(normalizePath(item.field));
     const msg = exact
       ? messageEl("div", { class: "field-error", "data-error-for": path }, item)
-      : h("div", { class: "field-error", "data-error-for": path }, h("span", { class: "field-label" }, fieldLabelNodes(item.field)), t("error.label_sep"), messageEl("span", {}, item));
+      : h("div", { class: "field-error", "data-error-for": path }, h("span", { class: "msg-field" }, fieldLabelNodes(item.field)), t("error.label_sep"), messageEl("span", {}, item));
     anchor.appendChild(msg);
     if (!first) first = target;
   }
