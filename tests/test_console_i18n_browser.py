@@ -20,10 +20,11 @@ from aiohttp import web
 from playwright.sync_api import Browser, Locator, Page, expect
 
 from conftest import LiveServer, free_port
-from test_console_browser import browser, row, shot, sign_in, texts
+from test_console_browser import browser, page, row, shot, sign_in, texts
 from test_testsend import ThreadedServer
 
-__all__ = ["browser"]  # the module-scoped Chromium of the console's browser tests
+# The console's browser tests' Chromium (one per module) and page (in ``lang``).
+__all__ = ["browser", "page"]
 
 pytestmark = pytest.mark.browser
 
@@ -53,17 +54,9 @@ def fill(template: str, **params: Any) -> str:
 
 
 @pytest.fixture
-def zh_page(browser: Browser, live_server: LiveServer, runtime: Any) -> Iterator[Page]:
-    context = browser.new_context(
-        locale=ZH, viewport={"width": 1400, "height": 900}, base_url=live_server.url
-    )
-    context.set_default_timeout(15_000)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors in the console: {errors}"
+def lang() -> str:
+    """The console's browser fixtures (``page``) on a Chinese screen."""
+    return ZH
 
 
 @pytest.fixture
@@ -129,7 +122,7 @@ def _async(handler: Any) -> Any:
     ],
 )
 def test_a_failed_test_send_reads_in_chinese(
-    zh_page: Page,
+    page: Page,
     project: dict[str, Any],
     client: httpx.Client,
     endpoint: ThreadedServer,
@@ -142,9 +135,9 @@ def test_a_failed_test_send_reads_in_chinese(
     url = f"http://127.0.0.1:{free_port()}/touch" if handler is None else endpoint.url + "/touch"
     endpoint.handler = None if handler is None else _async(handler)
     touchpoint(client, project["id"], url, token="令牌-s3cret", timeout_seconds=2)
-    sign_in(zh_page)
-    row(zh_page, "短信通道").get_by_test_id("tp-test").click()
-    dialog = zh_page.get_by_test_id("test-dialog")
+    sign_in(page)
+    row(page, "短信通道").get_by_test_id("tp-test").click()
+    dialog = page.get_by_test_id("test-dialog")
     dialog.get_by_test_id("test-gid").fill("7")
     dialog.get_by_test_id("test-param-title").fill("你好")
     dialog.get_by_test_id("test-send").click()
@@ -162,19 +155,19 @@ def test_a_failed_test_send_reads_in_chinese(
     if code == "http_auth":
         expect(findings.first).to_contain_text("认证 Token")
         expect(findings.first).to_contain_text("签名密钥")
-    shot(zh_page, ZH, f"i18n-test-send-{case}")
+    shot(page, ZH, f"i18n-test-send-{case}")
     result = dialog.locator(".result-pane")
     assert english_in(result) == [], english_in(result)
 
 
 def test_a_test_send_with_invalid_values_names_the_fields_in_chinese(
-    zh_page: Page, project: dict[str, Any], client: httpx.Client, endpoint: ThreadedServer
+    page: Page, project: dict[str, Any], client: httpx.Client, endpoint: ThreadedServer
 ) -> None:
     t = texts(ZH)
     touchpoint(client, project["id"], endpoint.url)
-    sign_in(zh_page)
-    row(zh_page, "短信通道").get_by_test_id("tp-test").click()
-    dialog = zh_page.get_by_test_id("test-dialog")
+    sign_in(page)
+    row(page, "短信通道").get_by_test_id("tp-test").click()
+    dialog = page.get_by_test_id("test-dialog")
     dialog.get_by_test_id("test-send").click()  # the required title is empty
     error = dialog.locator("[data-error-for='params.title']")
     expect(error).to_have_text(t["field_error.required"])
@@ -187,12 +180,12 @@ def test_a_test_send_with_invalid_values_names_the_fields_in_chinese(
 
 
 def test_a_bad_touchpoint_reads_in_chinese(
-    zh_page: Page, project: dict[str, Any], client: httpx.Client
+    page: Page, project: dict[str, Any], client: httpx.Client
 ) -> None:
     t = texts(ZH)
-    sign_in(zh_page)
-    zh_page.get_by_test_id("tp-add").click()
-    form = zh_page.get_by_test_id("tp-form")
+    sign_in(page)
+    page.get_by_test_id("tp-add").click()
+    form = page.get_by_test_id("tp-form")
     form.get_by_test_id("tp-name").fill("一个名字超过十五个字的优惠券发放通道")  # 18 characters
     form.get_by_test_id("tp-type").select_option("benefit")
     form.get_by_test_id("tp-url").fill("http://127.0.0.1:9/touch")
@@ -213,14 +206,14 @@ def test_a_bad_touchpoint_reads_in_chinese(
     )
     expect(duplicate).to_have_attribute("title", "duplicate key 'title' (also template_params[0])")
     expect(form.get_by_test_id("form-error")).to_contain_text(t["error.code.invalid_input"])
-    shot(zh_page, ZH, "i18n-touchpoint-form")
+    shot(page, ZH, "i18n-touchpoint-form")
     assert english_in(form.locator(".field-error")) == []
     assert english_in(form.get_by_test_id("form-error")) == []
     assert client.get(f"/projects/{project['id']}/touchpoints").json()["total"] == 0
 
 
 def test_field_labels_follow_the_path_in_both_languages(
-    zh_page: Page, browser: Browser, live_server: LiveServer, project: dict[str, Any]
+    page: Page, browser: Browser, live_server: LiveServer, project: dict[str, Any]
 ) -> None:
     """The label of a path is made of its segments, in the reader's language."""
     paths = {
@@ -248,9 +241,9 @@ def test_field_labels_follow_the_path_in_both_languages(
         ),
     }
     en_page = browser.new_context(locale="en", base_url=live_server.url).new_page()
-    for page, index in ((zh_page, 0), (en_page, 1)):
-        sign_in(page)
-        found = page.evaluate(
+    for screen, index in ((page, 0), (en_page, 1)):
+        sign_in(screen)
+        found = screen.evaluate(
             """async (paths) => {
                  const errors = await import('/console/js/errors.js');
                  return paths.map((p) => errors.fieldLabel(p));
@@ -261,12 +254,10 @@ def test_field_labels_follow_the_path_in_both_languages(
     en_page.context.close()
 
 
-def test_an_unknown_code_gets_a_generic_chinese_text(
-    zh_page: Page, project: dict[str, Any]
-) -> None:
+def test_an_unknown_code_gets_a_generic_chinese_text(page: Page, project: dict[str, Any]) -> None:
     t = texts(ZH)
-    sign_in(zh_page)
-    found = zh_page.evaluate(
+    sign_in(page)
+    found = page.evaluate(
         """async () => {
              const errors = await import('/console/js/errors.js');
              const { ApiError } = await import('/console/js/api.js');
@@ -287,7 +278,7 @@ def test_an_unknown_code_gets_a_generic_chinese_text(
 
 
 def test_a_refused_campaign_submit_reads_in_chinese(
-    zh_page: Page, project: dict[str, Any], client: httpx.Client, endpoint: ThreadedServer
+    page: Page, project: dict[str, Any], client: httpx.Client, endpoint: ThreadedServer
 ) -> None:
     # The campaign's own messages are being given codes by the campaigns work; until
     # then a detail without one shows the generic text, never the English sentence.
@@ -314,12 +305,12 @@ def test_a_refused_campaign_submit_reads_in_chinese(
     cid = r.json()["id"]
     # The touchpoint is taken away from the space: the campaign can no longer be submitted.
     client.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": []})
-    sign_in(zh_page)
-    zh_page.goto(f"/#/p/{pid}/s/{space['id']}/campaigns/{cid}")
-    zh_page.get_by_test_id("campaign-submit").click()
-    refusal = zh_page.get_by_test_id("action-error")
+    sign_in(page)
+    page.goto(f"/#/p/{pid}/s/{space['id']}/campaigns/{cid}")
+    page.get_by_test_id("campaign-submit").click()
+    refusal = page.get_by_test_id("action-error")
     expect(refusal).to_be_visible()
     expect(refusal).to_contain_text(t["error.code.invalid_input"])
     expect(refusal).to_contain_text("发送策略 · 触点 1 · 触点")
-    shot(zh_page, ZH, "i18n-campaign-submit")
+    shot(page, ZH, "i18n-campaign-submit")
     assert english_in(refusal) == [], english_in(refusal)
