@@ -23,10 +23,13 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
+import httpx
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 
-from touchgate.errors import PYDANTIC_CODES, PYDANTIC_TYPES
+from touchgate.errors import PYDANTIC_CODES, PYDANTIC_TYPES, pydantic_details
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "touchgate"
 I18N = SRC / "console" / "static" / "i18n"
@@ -266,3 +269,146 @@ def test_every_field_error_in_the_coded_domains_names_its_code() -> None:
                 if {"field", "message"} <= keys and "code" not in keys:
                     problems.append(f"{where}: a field detail without a code (use field_detail)")
     assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------- what the API sends
+
+
+def details(r: httpx.Response) -> dict[str, tuple[str, dict[str, Any]]]:
+    """field → (code, params) of a refusal; every detail also keeps its English message."""
+    assert r.status_code == 422, r.text
+    error = r.json()["error"]
+    assert error["code"] == "invalid_input" and error["message"]
+    assert all(d["message"] for d in error["details"])
+    return {d["field"]: (d["code"], d["params"]) for d in error["details"]}
+
+
+def test_pydantic_errors_get_our_codes_and_params(client: httpx.Client) -> None:
+    r = client.post("/projects", json={"name": 5, "colour": "red", "timezone": "Mars/Base"})
+    assert details(r) == {
+        "name": ("not_text", {}),
+        "colour": ("unknown_field", {}),
+        "timezone": ("unknown_timezone", {"value": "Mars/Base"}),
+    }
+    r = client.post("/projects", json={"name": "x" * 101, "approval_required": "perhaps"})
+    assert details(r) == {
+        "name": ("too_long", {"max": 100}),
+        "approval_required": ("not_boolean", {}),
+    }
+    assert details(client.post("/projects", json={})) == {"name": ("required", {})}
+    r = client.get("/projects", params={"limit": 0})
+    assert details(r) == {"limit": ("min_value", {"min": 1})}
+
+
+def test_touchpoint_rules_have_codes(client: httpx.Client, project: dict[str, Any]) -> None:
+    body = {
+        "name": "一个名字超过十五个字的优惠券发放通道",
+        "type": "coupon",
+        "url": "ftp://example.com/x",
+        "batch_size": 0,
+        "retry_schedule": [5] * 11,
+        "receipt": {"mode": "sync", "url": "https://example.com/r"},
+        "template_params": [
+            {"key": "title", "name": "Title", "type": "text"},
+            {"key": "title", "name": "Again", "type": "text"},
+        ],
+    }
+    r = client.post(f"/projects/{project['id']}/touchpoints", json=body)
+    assert details(r) == {
+        "name": ("text_too_long", {"max": 15, "got": 18}),
+        "type": ("not_one_of", {"expected": "notification, benefit, other"}),
+        "url": ("url_not_http", {}),
+        "batch_size": ("min_value", {"min": 1}),
+        "retry_schedule": ("too_many_items", {"max": 10}),
+        "receipt.url": ("only_for_async", {}),
+        "template_params[1].key": (
+            "duplicate_key",
+            {"value": "title", "other_field": "template_params[0].key"},
+        ),
+    }
+
+
+def test_conflicts_name_what_they_are_about(client: httpx.Client, project: dict[str, Any]) -> None:
+    pid = project["id"]
+    body = {"name": "短信", "type": "other", "url": "https://example.com/touch"}
+    tid = client.post(f"/projects/{pid}/touchpoints", json=body).json()["id"]
+    r = client.post(f"/projects/{pid}/touchpoints", json=body)
+    assert r.status_code == 409
+    error = r.json()["error"]
+    assert (error["code"], error["params"]) == ("name_taken", {"name": "短信"})
+    assert [(d["field"], d["code"]) for d in error["details"]] == [("name", "name_taken")]
+    r = client.patch(f"/projects/{pid}/touchpoints/{tid}", json={"batch_size": 10})
+    assert r.status_code == 409
+    error = r.json()["error"]
+    assert (error["code"], error["params"]) == ("touchpoint_enabled", {"name": "短信"})
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error"),
+    [
+        (b'{"name": "x",', "application/json", "Expecting"),
+        (b'{"name": "\xff\xfe"}', "application/json", "not UTF-8"),
+    ],
+)
+@pytest.mark.parametrize("route", ["/projects", "/projects/{pid}/touchpoints"])
+def test_unreadable_json_is_invalid_input(
+    client: httpx.Client,
+    project: dict[str, Any],
+    route: str,
+    body: bytes,
+    content_type: str,
+    error: str,
+) -> None:
+    """Both a typed body and one read as a plain object (the touchpoint routes)."""
+    r = client.post(
+        route.format(pid=project["id"]), content=body, headers={"Content-Type": content_type}
+    )
+    [(field, (code, params))] = details(r).items()
+    assert (field, code) == ("body", "invalid_json")
+    assert error in params["error"]
+
+
+def test_events_name_each_bad_field(client: httpx.Client, project: dict[str, Any]) -> None:
+    r = client.post(
+        f"/projects/{project['id']}/events",
+        json={"events": [{"name": "buy", "gid": 0}, {"name": " ", "gid": 1, "extra": 1}]},
+    )
+    assert details(r) == {
+        "events[0].gid": ("min_value", {"min": 1}),
+        "events[1].name": ("empty", {}),
+        "events[1].extra": ("unknown_field", {}),
+    }
+    r = client.post(
+        f"/projects/{project['id']}/events",
+        json={"name": "buy", "gid": 1, "properties": {"a": [1, "x\u0000"]}},
+    )
+    assert details(r) == {"properties": ("nul_characters", {"path": "a[1]"})}
+
+
+def test_discriminated_unions_say_which_kind_is_wrong() -> None:
+    """For the campaign steps and triggers (Pydantic unions with a tag)."""
+
+    class Once(BaseModel):
+        type: Literal["once"]
+
+    class Recurring(BaseModel):
+        type: Literal["recurring"]
+        cron: str
+
+    class Campaign(BaseModel):
+        trigger: Annotated[Once | Recurring, Field(discriminator="type")]
+
+    for value, expected in [
+        (
+            {"type": "weekly"},
+            ("unknown_kind", {"key": "type", "value": "weekly", "expected": "once, recurring"}),
+        ),
+        ({}, ("kind_missing", {"key": "type"})),
+    ]:
+        with pytest.raises(ValidationError) as info:
+            Campaign.model_validate({"trigger": value})
+        [detail] = pydantic_details(info.value.errors())
+        assert detail["field"] == "trigger"
+        assert detail["code"] == expected[0]
+        assert detail["params"] == expected[1]
+    assert detail["message"]

@@ -263,9 +263,9 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def _choices(expected: Any) -> str:
+def _choices(expected: str) -> str:
     """Pydantic's ``"'sync' or 'async'"`` as ``sync, async``: no English word in it."""
-    return re.sub(r"'([^']*)'", r"\1", str(expected)).replace(" or ", ", ")
+    return re.sub(r"'([^']*)'", r"\1", expected).replace(" or ", ", ")
 
 
 def pydantic_detail(error: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -284,8 +284,9 @@ def pydantic_detail(error: Mapping[str, Any], prefix: str = "") -> dict[str, Any
         return field_detail(field, message, kind, {k: _plain(v) for k, v in ctx.items()})
     code, renames = PYDANTIC_CODES.get(kind, ("invalid", {}))
     params = {name: _plain(ctx[key]) for key, name in renames.items() if key in ctx}
-    if code in ("not_one_of", "unknown_kind") and "expected" in params:
-        params["expected"] = _choices(params["expected"])
+    for name in ("expected", "key"):  # quoted names and choices, as Pydantic gives them
+        if isinstance(params.get(name), str):
+            params[name] = _choices(params[name])
     return field_detail(field, message, code, params)
 
 
