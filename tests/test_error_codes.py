@@ -62,7 +62,8 @@ BUILT_IN = {
     },
     # "invalid" is FieldErrors.add's default; an options API failure under a value
     # (delivery.params) carries the error's own code.
-    "field_error": {"invalid", "required", "options_api_failed"},
+    # out_of_range is the example in errors.py (and in the team's brief).
+    "field_error": {"invalid", "required", "options_api_failed", "out_of_range"},
     "problem": {"other"},
 }
 

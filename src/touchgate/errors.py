@@ -30,7 +30,10 @@ How to give a message a code (and its translation):
   :data:`PYDANTIC_CODES` (``required``, ``too_long`` with ``{max}``…).
 
 A param whose name ends in ``field`` (``other_field``) holds a field path and is
-shown as that field's label. Every NEW code needs a text in BOTH i18n files:
+shown as that field's label; a ``problem`` param holds a code of its own, shown
+as ``problem.<code>`` (what was wrong with an answer: ``not_json``…). The test
+send's findings and per-user notes are :class:`Coded` too (``diagnosis.<code>``,
+``status_note.<code>``). Every NEW code needs a text in BOTH i18n files:
 ``tests/test_error_codes.py`` finds the codes in the source and fails otherwise.
 """
 
