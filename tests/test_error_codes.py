@@ -44,6 +44,8 @@ HELPERS = {
     "_finding": (0, "diagnosis"),  # delivery.testsend
     "_user": (3, "status_note"),  # delivery.testsend
     "_failed": (0, "problem"),  # delivery.options
+    "_line_problem": (2, "field_error"),  # datastore.importer
+    "BadValue": (0, "field_error"),  # datastore.importer
 }
 # Callables whose ``code=`` keyword is a field-detail code.
 FIELD_CODE_CALLS = {"add", "refuse", "Coded", "FieldDetail", "UserNote"}

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..errors import FieldDetail
+
 MAX_GID = 2**63 - 1
 KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # ``gid`` is the user id column of every import; an attribute cannot shadow it.
@@ -136,6 +138,9 @@ class UserOut(BaseModel):
 class ImportLineError(BaseModel):
     line: int
     message: str
+    # What is wrong, a field detail each (``attributes.city``, ``gid``, ``line``…)
+    # with its code and params; ``message`` joins them in English.
+    details: list[FieldDetail]
 
 
 class ImportResult(BaseModel):
