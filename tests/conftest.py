@@ -21,6 +21,7 @@ import psycopg
 import pytest
 import uvicorn
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from touchgate.config import Settings
 from touchgate.models import Base
@@ -89,12 +90,21 @@ def database(
 
 def truncate_all(runtime: Runtime) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
-    with runtime.engine.begin() as conn:
-        if runtime.engine.dialect.name == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))
+    # The live server's worker and scheduler keep reading while a test starts: on
+    # PostgreSQL the TRUNCATE can deadlock with one of their queries (the server
+    # picks the TRUNCATE as the victim). Try again; the worker's query is short.
+    for attempt in range(5):
+        try:
+            with runtime.engine.begin() as conn:
+                if runtime.engine.dialect.name == "postgresql":
+                    conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                else:
+                    for name in tables:
+                        conn.execute(text(f"DELETE FROM {name}"))
+            return
+        except OperationalError as exc:
+            if attempt == 4 or "deadlock" not in str(exc):
+                raise
 
 
 class LiveServer:

@@ -13,7 +13,6 @@ import json
 import os
 import re
 import threading
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,6 +204,12 @@ def sign_in(page: Page) -> None:
 
 def row(page: Page, name: str) -> Any:
     return page.locator(f"[data-testid=tp-row][data-name='{name}']")
+
+
+def more(tp_row: Any, action: str) -> None:
+    """Open a touchpoint row's "More" menu and choose an action in it."""
+    tp_row.get_by_test_id("tp-more").click()
+    tp_row.get_by_test_id(action).click()
 
 
 TOUCHPOINT_BODY: dict[str, Any] = {
@@ -425,7 +430,11 @@ def test_authorise_test_disable_edit_delete(
     expect(test.get_by_test_id("test-param-amount")).to_have_attribute("type", "number")
     test.get_by_test_id("test-param-amount").fill("100")
     cascade = test.get_by_test_id("test-param-jump")
-    expect(cascade.get_by_test_id("enum-level2")).to_be_disabled()
+    # No second-level select until a category with children is chosen.
+    expect(cascade.get_by_test_id("enum-level1")).to_be_visible()
+    expect(cascade.get_by_test_id("enum-level2")).to_have_count(0)
+    cascade.get_by_test_id("enum-level1").select_option("H5")
+    expect(cascade.get_by_test_id("enum-level2")).to_have_count(0)
     cascade.get_by_test_id("enum-level1").select_option("APP")
     cascade.get_by_test_id("enum-level2").select_option("APP_HOME")
     test.get_by_test_id("test-param-title").fill("Hi {{memberId}}")
@@ -450,7 +459,7 @@ def test_authorise_test_disable_edit_delete(
     expect(tp_row.get_by_test_id("tp-last-test")).to_contain_text(t["tp.test_ok"])
 
     # Rotating the signing secret shows the new one once.
-    tp_row.get_by_test_id("tp-rotate").click()
+    more(tp_row, "tp-rotate")
     page.get_by_test_id("confirm-ok").click()
     rotated = page.get_by_test_id("secret-dialog").get_by_test_id("signing-secret")
     expect(rotated).to_have_value(re.compile(r"^whsec_"))
@@ -465,13 +474,19 @@ def test_authorise_test_disable_edit_delete(
 
     guard.register_usage_check(blocking)
     try:
-        tp_row.get_by_test_id("tp-disable").click()
+        more(tp_row, "tp-disable")
+        # Disabling asks first.
+        confirm = page.get_by_test_id("disable-confirm")
+        expect(confirm).to_contain_text("Coupons")
+        confirm.get_by_test_id("confirm-ok").click()
         refusal = page.get_by_test_id("in-use")
         expect(refusal).to_be_visible()
         link = refusal.get_by_test_id("blocking-campaign")
         expect(link).to_have_text("Birthday coupon")
         assert link.get_attribute("href") == f"#/p/{pid}/campaign/7"
         expect(refusal).to_contain_text(t["campaign.status.running"])
+        # What a running campaign's owner can do about it: pause it, then end it.
+        expect(refusal.get_by_test_id("unblock-hint")).to_have_text(t["tp.unblock.pause_end"])
         shot(page, lang, "10-disable-refused")
         page.keyboard.press("Escape")
     finally:
@@ -479,7 +494,8 @@ def test_authorise_test_disable_edit_delete(
     expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.enabled"])
 
     # Disable, then edit (type fixed, token write-only) and delete.
-    tp_row.get_by_test_id("tp-disable").click()
+    more(tp_row, "tp-disable")
+    page.get_by_test_id("confirm-ok").click()
     expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.disabled"])
     tp_row.get_by_test_id("tp-edit").click()
     form = page.get_by_test_id("tp-form")
@@ -497,7 +513,7 @@ def test_authorise_test_disable_edit_delete(
     assert stored["template_params"] == TOUCHPOINT_BODY["template_params"]
     shot(page, lang, "12-list-disabled")
 
-    edited.get_by_test_id("tp-delete").click()
+    more(edited, "tp-delete")
     page.get_by_test_id("confirm-ok").click()
     expect(edited).to_have_count(0)
     assert client.get(f"/projects/{pid}/touchpoints/{tid}").status_code == 404
@@ -570,7 +586,8 @@ def test_campaign_editor_refusal_link_and_results(
 
     # A campaign in approval keeps the touchpoint in use: the refusal links to it.
     page.get_by_test_id("nav-touchpoints").click()
-    row(page, "Coupons").get_by_test_id("tp-disable").click()
+    more(row(page, "Coupons"), "tp-disable")
+    page.get_by_test_id("confirm-ok").click()
     refusal = page.get_by_test_id("in-use")
     link = refusal.get_by_test_id("blocking-campaign")
     expect(link).to_have_text("Shanghai coupons")
@@ -583,16 +600,21 @@ def test_campaign_editor_refusal_link_and_results(
     expect(page.get_by_test_id("campaign-status")).to_have_text(
         t["campaign.status.awaiting_publish"]
     )
+    expect(page.get_by_test_id("toast").last).to_contain_text(
+        t["campaign.toast.approve"].replace("{name}", "Shanghai coupons")
+    )
+    # Publishing asks first, saying whom it reaches now (3 Shanghai users).
     page.get_by_test_id("campaign-publish").click()
+    reach = page.get_by_test_id("publish-confirm").get_by_test_id("publish-reach")
+    users = t["campaign.reach.users"].replace("{n}", "3")
+    expect(reach).to_have_text(t["campaign.reach.now"].replace("{users}", users))
+    shot(page, lang, "14c-publish-confirm")
+    page.get_by_test_id("publish-confirm").get_by_test_id("confirm-ok").click()
     expect(page.get_by_test_id("campaign-publish")).to_have_count(0)
-    stats_url = f"/projects/{pid}/spaces/{growth['id']}/campaigns/{cid}/stats"
-    deadline = time.monotonic() + 60
-    while client.get(stats_url).json()["succeeded"] < 3:
-        assert time.monotonic() < deadline, client.get(stats_url).json()
-        time.sleep(0.3)
-    page.reload()
+    # The page follows the run by itself, no reload: the cards reach 3 and settle.
+    expect(page.get_by_test_id("stat-succeeded")).to_contain_text("3", timeout=60_000)
+    expect(page.get_by_test_id("live")).to_have_count(0, timeout=60_000)
     expect(page.get_by_test_id("stat-targeted")).to_contain_text("3")
-    expect(page.get_by_test_id("stat-succeeded")).to_contain_text("3")
     expect(page.get_by_test_id("deliveries-table").locator("tbody tr")).to_have_count(3)
     expect(page.get_by_test_id("chart-touchpoints").locator("svg rect")).to_have_count(1)
     expect(page.get_by_test_id("chart-time").locator("svg rect").first).to_be_visible()
@@ -648,9 +670,30 @@ def test_options_api_preview(
     expect(preview.get_by_test_id("many-options")).to_be_visible()
     expect(preview).to_contain_text("Template 2.39")
     shot(page, lang, "17-options-preview")
-    # A changed URL is not saved yet, so it cannot be previewed until saved.
-    param.get_by_test_id("enum-url").fill(options_url + "?v=2")
+    page.get_by_test_id("tp-cancel").click()
+    expect(form).to_have_count(0)
+
+    # A new touchpoint's options API is previewed before it is saved.
+    page.get_by_test_id("tp-add").click()
+    form.get_by_test_id("param-add").click()
+    param = form.get_by_test_id("param-row")
+    param.get_by_test_id("param-type").select_option("enum")
+    param.locator("[data-testid=enum-source-api] + span").click()
     expect(param.get_by_test_id("options-load")).to_be_disabled()
+    param.get_by_test_id("enum-url").fill(options_url)
+    param.get_by_test_id("options-load").click()
+    # The options API receives the parameter's key: it is asked for first.
+    expect(param.get_by_test_id("options-error")).to_have_text(t["tp.enum.need_key"])
+    param.get_by_test_id("param-key").fill("tpl")
+    param.get_by_test_id("options-load").click()
+    expect(param.get_by_test_id("options-count")).to_have_text(
+        t["tp.enum.count"].replace("{n}", "120")
+    )
+    # A URL that answers nothing useful says so, in the preview.
+    param.get_by_test_id("enum-url").fill(receiver.url.replace("/touch", "/nothing"))
+    param.get_by_test_id("options-load").click()
+    expect(param.get_by_test_id("options-error")).to_be_visible()
+    shot(page, lang, "17b-options-preview-unsaved")
 
 
 def test_plugin_touchpoint_form(

@@ -91,7 +91,14 @@ def test_real_test_sends_are_verified_and_answered(
     assert out["ok"] is True, out
     assert [s["status"] for s in out["statuses"]] == ["TOU_SUCC", "TOU_SUCC"]
     assert out["response"]["body"]["orderNo"] == out["order_no"]
-    assert rx.stats() == {"orders": 1, "users": 2, "failed_users": 0, "repeats": 0, "rejected": 0}
+    assert rx.stats() == {
+        "orders": 1,
+        "users": 2,
+        "failed_users": 0,
+        "repeats": 0,
+        "rejected": 0,
+        "synthetic_users": 0,
+    }
 
     # After a rotation both signatures are sent; the receiver still knowing only
     # the old secret accepts the request.
@@ -103,11 +110,15 @@ def test_real_test_sends_are_verified_and_answered(
     assert out["ok"] is True, out
     assert rx.stats()["orders"] == 2
 
-    # One line per delivery on stdout.
-    lines = [line for line in rx.stop().splitlines() if " order " in line]
+    # One line per delivery on stdout, then one per gid it carried.
+    out = rx.stop().splitlines()
+    lines = [line for line in out if " order " in line]
     assert len(lines) == 2
     assert "2 users, 2 TOU_SUCC, 0 TOU_FAIL" in lines[0]
-    assert '"title": "Hi Ann"' in lines[0]
+    gid_lines = [line for line in out if "  gid " in line]
+    assert len(gid_lines) == 4
+    assert "gid 1 TOU_SUCC" in gid_lines[0] and '"title": "Hi Ann"' in gid_lines[0]
+    assert "gid 2 TOU_SUCC" in gid_lines[1]
 
 
 def test_wrong_token_or_secret_is_rejected(
@@ -281,6 +292,13 @@ def test_fail_rate_and_bad_arguments(receivers: list[Receiver]) -> None:
         timeout=30,
     )
     assert bad.returncode == 2 and "--fail-rate must be between 0 and 1" in bad.stderr
+    bad = subprocess.run(
+        [sys.executable, str(RECEIVER), "--secret", "whsec_not base64!"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert bad.returncode == 2 and "--secret must be whsec_ followed by base64" in bad.stderr
 
 
 def test_demo_touchpoint_and_receiver(

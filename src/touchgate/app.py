@@ -28,6 +28,7 @@ OPTIONAL_ROUTER_MODULES = [
     "touchgate.touchpoints.endpoints",
     "touchgate.delivery.endpoints",
     "touchgate.delivery.test_endpoints",
+    "touchgate.doctor.endpoints",
     "touchgate.plugins.endpoints",
     "touchgate.campaigns.endpoints",
 ]

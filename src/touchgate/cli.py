@@ -1,16 +1,19 @@
-"""The one entry point: ``touchgate serve | worker | db | import | plugin | demo``."""
+"""The one entry point: ``touchgate serve | worker | db | import | plugin | doctor``."""
 
 from __future__ import annotations
 
 import os
 import secrets
+import signal
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from .config import Settings, get_settings
+from .doctor.cli import doctor
 from .plugins.cli import plugin_app
 
 app = typer.Typer(no_args_is_help=True, help="Touchgate: custom touchpoints for campaigns.")
@@ -19,6 +22,7 @@ import_app = typer.Typer(no_args_is_help=True, help="Bulk imports into the data 
 app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(plugin_app, name="plugin")
+app.command()(doctor)
 console = Console(stderr=True, soft_wrap=True)
 
 ADMIN_TOKEN_FILE = "touchgate.admin-token"
@@ -43,6 +47,10 @@ def _ensure_admin_token(settings: Settings) -> tuple[Settings, str]:
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
     return settings.model_copy(update={"admin_token": token}), token
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 @db_app.command("upgrade")
@@ -95,6 +103,10 @@ def serve(
         console.print("  test-send to the demo receiver:")
         hint = demo_test_send_hint(receiver, base_url, token)
         console.print("    " + hint, soft_wrap=True, markup=False)
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
+    # handler that was there before it: without one of ours that kills the process on
+    # the spot, and the receiver below would outlive it.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
     finally:

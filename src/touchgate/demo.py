@@ -5,10 +5,12 @@ that answers it, so a newcomer sees real, signed deliveries.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
 import secrets
+import signal
 import socket
 import subprocess
 import sys
@@ -164,6 +166,16 @@ class DemoReceiver:
                 self.process.wait()
 
 
+def _stop_with_parent() -> None:
+    """Run in the receiver's process before it starts: have Linux send it SIGTERM when
+    the service's process dies, even by SIGKILL, when ``stop()`` never runs."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+
 def _write_private(path: Path, data: dict[str, Any]) -> None:
     """Write ``data`` as JSON readable by the owner only (it holds the secrets)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -269,7 +281,11 @@ def start_demo_receiver(
         )
         return demo
     demo.process = subprocess.Popen(
-        [sys.executable, str(script), "--config", str(demo.config_path), "--port", str(demo.port)]
+        [sys.executable, str(script), "--config", str(demo.config_path), "--port", str(demo.port)],
+        # Its own session: a Ctrl-C in the terminal reaches the service, which stops
+        # the receiver itself (no second traceback from the receiver).
+        start_new_session=True,
+        preexec_fn=_stop_with_parent if sys.platform == "linux" else None,
     )
     say(
         f"Demo touchpoint {DEMO_TOUCHPOINT!r} (id {demo.touchpoint_id}) delivers to the sample "

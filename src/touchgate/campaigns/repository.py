@@ -350,6 +350,16 @@ def sample_gids(
     )
 
 
+def count_audience(session: Session, project_id: int, audience: ColumnElement[bool]) -> int:
+    """How many users match the audience now (what a publish would reach)."""
+    return int(
+        session.scalar(
+            select(func.count()).select_from(User).where(User.project_id == project_id, audience)
+        )
+        or 0
+    )
+
+
 def user_attributes(
     session: Session, project_id: int, gids: Sequence[int]
 ) -> dict[int, dict[str, Any]]:

@@ -407,12 +407,8 @@ def preview(
     send step and touchpoint. Nothing is sent and nothing is written."""
     now = now or utcnow()
     catalogue = repo.catalogue(session, campaign.project_id)
-    gids = repo.sample_gids(
-        session,
-        campaign.project_id,
-        audience_sql(campaign.id, campaign.audience, catalogue),
-        sample,
-    )
+    audience = audience_sql(campaign.id, campaign.audience, catalogue)
+    gids = repo.sample_gids(session, campaign.project_id, audience, sample)
     attrs = repo.user_attributes(session, campaign.project_id, gids)
     routed: list[tuple[dict[str, Any], list[int]]] = []
     _route(session, campaign, catalogue, campaign.strategy, gids, routed)
@@ -462,7 +458,13 @@ def preview(
                         "body_text": body.decode(),
                     }
                 )
-    return {"sample": sample, "gids": gids, "requests": requests}
+    return {
+        "sample": sample,
+        "gids": gids,
+        "requests": requests,
+        # The audience now, for the confirmation before publishing and the approver.
+        "audience_size": repo.count_audience(session, campaign.project_id, audience),
+    }
 
 
 def _route(

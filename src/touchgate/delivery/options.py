@@ -38,6 +38,7 @@ log = logging.getLogger("touchgate.delivery.options")
 CACHE_SECONDS = 300.0
 OPTIONS_WARN_THRESHOLD = 100
 CACHE_KEY = "enum_options_cache"
+PREVIEW_TIMEOUT_SECONDS = 15
 
 T = TypeVar("T")
 
@@ -61,7 +62,8 @@ class OptionsSource:
     """Everything needed to call one parameter's options API, read from the
     database before any network I/O (no ORM object crosses an ``await``)."""
 
-    touchpoint_id: int
+    # None for a touchpoint not saved yet (an options-preview).
+    touchpoint_id: int | None
     project_id: int
     param_key: str
     param_name: str
@@ -78,8 +80,8 @@ class _Entry:
     warning: str | None = None
 
 
-def _cache(runtime: Runtime) -> dict[tuple[int, str, str], _Entry]:
-    cache: dict[tuple[int, str, str], _Entry] = runtime.extras.setdefault(CACHE_KEY, {})
+def _cache(runtime: Runtime) -> dict[tuple[int | None, str, str], _Entry]:
+    cache: dict[tuple[int | None, str, str], _Entry] = runtime.extras.setdefault(CACHE_KEY, {})
     return cache
 
 
@@ -300,6 +302,59 @@ async def load_api_options(
     """
     source = await asyncio.to_thread(_read_source, runtime, touchpoint_id, param_key, project_id)
     return await fetch_options(runtime, source, refresh=refresh)
+
+
+def _read_preview_source(
+    runtime: Runtime,
+    project_id: int,
+    url: str,
+    param_key: str,
+    param_name: str | None,
+    touchpoint_id: int | None,
+) -> OptionsSource:
+    from ..projects import service as projects
+    from ..touchpoints.service import get_touchpoint, signing_secrets
+
+    secrets: tuple[str, ...] = ()
+    timeout = float(PREVIEW_TIMEOUT_SECONDS)
+    max_in_flight = None
+    with runtime.tx() as session:
+        projects.get_project(session, project_id)
+        if touchpoint_id is not None:
+            touchpoint = get_touchpoint(session, project_id, touchpoint_id)
+            secrets = tuple(signing_secrets(runtime.secrets, touchpoint, utcnow()))
+            timeout = float(touchpoint.timeout_seconds or PREVIEW_TIMEOUT_SECONDS)
+            max_in_flight = touchpoint.max_in_flight
+    return OptionsSource(
+        touchpoint_id=touchpoint_id,
+        project_id=project_id,
+        param_key=param_key,
+        param_name=param_name or param_key,
+        url=url,
+        signing_secrets=secrets,
+        timeout=timeout,
+        max_in_flight=max_in_flight,
+    )
+
+
+async def preview_options(
+    runtime: Runtime,
+    project_id: int,
+    url: str,
+    param_key: str,
+    *,
+    param_name: str | None = None,
+    touchpoint_id: int | None = None,
+) -> list[dict[str, Any]]:
+    """The options an options API offers now, for a touchpoint being set up (not saved
+    yet, or saved with another URL). Never cached: the point is to see today's answer.
+    Signed with the saved touchpoint's secret when ``touchpoint_id`` is given (a new
+    touchpoint has none yet). The read transaction is closed before the call; the
+    guarded client refuses private addresses as for every other outgoing request."""
+    source = await asyncio.to_thread(
+        _read_preview_source, runtime, project_id, url, param_key, param_name, touchpoint_id
+    )
+    return await _call(runtime, source)
 
 
 def run_async(runtime: Runtime, make: Callable[[], Awaitable[T]]) -> T:

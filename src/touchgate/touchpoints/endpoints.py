@@ -18,6 +18,7 @@ from ..runtime import Runtime
 from . import service
 from .schemas import (
     OptionOut,
+    OptionsPreviewIn,
     SecretRotated,
     SpacesUpdate,
     Status,
@@ -193,6 +194,28 @@ async def param_options(
     if warning:
         response.headers["X-Touchgate-Warning"] = warning.encode("ascii", "replace").decode()
     return fetched
+
+
+@router.post(
+    BASE + "/options-preview",
+    response_model=list[OptionOut],
+    response_model_exclude_none=True,
+)
+async def options_preview(pid: int, body: OptionsPreviewIn, ctx: CtxDep) -> list[dict[str, Any]]:
+    """What an options API offers, before the touchpoint (or its new URL) is saved: the
+    console previews an enum's options while the integrator sets it up."""
+    ctx.principal.require_admin()
+    ctx.principal.require_project(pid)
+    from ..delivery import options as options_api
+
+    return await options_api.preview_options(
+        ctx.runtime,
+        pid,
+        body.url,
+        body.param,
+        param_name=body.name,
+        touchpoint_id=body.touchpoint_id,
+    )
 
 
 @router.get("/projects/{pid}/spaces/{sid}/touchpoints", response_model=ListOf[TouchpointOut])

@@ -289,6 +289,19 @@ class TouchpointPatch(BaseModel):
         return value
 
 
+class OptionsPreviewIn(BaseModel):
+    """An options API to try before the touchpoint is saved: its URL and the
+    parameter it is for (the key and display name are sent to the API)."""
+
+    model_config = INPUT
+
+    url: HttpUrl
+    param: Annotated[str, Field(max_length=64), AfterValidator(_check_identifier)]
+    name: Annotated[str, _text(PARAM_NAME_MAX)] | None = None
+    # Editing a saved touchpoint: sign with its secret and use its timeout.
+    touchpoint_id: Id | None = None
+
+
 class SpacesUpdate(BaseModel):
     model_config = INPUT
 

@@ -42,15 +42,7 @@ export function setUnauthorizedHandler(fn) {
   onUnauthorized = fn;
 }
 
-export async function request(method, path, body, { key, query } = {}) {
-  const headers = { Accept: "application/json" };
-  const token = key ?? storedKey();
-  if (token) headers.Authorization = `Bearer ${token}`;
-  let payload;
-  if (body !== undefined) {
-    headers["Content-Type"] = "application/json";
-    payload = JSON.stringify(body);
-  }
+function apiUrl(path, query) {
   let url = BASE + path;
   if (query) {
     const params = new URLSearchParams();
@@ -58,29 +50,75 @@ export async function request(method, path, body, { key, query } = {}) {
     const qs = params.toString();
     if (qs) url += (url.includes("?") ? "&" : "?") + qs;
   }
+  return url;
+}
+
+/** One call: the Response when it is a success, an ApiError otherwise. */
+async function send(method, path, { body, headers = {}, key, query } = {}) {
+  const all = { Accept: "application/json", ...headers };
+  const token = key ?? storedKey();
+  if (token) all.Authorization = `Bearer ${token}`;
   let res;
   try {
-    res = await fetch(url, { method, headers, body: payload });
+    res = await fetch(apiUrl(path, query), { method, headers: all, body });
   } catch (err) {
     throw new ApiError(0, "network", String(err && err.message ? err.message : err), null);
   }
-  if (res.status === 204) return null;
+  if (res.ok) return res;
   const text = await res.text();
   let data = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = null;
-    }
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
   }
-  if (!res.ok) {
-    const e = (data && data.error) || {};
-    const err = new ApiError(res.status, e.code || `http_${res.status}`, e.message || text.slice(0, 300) || res.statusText, e.details ?? null, e.params);
-    if (res.status === 401 && key === undefined) onUnauthorized(err);
-    throw err;
+  const e = (data && data.error) || {};
+  const err = new ApiError(res.status, e.code || `http_${res.status}`, e.message || text.slice(0, 300) || res.statusText, e.details ?? null, e.params);
+  if (res.status === 401 && key === undefined) onUnauthorized(err);
+  throw err;
+}
+
+async function json(res) {
+  if (res.status === 204) return null;
+  const text = await res.text();
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch {
+    return null;
   }
-  return data;
+}
+
+export async function request(method, path, body, { key, query } = {}) {
+  const headers = body === undefined ? {} : { "Content-Type": "application/json" };
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return json(await send(method, path, { body: payload, headers, key, query }));
+}
+
+/** A multipart upload (a plugin package): the browser sets the boundary. */
+export async function upload(path, form) {
+  return json(await send("POST", path, { body: form }));
+}
+
+/**
+ * A file the API streams (a CSV export), saved under the name the server gives
+ * (Content-Disposition) or `fallbackName`. The key travels in a header, so this
+ * cannot be a plain link.
+ */
+export async function download(path, query, fallbackName) {
+  const res = await send("GET", path, { query, headers: { Accept: "*/*" } });
+  const blob = await res.blob();
+  const disposition = res.headers.get("Content-Disposition") || "";
+  const named = disposition.match(/filename\*?=(?:UTF-8'')?"?([^";]+)"?/i);
+  const name = named ? decodeURIComponent(named[1]) : fallbackName;
+  const url = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return name;
 }
 
 export const api = {

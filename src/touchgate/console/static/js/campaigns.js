@@ -1,11 +1,13 @@
-// Campaigns of a space: the list with the actions each state allows, the editor
-// (campaign_form.js) and the results page (stats, charts, per-user deliveries).
+// Campaigns of a space: the list with the actions each state allows (asking first for
+// those that send or stop), the editor (campaign_form.js) and the campaign's page
+// (campaign_page.js: summary and results).
 
 import { ApiError, api, listAll } from "./api.js";
-import { barChart, timeChart } from "./chart.js";
-import { add, badge, busy, codeBlock, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
+import { triggerSummary } from "./campaign_summary.js";
+import { add, badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
-import { formatDateTime, formatNumber, t } from "./i18n.js";
+import { formatNumber, t } from "./i18n.js";
+import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
 
 const SPACE_KEY = "touchgate.space";
 const STATUS_KIND = {
@@ -20,7 +22,9 @@ const STATUS_KIND = {
   closed: "muted",
 };
 const ACTIONS = ["submit", "approve", "reject", "withdraw", "publish", "pause", "resume", "close", "copy"];
-const DANGEROUS = new Set(["close", "reject"]);
+const PRIMARY = new Set(["submit", "approve", "publish"]);
+// States in which a campaign has a next run to show (a paused one has none).
+const SCHEDULED = new Set(["running", "not_started"]);
 
 export function statusBadge(status) {
   return badge(t(`campaign.status.${status}`), STATUS_KIND[status] || "neutral", { "data-status": status, "data-testid": "campaign-status" });
@@ -62,7 +66,8 @@ export async function renderCampaigns(ctx, parts) {
     const mod = await import("./campaign_form.js");
     await mod.renderCampaignForm(sctx, campaign);
   } else if (rest[0]) {
-    await renderResults(sctx, Number(rest[0]));
+    const mod = await import("./campaign_page.js");
+    await mod.renderCampaignPage(sctx, Number(rest[0]));
   } else {
     await renderList(sctx);
   }
@@ -90,14 +95,9 @@ function spaceTabs(ctx, suffix = "") {
   );
 }
 
-export function triggerSummary(trigger) {
-  if (!trigger || !trigger.type) return "";
-  if (trigger.type === "once") return trigger.at ? t("campaign.trigger.once_at", { at: formatDateTime(trigger.at) }) : t("campaign.trigger.once_now");
-  if (trigger.type === "recurring") {
-    const what = trigger.cron ? t("campaign.trigger.cron_summary", { cron: trigger.cron }) : t(`campaign.trigger.every.${trigger.every}`) + (trigger.time ? ` ${trigger.time}` : "");
-    return what;
-  }
-  return t(`campaign.trigger.type.${trigger.type}`);
+/** The next run, for campaigns that have one (running or not started). */
+export function nextRun(campaign) {
+  return SCHEDULED.has(campaign.status) && campaign.next_run_at ? campaign.next_run_at : null;
 }
 
 const listFilter = { status: "" };
@@ -149,8 +149,8 @@ async function renderList(ctx) {
       slot,
       h(
         "table",
-        { class: "table", "data-testid": "campaign-table" },
-        h("thead", {}, h("tr", {}, ["name", "status", "trigger", "next_run", "updated", "actions"].map((c) => h("th", { class: `col-${c}` }, t(`campaign.col.${c}`))))),
+        { class: "table table-stack", "data-testid": "campaign-table" },
+        h("thead", {}, h("tr", {}, ["name", "status", "trigger", "next_run", "updated", "actions"].map((c) => h("th", { class: `col-${c}` }, t(`campaign.col.${c}`), c === "next_run" || c === "updated" ? h("div", { class: "th-note" }, projectZone()) : null)))),
         h(
           "tbody",
           {},
@@ -159,10 +159,10 @@ async function renderList(ctx) {
               "tr",
               { "data-testid": "campaign-row", "data-id": c.id, "data-name": c.name },
               h("td", {}, h("a", { class: "strong", href: `#/p/${pid}/s/${sid}/campaigns/${c.id}`, "data-testid": "campaign-link" }, c.name), c.last_error ? h("div", { class: "small field-error", lang: "en" }, c.last_error) : null),
-              h("td", {}, statusBadge(c.status)),
-              h("td", { class: "small" }, triggerSummary(c.trigger)),
-              h("td", { class: "small muted" }, c.next_run_at ? formatDateTime(c.next_run_at) : "—"),
-              h("td", { class: "small muted" }, formatDateTime(c.updated_at)),
+              h("td", { "data-label": t("campaign.col.status") }, statusBadge(c.status)),
+              h("td", { class: "small", "data-label": t("campaign.col.trigger") }, triggerSummary(c.trigger)),
+              h("td", { class: "small muted", "data-label": zoned(t("campaign.col.next_run")), "data-testid": "campaign-next-run" }, timeEl(nextRun(c), { label: false })),
+              h("td", { class: "small muted", "data-label": zoned(t("campaign.col.updated")) }, timeEl(c.updated_at, { label: false })),
               h("td", { class: "col-actions" }, actionButtons(ctx, c, reload, { compact: true })),
             ),
           ),
@@ -191,16 +191,13 @@ export function actionButtons(ctx, campaign, reload, { compact = false } = {}) {
     mk(action, t(`campaign.action.${action}`), async () => {
       let body = {};
       if (action === "reject") {
-        const reason = await askReason();
+        const reason = await askReason(campaign);
         if (reason === null) return;
         body = reason ? { reason } : {};
-      } else if (DANGEROUS.has(action)) {
-        const ok = await confirmDialog(t(`campaign.confirm.${action}`), t(`campaign.confirm.${action}_text`, { name: campaign.name }), { danger: true, okLabel: t(`campaign.action.${action}`) });
-        if (!ok) return;
-      }
+      } else if (!(await confirmAction(ctx, campaign, action))) return;
       try {
-        const out = await api.post(`${base}/${campaign.id}/${action}`, body);
-        toast(t("campaign.done", { action: t(`campaign.action.${action}`), name: out.name }));
+        const out = action === "copy" ? await copyCampaign(ctx, campaign) : await api.post(`${base}/${campaign.id}/${action}`, body);
+        toast(actionToast(action, out));
         if (action === "copy") {
           navigate(`#/p/${pid}/s/${sid}/campaigns/${out.id}/edit`);
           return;
@@ -209,7 +206,7 @@ export function actionButtons(ctx, campaign, reload, { compact = false } = {}) {
         showActionError(err);
       }
       await reload();
-    }, action === "publish" || action === "submit" || action === "approve" ? "btn-primary" : null);
+    }, PRIMARY.has(action) ? "btn-primary" : action === "close" ? "btn-danger-ghost" : null);
   }
   if (allowed.includes("delete")) {
     mk("delete", t("campaign.action.delete"), async () => {
@@ -228,6 +225,77 @@ export function actionButtons(ctx, campaign, reload, { compact = false } = {}) {
   return h("div", { class: "row-actions" }, buttons);
 }
 
+/** What happened, with the campaign's name ("已提交审批：每日会员提醒"). */
+function actionToast(action, out) {
+  // With approval switched off, a submitted campaign is ready to publish at once.
+  const key = action === "submit" && out.status === "awaiting_publish" ? "submit_ready" : action;
+  return t(`campaign.toast.${key}`, { name: out.name });
+}
+
+/**
+ * Ask before the actions that send or stop: publish (saying whom it reaches now),
+ * resume and end (结束活动). Resolves to true when the user goes ahead.
+ */
+async function confirmAction(ctx, campaign, action) {
+  const name = campaign.name;
+  if (action === "publish") {
+    const reach = h("p", { "data-testid": "publish-reach" }, t("common.loading"));
+    const asked = confirmDialog(t("campaign.confirm.publish", { name }), h("div", {}, reach, h("p", { class: "muted small" }, t("campaign.confirm.publish_note"))), { okLabel: t("campaign.action.publish"), testid: "publish-confirm" });
+    publishReach(ctx, campaign).then((text) => (reach.textContent = text));
+    return asked;
+  }
+  if (action === "resume") return confirmDialog(t("campaign.confirm.resume", { name }), t("campaign.confirm.resume_text", { name }), { okLabel: t("campaign.action.resume"), testid: "resume-confirm" });
+  if (action === "close") return confirmDialog(t("campaign.confirm.close", { name }), t("campaign.confirm.close_text", { name }), { danger: true, okLabel: t("campaign.action.close"), testid: "close-confirm" });
+  return true;
+}
+
+/** The users the audience matches now (the preview's `audience_size`), or null. */
+export async function audienceSize(ctx, campaign) {
+  try {
+    const out = await api.post(`${ctx.base}/${campaign.id}/preview`, { sample: 1 });
+    return typeof out.audience_size === "number" ? out.audience_size : null;
+  } catch (err) {
+    if (!(err instanceof ApiError)) throw err;
+    return null;
+  }
+}
+
+/** Whom publishing reaches, and when, in one sentence. */
+async function publishReach(ctx, campaign) {
+  const trigger = campaign.trigger || {};
+  if (trigger.type === "event" || trigger.type === "event_without") return t("campaign.reach.event", { event: trigger.event || "" });
+  const n = await audienceSize(ctx, campaign);
+  const users = n === null ? t("campaign.reach.unknown") : t("campaign.reach.users", { n: formatNumber(n) });
+  if (trigger.type === "once" && !trigger.at) {
+    const first = campaign.strategy || {};
+    const timing = first.timing || { type: "now" };
+    if (first.type === "send" && timing.type === "delay") return t("campaign.reach.now_delayed", { users, minutes: formatNumber(timing.minutes) });
+    return t("campaign.reach.now", { users });
+  }
+  if (trigger.type === "once") return t("campaign.reach.at", { users, at: formatZoned(trigger.at) });
+  return t("campaign.reach.recurring", { users, schedule: triggerSummary(trigger) });
+}
+
+/** A copy named in the reader's language ("每日会员提醒 副本"), unique in the space. */
+async function copyCampaign(ctx, campaign) {
+  const url = `${ctx.base}/${campaign.id}/copy`;
+  const max = 20;
+  for (let n = 1; n <= 5; n++) {
+    const suffix = n === 1 ? t("campaign.copy_suffix") : t("campaign.copy_suffix_n", { n });
+    const stem = [...campaign.name].slice(0, Math.max(1, max - [...suffix].length)).join("").trimEnd();
+    try {
+      return await api.post(url, { name: `${stem}${suffix}` });
+    } catch (err) {
+      if (!(err instanceof ApiError)) throw err;
+      if (err.code === "name_taken") continue;
+      // A server from before copies took a name: let it name the copy itself.
+      if (err.status === 422 && err.fieldErrors.some((f) => f.field === "name")) return api.post(url, {});
+      throw err;
+    }
+  }
+  return api.post(url, {});
+}
+
 function showActionError(err) {
   if (!(err instanceof ApiError)) throw err;
   const m = modal({ title: errorHeading(err), size: "sm", testid: "action-error" });
@@ -235,205 +303,15 @@ function showActionError(err) {
   m.footer.appendChild(h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.ok")));
 }
 
-function askReason() {
+function askReason(campaign) {
   return new Promise((resolve) => {
     let answer = null;
-    const m = modal({ title: t("campaign.reject_title"), size: "sm", testid: "reject-dialog", onClose: () => resolve(answer) });
     const input = h("textarea", { rows: 3, "data-testid": "reject-reason", placeholder: t("campaign.reject_placeholder") });
+    const m = modal({ title: t("campaign.reject_title", { name: campaign.name }), size: "sm", testid: "reject-dialog", onClose: () => resolve(answer), isDirty: () => input.value.trim() !== "" });
     add(m.body, h("div", { class: "field" }, h("label", { class: "field-label" }, t("campaign.reject_reason")), input));
     add(m.footer, 
-      h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")),
+      h("button", { class: "btn", type: "button", onClick: () => m.dismiss() }, t("common.cancel")),
       h("button", { class: "btn btn-danger", type: "button", "data-testid": "reject-ok", onClick: () => { answer = input.value.trim(); m.close(); } }, t("campaign.action.reject")),
     );
   });
-}
-
-// ---- results -------------------------------------------------------------------------------
-
-const OUTCOMES = ["TOU_SUCC", "TOU_FAIL", "pending", "suppressed"];
-const PAGE = 20;
-const EVENT_CAP = 20000;
-
-async function renderResults(ctx, cid) {
-  const { view, pid, sid, base } = ctx;
-  const [campaign, stats, touchpoints] = await Promise.all([
-    api.get(`${base}/${cid}`),
-    api.get(`${base}/${cid}/stats`),
-    listAll(`/projects/${pid}/touchpoints`).catch(() => []),
-  ]);
-  if (!ctx.isCurrent()) return;
-  const tpName = new Map(touchpoints.map((tp) => [String(tp.id), tp.name]));
-  const reload = () => renderResults(ctx, cid);
-
-  const stat = (key, value) => h("div", { class: "stat", "data-testid": `stat-${key}` }, h("div", { class: "stat-label" }, t(`campaign.stat.${key}`)), h("div", { class: "stat-value" }, formatNumber(value)));
-  const tpRows = Object.entries(stats.by_touchpoint || {}).map(([id, s]) => ({
-    label: tpName.get(id) || `#${id}`,
-    values: [s.succeeded, s.failed, s.pending],
-  }));
-  const timeSlot = h("div", {}, spinner());
-  const failures = Object.entries(stats.failed_by_reason || {}).sort((a, b) => b[1] - a[1]);
-
-  replace(
-    view,
-    h("div", { class: "breadcrumb" }, h("a", { href: `#/p/${pid}/s/${sid}/campaigns` }, t("campaign.title")), "›", ctx.space.name),
-    h(
-      "div",
-      { class: "page-head" },
-      h("div", {}, h("h1", { "data-testid": "campaign-name" }, campaign.name, " ", statusBadge(campaign.status)), h("p", { class: "muted" }, triggerSummary(campaign.trigger), campaign.next_run_at ? ` · ${t("campaign.col.next_run")}: ${formatDateTime(campaign.next_run_at)}` : "")),
-      h("div", { class: "row-actions" }, previewButton(ctx, campaign), actionButtons(ctx, campaign, reload)),
-    ),
-    campaign.rejection_reason && campaign.status === "rejected" ? h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("campaign.rejected_because")), campaign.rejection_reason) : null,
-    campaign.last_error ? h("div", { class: "alert alert-error" }, h("div", { class: "alert-title" }, t("campaign.last_error")), h("span", { lang: "en" }, campaign.last_error)) : null,
-    h("div", { class: "stats" }, ["targeted", "entered", "sent", "succeeded", "failed", "pending", "suppressed"].map((k) => stat(k, stats[k]))),
-    h(
-      "div",
-      { class: "charts" },
-      h("div", { class: "card chart-card", "data-testid": "chart-time" }, h("h3", {}, t("campaign.chart.over_time")), timeSlot),
-      h(
-        "div",
-        { class: "card chart-card", "data-testid": "chart-touchpoints" },
-        h("h3", {}, t("campaign.chart.by_touchpoint")),
-        tpRows.length ? barChart(tpRows, [t("status.TOU_SUCC"), t("status.TOU_FAIL"), t("status.pending")]) : h("p", { class: "muted small" }, t("campaign.chart.empty")),
-        failures.length
-          ? h("div", { class: "small" }, h("div", { class: "strong", }, t("campaign.failed_by_reason")), h("ul", { class: "link-list" }, failures.slice(0, 8).map(([reason, n]) => h("li", {}, h("span", { lang: "en" }, reason || "—"), ` · ${formatNumber(n)}`))))
-          : null,
-      ),
-    ),
-    deliveriesCard(ctx, cid, tpName),
-  );
-  loadTimeline(ctx, campaign, timeSlot);
-}
-
-/** The dry run: the exact bodies the first users would get, nothing sent. */
-function previewButton(ctx, campaign) {
-  const b = h("button", { class: "btn btn-ghost", type: "button", "data-testid": "campaign-preview" }, t("campaign.preview"));
-  b.addEventListener(
-    "click",
-    busy(b, async () => {
-      const m = modal({ title: t("campaign.preview_title", { name: campaign.name }), size: "lg", testid: "preview-dialog" });
-      add(m.body, spinner());
-      add(m.footer, h("button", { class: "btn btn-primary", type: "button", onClick: () => m.close() }, t("common.close")));
-      try {
-        const out = await api.post(`${ctx.base}/${campaign.id}/preview`, { sample: 5 });
-        const requests = out.requests || [];
-        replace(
-          m.body,
-          h("p", { class: "muted" }, t("campaign.preview_text", { n: (out.gids || []).length })),
-          requests.length
-            ? requests.map((r) =>
-                h(
-                  "details",
-                  { class: "exchange", open: true, "data-testid": "preview-request" },
-                  h("summary", {}, `${r.touchpoint_name || `#${r.touchpoint_id}`} · ${r.step_id}`, r.url ? h("code", { class: "small muted" }, ` POST ${r.url}`) : null),
-                  codeBlock(r.body),
-                ),
-              )
-            : h("p", { class: "muted" }, t("campaign.preview_empty")),
-        );
-      } catch (err) {
-        replace(m.body, errorBox(err));
-      }
-    }),
-  );
-  return b;
-}
-
-/** Outcomes over time, from the `$ma_channel_touch` events the engine reports per user. */
-async function loadTimeline(ctx, campaign, slot) {
-  const since = campaign.published_at || campaign.created_at;
-  const points = [];
-  let capped = false;
-  try {
-    for (let offset = 0; ; offset += 1000) {
-      const page = await api.get(`/projects/${ctx.pid}/events`, { name: "$ma_channel_touch", since, limit: 1000, offset });
-      for (const ev of page.items) {
-        const p = ev.properties || {};
-        if (Number(p.campaign_id) === campaign.id) points.push({ time: ev.time, status: p.status });
-      }
-      if (page.items.length < 1000) break;
-      if (offset + 1000 >= EVENT_CAP) {
-        capped = true;
-        break;
-      }
-    }
-  } catch (err) {
-    replace(slot, errorBox(err));
-    return;
-  }
-  if (!ctx.isCurrent()) return;
-  if (!points.length) {
-    replace(slot, h("p", { class: "muted small" }, t("campaign.chart.empty")));
-    return;
-  }
-  replace(slot, timeChart(points, { succ: t("status.TOU_SUCC"), fail: t("status.TOU_FAIL") }), capped ? h("p", { class: "muted small" }, t("campaign.chart.capped", { n: formatNumber(EVENT_CAP) })) : null);
-}
-
-function deliveriesCard(ctx, cid, tpName) {
-  const state = { status: "", gid: "", offset: 0 };
-  const body = h("div", {}, spinner());
-  const statusSel = h(
-    "select",
-    { "aria-label": t("campaign.col.status"), "data-testid": "deliveries-status" },
-    h("option", { value: "" }, t("campaign.all_outcomes")),
-    OUTCOMES.map((s) => h("option", { value: s }, t(`status.${s}`))),
-  );
-  const gidInput = h("input", { type: "number", min: 1, placeholder: "gid", "aria-label": "gid", "data-testid": "deliveries-gid" });
-  const load = async () => {
-    try {
-      const page = await api.get(`${ctx.base}/${cid}/deliveries`, { status: state.status, gid: state.gid, limit: PAGE, offset: state.offset });
-      const kind = { TOU_SUCC: "ok", TOU_FAIL: "error", pending: "warn", suppressed: "muted" };
-      replace(
-        body,
-        page.items.length
-          ? h(
-              "table",
-              { class: "table table-compact", "data-testid": "deliveries-table" },
-              h("thead", {}, h("tr", {}, ["gid", "status", "touchpoint", "step", "attempts", "message", "order"].map((c) => h("th", {}, t(`campaign.delivery.${c}`))))),
-              h(
-                "tbody",
-                {},
-                page.items.map((d) =>
-                  h(
-                    "tr",
-                    {},
-                    h("td", {}, String(d.gid)),
-                    h("td", {}, badge(t(`status.${d.status}`), kind[d.status] || "neutral")),
-                    h("td", {}, d.touchpoint_id ? tpName.get(String(d.touchpoint_id)) || `#${d.touchpoint_id}` : "—"),
-                    h("td", { class: "small" }, d.step_id || "—"),
-                    h("td", {}, String(d.attempts ?? 0)),
-                    h("td", { class: "small", lang: "en" }, d.error_msg || ""),
-                    h("td", {}, d.order_no ? h("code", { class: "small" }, d.order_no) : ""),
-                  ),
-                ),
-              ),
-            )
-          : h("p", { class: "muted small card-pad" }, t("campaign.no_deliveries")),
-        h(
-          "div",
-          { class: "pager" },
-          h("span", { class: "muted small" }, t("campaign.page_info", { from: page.total ? state.offset + 1 : 0, to: state.offset + page.items.length, total: formatNumber(page.total) })),
-          h("button", { class: "btn btn-sm", type: "button", disabled: state.offset === 0, onClick: () => { state.offset = Math.max(0, state.offset - PAGE); load(); } }, t("campaign.prev")),
-          h("button", { class: "btn btn-sm", type: "button", disabled: state.offset + PAGE >= page.total, onClick: () => { state.offset += PAGE; load(); } }, t("campaign.next")),
-        ),
-      );
-    } catch (err) {
-      replace(body, errorBox(err));
-    }
-  };
-  statusSel.addEventListener("change", () => {
-    state.status = statusSel.value;
-    state.offset = 0;
-    load();
-  });
-  let timer = null;
-  gidInput.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      state.gid = gidInput.value.trim();
-      state.offset = 0;
-      load();
-    }, 300);
-  });
-  load();
-  return h("div", { class: "card", "data-testid": "deliveries" }, h("div", { class: "card-pad toolbar" }, h("h3", { class: "spacer" }, t("campaign.deliveries")), statusSel, gidInput), body);
 }

@@ -1,41 +1,54 @@
 // Hand-drawn SVG charts for the campaign results page: stacked bars per touchpoint and
 // stacked columns of outcomes over time. Sizes are in viewBox units; CSS scales them.
+// Both take the same outcome keys as the KPI cards, so the three always agree.
 
 import { h, s } from "./dom.js";
-import { formatNumber, lang } from "./i18n.js";
+import { formatNumber, t } from "./i18n.js";
+import { formatTime, formatZoned } from "./time.js";
 
-const COLORS = ["#12b76a", "#f04438", "#fdb022", "#98a2b3"];
-const SWATCH = ["sw-succ", "sw-fail", "sw-pend", "sw-supp"];
+/** Colours per outcome (the legend swatches in app.css use the same). */
+const COLOR = {
+  succeeded: "#12b76a",
+  failed: "#f04438",
+  fell_back: "#7a5af8",
+  pending: "#fdb022",
+  suppressed: "#98a2b3",
+};
 
-function legend(labels) {
-  return h("div", { class: "legend" }, labels.map((label, i) => h("span", {}, h("i", { class: SWATCH[i] }), label)));
+function legend(segments) {
+  return h("div", { class: "legend" }, segments.map((seg) => h("span", { "data-key": seg.key }, h("i", { class: `sw-${seg.key}` }), seg.label)));
 }
 
-/** rows: [{label, values: [succeeded, failed, pending]}] → horizontal stacked bars. */
-export function barChart(rows, labels) {
+/**
+ * rows: [{label, values: {key: n}, extra}] → horizontal stacked bars, one segment per
+ * entry of `segments` ([{key, label}]), the total (and `extra`, e.g. a success rate)
+ * after each bar.
+ */
+export function barChart(rows, segments) {
   const width = 480;
   const labelW = 120;
   const barH = 22;
   const gap = 14;
   const height = rows.length * (barH + gap) + 8;
-  const max = Math.max(1, ...rows.map((r) => r.values.reduce((a, b) => a + b, 0)));
-  const scale = (width - labelW - 60) / max;
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": labels.join(", ") });
+  const total = (r) => segments.reduce((a, seg) => a + (r.values[seg.key] || 0), 0);
+  const max = Math.max(1, ...rows.map(total));
+  const scale = (width - labelW - 110) / max;
+  const svg = s("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": segments.map((seg) => seg.label).join(", ") });
   rows.forEach((r, i) => {
     const y = 4 + i * (barH + gap);
     const name = r.label.length > 14 ? `${r.label.slice(0, 13)}…` : r.label;
-    svg.appendChild(s("text", { x: 0, y: y + barH / 2 + 4 }, name));
+    svg.appendChild(s("text", { x: 0, y: y + barH / 2 + 4 }, s("title", {}, r.label), name));
     let x = labelW;
-    r.values.forEach((v, k) => {
-      if (!v) return;
+    for (const seg of segments) {
+      const v = r.values[seg.key] || 0;
+      if (!v) continue;
       const w = Math.max(2, v * scale);
-      svg.appendChild(s("rect", { x, y, width: w, height: barH, rx: 3, fill: COLORS[k] }, s("title", {}, `${labels[k]}: ${formatNumber(v)}`)));
+      svg.appendChild(s("rect", { x, y, width: w, height: barH, rx: 3, fill: COLOR[seg.key], "data-key": seg.key }, s("title", {}, t("campaign.stat.reason_count", { reason: seg.label, n: formatNumber(v) }))));
       x += w;
-    });
-    const total = r.values.reduce((a, b) => a + b, 0);
-    svg.appendChild(s("text", { x: x + 6, y: y + barH / 2 + 4 }, formatNumber(total)));
+    }
+    svg.appendChild(s("text", { x: x + 6, y: y + barH / 2 + 4 }, r.extra ? `${formatNumber(total(r))} · ${r.extra}` : formatNumber(total(r))));
   });
-  return h("div", {}, svg, legend(labels));
+  return h("div", {}, svg, legend(segments));
 }
 
 /** A round axis step (1, 2 or 5 × 10^k, at least 1) near `raw`. */
@@ -46,58 +59,73 @@ function niceStep(raw) {
   return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * pow;
 }
 
-const STEPS = [
-  60e3, 5 * 60e3, 15 * 60e3, 3600e3, 3 * 3600e3, 6 * 3600e3, 24 * 3600e3, 7 * 24 * 3600e3,
-];
+const NAMED = { minute: 60, hour: 3600, day: 86400, week: 7 * 86400 };
 
-/** points: [{time, status}] → columns per time bucket, reached (green) under failed (red). */
-export function timeChart(points, labels) {
-  const times = points.map((p) => new Date(p.time).getTime()).filter((n) => !Number.isNaN(n));
-  const first = Math.min(...times);
-  const last = Math.max(...times);
-  // The smallest bucket that keeps the chart at or under 40 columns.
-  const step = STEPS.find((st) => (last - first) / st <= 40) || STEPS[STEPS.length - 1];
-  // At least 12 columns, padded before the first result, so one busy minute is not one wide slab.
-  const used = Math.floor((last - Math.floor(first / step) * step) / step) + 1;
-  const count = Math.max(12, used);
-  const start = Math.floor(first / step) * step - (count - used) * step;
-  const buckets = Array.from({ length: count }, () => [0, 0]);
-  for (const p of points) {
-    const at = new Date(p.time).getTime();
-    if (Number.isNaN(at)) continue;
-    const b = buckets[Math.floor((at - start) / step)];
-    if (p.status === "TOU_SUCC") b[0] += 1;
-    else b[1] += 1;
+/** A series' bucket length in ms: its `interval` (seconds, or minute/hour/day/…). */
+function intervalMs(series) {
+  const iv = series.interval;
+  if (typeof iv === "number" && iv > 0) return iv * 1000;
+  if (typeof iv === "string") {
+    const m = iv.match(/^(\d+)?\s*([a-z]+?)s?$/i);
+    if (m && NAMED[m[2].toLowerCase()]) return (Number(m[1]) || 1) * NAMED[m[2].toLowerCase()] * 1000;
+    if (/^\d+$/.test(iv)) return Number(iv) * 1000;
   }
+  const times = series.points.map((p) => new Date(p.at).getTime()).sort((a, b) => a - b);
+  let step = Infinity;
+  for (let i = 1; i < times.length; i++) if (times[i] > times[i - 1]) step = Math.min(step, times[i] - times[i - 1]);
+  return Number.isFinite(step) ? step : 60e3;
+}
+
+/**
+ * series: {interval, points: [{at, <key>: n}]} (the stats API's `series`) → a column per
+ * bucket, stacked in `segments` order from the bottom; empty buckets are drawn empty,
+ * at least 12 columns so one busy minute is not one wide slab. Times in the project's zone.
+ */
+export function timeChart(series, segments) {
+  const step = intervalMs(series);
+  const byTime = new Map();
+  for (const p of series.points) {
+    const at = new Date(p.at).getTime();
+    if (!Number.isNaN(at)) byTime.set(at, p);
+  }
+  const times = [...byTime.keys()].sort((a, b) => a - b);
+  const first = times[0];
+  const used = Math.floor((times[times.length - 1] - first) / step) + 1;
+  const count = Math.min(400, Math.max(12, used));
+  const start = first - Math.max(0, count - used) * step;
+  const buckets = Array.from({ length: count }, (_, i) => byTime.get(start + i * step) || {});
   const width = 640;
   const height = 220;
   const left = 44;
   const bottom = 28;
   const plotH = height - bottom - 10;
-  const peak = Math.max(1, ...buckets.map((b) => b[0] + b[1]));
+  const sum = (b) => segments.reduce((a, seg) => a + (b[seg.key] || 0), 0);
+  const peak = Math.max(1, ...buckets.map(sum));
   const tickStep = niceStep(peak / 4);
   const ticks = Math.ceil(peak / tickStep);
   const max = ticks * tickStep;
   const colW = (width - left - 8) / count;
-  const svg = s("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": `${labels.succ}, ${labels.fail}` });
+  const svg = s("svg", { class: "chart", viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": segments.map((seg) => seg.label).join(", ") });
   for (let i = 0; i <= ticks; i++) {
     const y = 10 + plotH - (plotH * i) / ticks;
     svg.appendChild(s("line", { x1: left, x2: width - 8, y1: y, y2: y, stroke: "#eaecf0", "stroke-width": 1 }));
     svg.appendChild(s("text", { x: left - 6, y: y + 4, "text-anchor": "end" }, formatNumber(i * tickStep)));
   }
-  const fmt = new Intl.DateTimeFormat(lang(), step >= 24 * 3600e3 ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" });
-  const full = new Intl.DateTimeFormat(lang(), { dateStyle: "medium", timeStyle: "short" });
-  buckets.forEach(([succ, fail], i) => {
+  const axis = step >= 86400e3 ? { month: "short", day: "numeric" } : { hour: "2-digit", minute: "2-digit" };
+  const every = Math.ceil(count / 8);
+  buckets.forEach((b, i) => {
     const x = left + i * colW + colW * 0.15;
     const w = Math.max(1, colW * 0.7);
-    const hs = (succ / max) * plotH;
-    const hf = (fail / max) * plotH;
-    const base = 10 + plotH;
-    const when = full.format(new Date(start + i * step));
-    if (succ) svg.appendChild(s("rect", { x, y: base - hs, width: w, height: hs, fill: COLORS[0] }, s("title", {}, `${when} · ${labels.succ}: ${formatNumber(succ)}`)));
-    if (fail) svg.appendChild(s("rect", { x, y: base - hs - hf, width: w, height: hf, fill: COLORS[1] }, s("title", {}, `${when} · ${labels.fail}: ${formatNumber(fail)}`)));
-    const every = Math.ceil(count / 8);
-    if (i % every === 0) svg.appendChild(s("text", { x: x + w / 2, y: height - 8, "text-anchor": "middle" }, fmt.format(new Date(start + i * step))));
+    const when = formatZoned(start + i * step);
+    let base = 10 + plotH;
+    for (const seg of segments) {
+      const v = b[seg.key] || 0;
+      if (!v) continue;
+      const hgt = (v / max) * plotH;
+      base -= hgt;
+      svg.appendChild(s("rect", { x, y: base, width: w, height: hgt, fill: COLOR[seg.key], "data-key": seg.key }, s("title", {}, `${when} · ${t("campaign.stat.reason_count", { reason: seg.label, n: formatNumber(v) })}`)));
+    }
+    if (i % every === 0) svg.appendChild(s("text", { x: x + w / 2, y: height - 8, "text-anchor": "middle" }, formatTime(start + i * step, axis)));
   });
-  return h("div", {}, svg, legend([labels.succ, labels.fail]));
+  return h("div", {}, svg, legend(segments));
 }

@@ -92,14 +92,18 @@ export function toast(message, kind = "ok") {
   if (kind !== "error") setTimeout(() => item.remove(), 4000);
 }
 
+const openModals = new Set();
+
 /**
- * A modal dialog (native <dialog>). Returns {dialog, body, footer, close}.
- * `onClose` runs once however the dialog closes (button, Esc).
+ * A modal dialog (native <dialog>). Returns {dialog, body, footer, close, dismiss}.
+ * `onClose` runs once however the dialog closes. `isDirty()` says whether the dialog
+ * holds changes that closing would throw away: then Esc, the × and a click outside
+ * (all `dismiss`) ask first; `close` closes without asking (after a save).
  */
-export function modal({ title, size = "md", testid, onClose } = {}) {
+export function modal({ title, size = "md", testid, onClose, isDirty } = {}) {
   const body = h("div", { class: "modal-body" });
   const footer = h("div", { class: "modal-footer" });
-  const closeBtn = h("button", { class: "icon-btn", type: "button", "aria-label": t("common.close"), title: t("common.close") }, "×");
+  const closeBtn = h("button", { class: "icon-btn", type: "button", "aria-label": t("common.close"), title: t("common.close"), "data-testid": "modal-x" }, "×");
   const dialog = h(
     "dialog",
     { class: `modal modal-${size}`, "data-testid": testid || null },
@@ -108,28 +112,67 @@ export function modal({ title, size = "md", testid, onClose } = {}) {
     footer,
   );
   let closed = false;
+  let asking = false;
+  const handle = {};
   const close = () => {
     if (closed) return;
     closed = true;
+    openModals.delete(handle);
     if (dialog.open) dialog.close();
     dialog.remove();
     if (onClose) onClose();
   };
-  closeBtn.addEventListener("click", close);
+  const dismiss = async () => {
+    if (closed || asking) return;
+    if (isDirty && isDirty()) {
+      asking = true;
+      const discard = await confirmDialog(t("common.discard_title"), t("common.discard_text"), { danger: true, okLabel: t("common.discard"), cancelLabel: t("common.keep_editing") });
+      asking = false;
+      if (!discard) return;
+    }
+    close();
+  };
+  Object.assign(handle, { dialog, body, footer, close, dismiss });
+  closeBtn.addEventListener("click", dismiss);
+  // Esc: the browser would close the dialog at once; ask first instead.
+  dialog.addEventListener("cancel", (e) => {
+    e.preventDefault();
+    dismiss();
+  });
   dialog.addEventListener("close", close);
+  // A click on the backdrop (outside the dialog's box), pressed and released there.
+  let downOutside = false;
+  const outside = (e) => {
+    const r = dialog.getBoundingClientRect();
+    return e.target === dialog && (e.clientX < r.left || e.clientX > r.right || e.clientY < r.top || e.clientY > r.bottom);
+  };
+  dialog.addEventListener("mousedown", (e) => (downOutside = outside(e)));
+  dialog.addEventListener("click", (e) => {
+    if (downOutside && outside(e)) dismiss();
+    downOutside = false;
+  });
+  openModals.add(handle);
   document.body.appendChild(dialog);
   dialog.showModal();
-  return { dialog, body, footer, close };
+  return handle;
 }
 
-/** Ask before something irreversible. Resolves to true/false. */
-export function confirmDialog(title, message, { danger = false, okLabel } = {}) {
+/** Close every open dialog without asking (the page under them is going away). */
+export function closeAllModals() {
+  for (const m of [...openModals].reverse()) m.close();
+}
+
+/**
+ * Ask before something that sends, stops or cannot be undone. Resolves to true/false.
+ * `message` may be a string or nodes (a summary of what will happen).
+ */
+export function confirmDialog(title, message, { danger = false, okLabel, cancelLabel, testid = "confirm" } = {}) {
   return new Promise((resolve) => {
     let answer = false;
-    const m = modal({ title, size: "sm", testid: "confirm", onClose: () => resolve(answer) });
-    m.body.appendChild(h("p", {}, message));
+    const m = modal({ title, size: "sm", testid, onClose: () => resolve(answer) });
+    append(m.body, [typeof message === "string" ? h("p", {}, message) : message]);
     m.footer.append(
-      h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")),
+      h("button", { class: "btn", type: "button", "data-testid": "confirm-cancel", onClick: () => m.close() }, cancelLabel || t("common.cancel")),
       h(
         "button",
         {
@@ -145,6 +188,52 @@ export function confirmDialog(title, message, { danger = false, okLabel } = {}) 
       ),
     );
   });
+}
+
+/**
+ * A "More" menu: a button that opens a list of actions in the top layer (a popover,
+ * so a scrolling table does not clip it). items: [{label, testid, onClick, danger,
+ * disabled, title}] (null/false skipped).
+ */
+export function menu(label, items, { testid } = {}) {
+  const button = h("button", { class: "btn btn-sm btn-ghost menu-btn", type: "button", "aria-haspopup": "menu", "aria-expanded": "false", "data-testid": testid || null }, label, h("span", { class: "caret", "aria-hidden": "true" }, "▾"));
+  const list = h("div", { class: "menu", popover: "auto", role: "menu" });
+  for (const item of items) {
+    if (!item) continue;
+    const entry = h(
+      "button",
+      {
+        class: `menu-item ${item.danger ? "menu-danger" : ""}`,
+        type: "button",
+        role: "menuitem",
+        "data-testid": item.testid || null,
+        disabled: item.disabled || false,
+        title: item.title || null,
+      },
+      item.label,
+    );
+    entry.addEventListener(
+      "click",
+      busy(entry, async () => {
+        list.hidePopover();
+        await item.onClick();
+      }),
+    );
+    list.appendChild(item.disabled && item.title ? h("span", { class: "tip-wrap", title: item.title }, entry) : entry);
+  }
+  const place = () => {
+    const r = button.getBoundingClientRect();
+    const w = list.offsetWidth;
+    list.style.top = `${Math.min(r.bottom + 4, window.innerHeight - list.offsetHeight - 8)}px`;
+    list.style.left = `${Math.max(8, Math.min(r.right - w, window.innerWidth - w - 8))}px`;
+  };
+  button.addEventListener("click", () => list.togglePopover());
+  list.addEventListener("toggle", (e) => {
+    const open = e.newState === "open";
+    button.setAttribute("aria-expanded", String(open));
+    if (open) place();
+  });
+  return h("span", { class: "menu-wrap" }, button, list);
 }
 
 /** A button that shows a busy state while its async handler runs. */

@@ -2,12 +2,25 @@
 // sign-out) and a hash router that renders one view at a time.
 
 import { ApiError, forgetKey, listAll, request, setUnauthorizedHandler, storeKey, storedKey } from "./api.js";
-import { busy, emptyState, h, replace, spinner, toast } from "./dom.js";
+import { busy, closeAllModals, emptyState, h, replace, spinner, toast } from "./dom.js";
 import { errorBox } from "./errors.js";
 import { LANGS, detectLang, lang, setLang, t } from "./i18n.js";
+import { setZone } from "./time.js";
 
 const PROJECT_KEY = "touchgate.project";
 const root = document.getElementById("app");
+
+// The pages of a project, one line each: its navigation entry (`nav.<name>`), the
+// first hash segments after #/p/{pid}/ that open it, and how it renders
+// (`rest`: the segments after #/p/{pid}/). The first page is the project's home.
+const PAGES = [
+  { name: "touchpoints", paths: ["touchpoints"], render: (ctx) => import("./touchpoints.js").then((m) => m.renderTouchpoints(ctx)) },
+  { name: "campaigns", paths: ["campaigns", "s", "campaign"], render: (ctx, rest) => import("./campaigns.js").then((m) => m.renderCampaigns(ctx, rest)) },
+];
+
+function pageFor(segment) {
+  return PAGES.find((page) => page.paths.includes(segment)) || PAGES[0];
+}
 
 export const session = {
   projects: [],
@@ -124,13 +137,13 @@ function header(active, pid) {
       "data-testid": "project-switch",
       onChange: (e) => {
         localStorage.setItem(PROJECT_KEY, e.target.value);
-        navigate(`#/p/${e.target.value}/${active === "campaigns" ? "campaigns" : "touchpoints"}`);
+        navigate(`#/p/${e.target.value}/${active || PAGES[0].name}`);
       },
     },
     session.projects.map((p) => h("option", { value: p.id, selected: String(p.id) === String(pid) }, p.name)),
   );
-  const link = (name, href) =>
-    h("a", { class: active === name ? "nav-link active" : "nav-link", href, "data-testid": `nav-${name}` }, t(`nav.${name}`));
+  const link = (name) =>
+    h("a", { class: active === name ? "nav-link active" : "nav-link", href: `#/p/${pid}/${name}`, "data-testid": `nav-${name}` }, t(`nav.${name}`));
   return h(
     "header",
     { class: "topbar" },
@@ -138,12 +151,8 @@ function header(active, pid) {
     session.projects.length
       ? h("div", { class: "project-pick" }, h("span", { class: "muted small" }, t("nav.project")), projectSelect)
       : null,
-    pid
-      ? h("nav", { class: "nav" }, link("touchpoints", `#/p/${pid}/touchpoints`), link("campaigns", `#/p/${pid}/campaigns`))
-      : null,
-    h("div", { class: "spacer" }),
-    langSwitch(),
-    h("button", { class: "btn btn-ghost", type: "button", "data-testid": "sign-out", onClick: signOut }, t("auth.sign_out")),
+    pid ? h("nav", { class: "nav" }, PAGES.map((page) => link(page.name))) : null,
+    h("div", { class: "topbar-tools" }, langSwitch(), h("button", { class: "btn btn-ghost", type: "button", "data-testid": "sign-out", onClick: signOut }, t("auth.sign_out"))),
   );
 }
 
@@ -168,6 +177,8 @@ function defaultProject() {
 
 async function route() {
   const generation = ++session.generation;
+  // A dialog belongs to the page it was opened on.
+  closeAllModals();
   const parts = parseHash();
   if (parts[0] === "login") {
     renderLogin();
@@ -192,7 +203,7 @@ async function route() {
       replace(view, emptyState(t("projects.none_title"), t("projects.none_text")));
       return;
     }
-    navigate(`#/p/${pid}/touchpoints`);
+    navigate(`#/p/${pid}/${PAGES[0].name}`);
     return;
   }
   const pid = Number(parts[1]);
@@ -203,17 +214,12 @@ async function route() {
     return;
   }
   localStorage.setItem(PROJECT_KEY, String(pid));
-  const section = parts[2] === "touchpoints" || !parts[2] ? "touchpoints" : "campaigns";
-  const view = shell(section, pid);
+  setZone(project.timezone);
+  const page = pageFor(parts[2] || "");
+  const view = shell(page.name, pid);
   const ctx = { pid, project, view, navigate, isCurrent: () => generation === session.generation };
   try {
-    if (section === "touchpoints") {
-      const mod = await import("./touchpoints.js");
-      await mod.renderTouchpoints(ctx);
-    } else {
-      const mod = await import("./campaigns.js");
-      await mod.renderCampaigns(ctx, parts.slice(2));
-    }
+    await page.render(ctx, parts.slice(2));
   } catch (err) {
     if (!ctx.isCurrent()) return;
     if (err instanceof ApiError && err.status === 401) return;

@@ -3,6 +3,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
+import { enumPicker, optionList } from "./enum_pick.js";
 import { applyFieldErrors, clearFieldErrors, codedNodes, errorBox } from "./errors.js";
 import { t } from "./i18n.js";
 
@@ -17,13 +18,9 @@ function typedValue(type, raw) {
   return text;
 }
 
-/** Options endpoint answers [{code, name, children?}] (tolerate {items} too). */
-function optionList(data) {
-  return Array.isArray(data) ? data : (data && (data.items || data.options)) || [];
-}
-
 function enumControl(param, path, values) {
   const wrap = h("div", { class: "enum-pick", "data-field": path, "data-testid": `test-param-${param.key}` }, h("span", { class: "muted small" }, t("common.loading")));
+  values.params[param.key] = () => undefined;
   const load = async () => {
     let options;
     try {
@@ -32,26 +29,9 @@ function enumControl(param, path, values) {
       replace(wrap, errorBox(err, { testid: "options-error" }));
       return;
     }
-    const twoLevel = options.some((o) => o.children && o.children.length);
-    const first = h(
-      "select",
-      { "aria-label": param.name, "data-testid": "enum-level1" },
-      h("option", { value: "" }, t("test.choose")),
-      options.map((o) => h("option", { value: o.code }, twoLevel && o.children && o.children.length ? `${o.name} ›` : `${o.name} (${o.code})`)),
-    );
-    const second = h("select", { "aria-label": param.name, "data-testid": "enum-level2", disabled: true }, h("option", { value: "" }, t("test.choose")));
-    const update = () => {
-      const chosen = options.find((o) => o.code === first.value);
-      const children = (chosen && chosen.children) || [];
-      if (twoLevel) {
-        replace(second, h("option", { value: "" }, children.length ? t("test.choose") : "—"), children.map((c) => h("option", { value: c.code }, `${c.name} (${c.code})`)));
-        second.disabled = !children.length;
-      }
-      values.params[param.key] = () => (children.length ? second.value || undefined : first.value || undefined);
-    };
-    first.addEventListener("change", update);
-    update();
-    replace(wrap, twoLevel ? h("div", { class: "cascade" }, first, second) : first);
+    const picker = enumPicker(options, { label: param.name });
+    values.params[param.key] = picker.value;
+    replace(wrap, picker.el);
   };
   load();
   return wrap;
@@ -63,8 +43,13 @@ export async function openTestDialog(ctx, tp, onDone) {
   const types = new Map(catalogue.map((a) => [a.key, a]));
   const values = { base, attrs: {}, params: {} };
 
-  const m = modal({ title: t("test.title", { name: fresh.name }), size: "lg", testid: "test-dialog" });
+  // Typed values not sent yet would be lost by closing: ask first.
+  let changed = false;
+  const m = modal({ title: t("test.title", { name: fresh.name }), size: "lg", testid: "test-dialog", isDirty: () => changed });
+  m.body.addEventListener("input", () => (changed = true));
+  m.body.addEventListener("change", () => (changed = true));
   const gid = h("input", { type: "number", value: "1", min: 0, "data-field": "users[0].gid", "data-testid": "test-gid" });
+  const controls = {};
   const attrFields = fresh.user_attributes.map((key) => {
     const meta = types.get(key) || { type: "string", name: key };
     const path = `users[0].attributes.${key}`;
@@ -79,8 +64,38 @@ export async function openTestDialog(ctx, tp, onDone) {
       });
     }
     values.attrs[key] = () => typedValue(meta.type, control.value);
+    controls[key] = control;
     return field(`${meta.name || key}`, control, { hint: key });
   });
+
+  // A test user from the data store: its attributes fill the inputs (no retyping).
+  const loaded = h("div", { class: "hint", "data-testid": "test-user-loaded", "aria-live": "polite" });
+  const loadUser = h("button", { class: "btn btn-sm", type: "button", "data-testid": "test-load-user", title: t("test.load_user_hint") }, t("test.load_user"));
+  loadUser.addEventListener(
+    "click",
+    busy(loadUser, async () => {
+      const id = gid.value.trim();
+      if (!/^\d+$/.test(id)) {
+        loaded.textContent = t("test.gid_needed");
+        return;
+      }
+      try {
+        const user = await api.get(`/projects/${ctx.pid}/users/${id}`);
+        const attrs = user.attributes || {};
+        let filled = 0;
+        for (const [key, control] of Object.entries(controls)) {
+          const v = attrs[key];
+          control.value = v === undefined || v === null ? "" : String(v);
+          if (control.value !== "") filled += 1;
+        }
+        changed = true;
+        loaded.textContent = t("test.user_loaded", { gid: id, n: filled, total: Object.keys(controls).length });
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        loaded.textContent = err.status === 404 ? t("test.user_not_found", { gid: id }) : t("test.user_load_failed", { gid: id });
+      }
+    }),
+  );
 
   const paramFields = fresh.template_params.map((p) => {
     const path = `params.${p.key}`;
@@ -109,7 +124,7 @@ export async function openTestDialog(ctx, tp, onDone) {
         "section",
         { class: "form-section" },
         h("h3", {}, t("test.user")),
-        field(t("test.gid"), gid, { required: true }),
+        field(t("test.gid"), h("div", { class: "input-row" }, gid, loadUser), { required: true, extra: loaded }),
         attrFields.length ? attrFields : h("p", { class: "muted small" }, t("test.no_attributes")),
         h("h3", {}, t("test.params")),
         paramFields.length ? paramFields : h("p", { class: "muted small" }, t("test.no_params")),
@@ -138,6 +153,7 @@ export async function openTestDialog(ctx, tp, onDone) {
       const gidValue = typedValue("number", gid.value);
       try {
         const out = await api.post(`${base}/test`, { users: [{ gid: gidValue, attributes }], params });
+        changed = false;
         m.body.querySelector(".placeholder-text")?.remove();
         replace(result, renderResult(out));
       } catch (err) {
@@ -148,7 +164,7 @@ export async function openTestDialog(ctx, tp, onDone) {
       if (onDone) await onDone();
     }),
   );
-  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.close")), send);
+  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.dismiss() }, t("common.close")), send);
 }
 
 /** A one-line verdict in the user's language; the service's diagnosis follows in detail. */

@@ -2,7 +2,7 @@
 // attributes from the project's catalogue, template parameters with enum options).
 // The service validates; its field errors appear next to the inputs they name.
 
-import { ApiError, api, listAll } from "./api.js";
+import { ApiError, api, listAll, upload } from "./api.js";
 import { add, badge, busy, field, h, modal, replace, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, codedText, errorBox, fieldLabel, formError } from "./errors.js";
 import { t } from "./i18n.js";
@@ -69,7 +69,6 @@ function stateFrom(tp) {
           children: (o.children || []).map((c) => ({ code: c.code, name: c.name })),
         })),
       },
-      savedUrl: p.enum && p.enum.source === "api" ? p.enum.url : null,
     })),
     plugin_id: tp && tp.plugin_id ? String(tp.plugin_id) : "",
     plugin_config: { ...((tp && tp.plugin_config) || {}) },
@@ -147,11 +146,15 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
   ]);
   const st = stateFrom(touchpoint);
   let submitted = null;
+  // What saving would send, to tell whether closing throws changes away.
+  const snapshot = () => JSON.stringify([bodyFrom(st, { editing, plugin: plugins.find((pl) => String(pl.id) === st.plugin_id) }), st.pluginSecrets, st.token, st.clearToken]);
+  const pristine = snapshot();
 
   const m = modal({
     title: editing ? t("tp.form.edit_title", { name: touchpoint.name }) : t("tp.form.add_title"),
     size: "lg",
     testid: "tp-form",
+    isDirty: () => snapshot() !== pristine,
   });
   const topErrors = h("div", { class: "form-errors", "data-testid": "form-errors" });
 
@@ -243,9 +246,38 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
     }
   };
 
+  // Upload a plugin package here (the seed's 上传插件): on success it is chosen; a
+  // refused package lists every problem the service found.
+  const uploadSlot = h("div", { class: "upload-result" });
+  const uploadControl = () => {
+    const input = h("input", { type: "file", accept: ".zip,application/zip", class: "visually-hidden", "data-testid": "plugin-file" });
+    const label = h("label", { class: "btn btn-sm", "data-testid": "plugin-upload" }, t("tp.form.upload_plugin"), input);
+    input.addEventListener("change", async () => {
+      const file = input.files && input.files[0];
+      if (!file) return;
+      replace(uploadSlot, h("span", { class: "muted small" }, t("tp.form.uploading", { file: file.name })));
+      const form = new FormData();
+      form.append("file", file, file.name);
+      try {
+        const plugin = await upload(`/projects/${pid}/plugins`, form);
+        plugins.push(plugin);
+        st.plugin_id = String(plugin.id);
+        replace(uploadSlot);
+        toast(t("tp.form.plugin_uploaded", { name: plugin.name, version: plugin.version || "" }));
+        renderPlugin();
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        replace(uploadSlot, errorBox(err, { testid: "plugin-upload-error" }));
+      } finally {
+        input.value = "";
+      }
+    });
+    return h("div", { class: "upload-row" }, label, h("span", { class: "hint" }, t("tp.form.upload_hint")));
+  };
+
   const renderPlugin = () => {
     if (!plugins.length) {
-      replace(transportSlot, h("div", { class: "alert alert-info", "data-field": "plugin_id" }, t("tp.form.no_plugins")));
+      replace(transportSlot, h("div", { class: "alert alert-info", "data-field": "plugin_id" }, t("tp.form.no_plugins")), uploadControl(), uploadSlot);
       return;
     }
     const plugin = plugins.find((p) => String(p.id) === st.plugin_id);
@@ -263,7 +295,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
       plugins.map((p) => h("option", { value: p.id, selected: String(p.id) === st.plugin_id }, `${p.name} ${p.version || ""}`)),
     );
     const configFields = ((plugin && plugin.config_fields) || []).map((f) => pluginField(f));
-    replace(transportSlot, field(t("tp.form.plugin"), select, { required: true }), configFields.length ? h("div", { class: "grid-2" }, configFields) : null);
+    replace(transportSlot, field(t("tp.form.plugin"), select, { required: true, extra: uploadControl() }), uploadSlot, configFields.length ? h("div", { class: "grid-2" }, configFields) : null);
   };
 
   const pluginField = (f) => {
@@ -512,7 +544,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
       h(
         "div",
         { class: "param-line" },
-        h("div", { "data-field-wrap": `${base}.key` }, h("input", {
+        h("div", { "data-field-wrap": `${base}.key` }, h("span", { class: "cell-label" }, t("tp.param.key")), h("input", {
           type: "text",
           value: p.key,
           placeholder: "couponId",
@@ -521,7 +553,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
           "data-testid": "param-key",
           onInput: (e) => (p.key = e.target.value),
         })),
-        h("div", { "data-field-wrap": `${base}.name` }, h("input", {
+        h("div", { "data-field-wrap": `${base}.name` }, h("span", { class: "cell-label" }, t("tp.param.name")), h("input", {
           type: "text",
           value: p.name,
           placeholder: t("tp.param.name_placeholder"),
@@ -530,7 +562,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
           "data-testid": "param-name",
           onInput: (e) => (p.name = e.target.value),
         })),
-        h("div", { "data-field-wrap": `${base}.type` }, h(
+        h("div", { "data-field-wrap": `${base}.type` }, h("span", { class: "cell-label" }, t("tp.param.type")), h(
           "select",
           {
             "aria-label": t("tp.param.type"),
@@ -697,24 +729,35 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
     );
   };
 
+  // The options API is tried as typed, before the touchpoint is saved (signed with
+  // the saved touchpoint's secret when editing).
   const apiOptions = (p, ebase) => {
     const preview = h("div", { class: "opt-preview", "data-testid": "options-preview" });
-    const canLoad = () => editing && p.savedUrl && p.savedUrl === p.enum.url.trim() && p.key;
     const hint = h("div", { class: "hint" });
     const loadBtn = h("button", { class: "btn btn-sm", type: "button", "data-testid": "options-load" }, t("tp.enum.load"));
     const refresh = () => {
-      loadBtn.disabled = !canLoad();
-      hint.textContent = canLoad() ? t("tp.enum.load_hint") : t("tp.enum.save_first");
+      loadBtn.disabled = !p.enum.url.trim();
+      hint.textContent = loadBtn.disabled ? t("tp.enum.need_url") : t("tp.enum.load_hint");
     };
     loadBtn.addEventListener(
       "click",
       busy(loadBtn, async () => {
+        if (!p.key.trim()) {
+          replace(preview, h("div", { class: "field-error", "data-testid": "options-error" }, t("tp.enum.need_key")));
+          return;
+        }
         replace(preview, h("span", { class: "muted small" }, t("common.loading")));
         try {
-          const data = await api.get(`/projects/${pid}/touchpoints/${touchpoint.id}/params/${encodeURIComponent(p.key)}/options`);
+          const data = await api.post(`/projects/${pid}/touchpoints/options-preview`, {
+            url: p.enum.url.trim(),
+            param: p.key.trim(),
+            name: p.name.trim() || undefined,
+            touchpoint_id: editing ? touchpoint.id : undefined,
+          });
           replace(preview, optionsPreview(data));
         } catch (err) {
-          replace(preview, errorBox(err));
+          if (!(err instanceof ApiError)) throw err;
+          replace(preview, errorBox(err, { testid: "options-error" }));
         }
       }),
     );
@@ -764,7 +807,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
           ? await api.patch(`/projects/${pid}/touchpoints/${touchpoint.id}`, body)
           : await api.post(`/projects/${pid}/touchpoints`, body);
         m.close();
-        for (const w of (saved && saved.warning_details) || []) toast(`${t("tp.form.warning")}${t("error.label_sep")}${fieldLabel(w.field)} ${codedText(w, "field_error")}`, "warn");
+        for (const w of (saved && saved.warning_details) || []) toast(t("tp.form.warning_toast", { text: `${fieldLabel(w.field)}${t("error.label_sep")}${codedText(w, "field_error")}` }), "warn");
         if (!editing && saved && saved.signing_secret) showSecret(saved);
         else toast(t("tp.form.saved", { name: saved ? saved.name : body.name }));
         await onSaved();
@@ -781,7 +824,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
       }
     }),
   );
-  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
+  add(m.footer, h("button", { class: "btn", type: "button", "data-testid": "tp-cancel", onClick: () => m.dismiss() }, t("common.cancel")), save);
   nameInput.focus();
 }
 

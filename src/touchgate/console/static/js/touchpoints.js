@@ -1,10 +1,12 @@
 // The touchpoint list of a project and its actions: authorise spaces, edit, test,
 // disable/enable, delete — with the rules visible (edit and delete only while disabled).
+// The frequent actions are buttons; the rest sit under "More" so the row fits.
 
 import { ApiError, api, listAll } from "./api.js";
-import { add, badge, busy, confirmDialog, emptyState, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, confirmDialog, emptyState, h, menu, modal, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorText } from "./errors.js";
-import { formatDateTime, formatRelative, t } from "./i18n.js";
+import { formatRelative, t } from "./i18n.js";
+import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
 
 const TYPES = ["notification", "benefit", "other"];
 const filters = { q: "", status: "", type: "" };
@@ -90,15 +92,15 @@ export async function renderTouchpoints(ctx) {
       tableSlot,
       h(
         "table",
-        { class: "table", "data-testid": "tp-table" },
+        { class: "table table-stack", "data-testid": "tp-table" },
         h(
           "thead",
           {},
           h(
             "tr",
             {},
-            ["name", "type", "transport", "status", "spaces", "last_test", "updated", "actions"].map((c) =>
-              h("th", { class: `col-${c}` }, t(`tp.col.${c}`)),
+            ["name", "type", "status", "spaces", "last_test", "updated", "actions"].map((c) =>
+              h("th", { class: `col-${c}` }, t(`tp.col.${c}`), c === "updated" ? h("div", { class: "th-note" }, projectZone()) : null),
             ),
           ),
         ),
@@ -137,26 +139,64 @@ async function openForm(ctx, touchpoint, actions) {
   mod.openTouchpointForm(ctx, touchpoint, actions.reload);
 }
 
+/**
+ * What stands between a touchpoint and its use in a campaign, as short notes: never
+ * tested or its last test failed, disabled, not authorised to the space, deliveries
+ * paused by its health check. [{kind, text}], empty when it is ready.
+ */
+export function readinessNotes(tp, { spaceId } = {}) {
+  const notes = [];
+  const last = tp.last_test;
+  if (!last || !last.at) notes.push({ kind: "warn", key: "never_tested", text: t("tp.never_tested") });
+  else if (!last.ok) notes.push({ kind: "error", key: "test_failed", text: t("tp.last_test_failed") });
+  if (tp.status && tp.status !== "enabled") notes.push({ kind: "muted", key: "disabled", text: t("tp.status.disabled") });
+  if (spaceId !== undefined && !(tp.space_ids || []).includes(spaceId)) notes.push({ kind: "muted", key: "not_authorised", text: t("tp.not_authorised") });
+  const health = tp.health && tp.health.state;
+  if (health && health !== "closed") notes.push({ kind: "error", key: `health_${health}`, text: t(`tp.health.${health}`) });
+  return notes;
+}
+
+/**
+ * readinessNotes as badges (null when ready): for the campaign editor's touchpoint
+ * picker, so an operator sees "Never tested" before choosing it.
+ */
+export function readinessBadges(tp, opts = {}) {
+  const notes = readinessNotes(tp, opts);
+  if (!notes.length) return null;
+  return h(
+    "span",
+    { class: "chips", "data-testid": "tp-readiness" },
+    notes.map((n) => badge(n.text, n.kind, { "data-note": n.key, title: n.key === "never_tested" ? t("tp.never_tested_hint") : null })),
+  );
+}
+
 function lastTest(tp) {
   const last = tp.last_test;
   // Prominent rather than blocking: an untested touchpoint can be used, but it stands out.
   if (!last || !last.at) return badge(t("tp.never_tested"), "warn", { title: t("tp.never_tested_hint") });
   return h(
     "div",
-    { class: "stack-xs", title: formatDateTime(last.at) },
+    { class: "stack-xs", title: formatZoned(last.at) },
     last.ok ? badge(t("tp.test_ok"), "ok") : badge(t("tp.test_failed"), "error"),
     h("span", { class: "muted small" }, formatRelative(last.at)),
   );
 }
 
+/** The breaker: deliveries paused after repeated failures (absent from older servers). */
+function healthBadge(tp) {
+  const health = tp.health;
+  if (!health || !health.state || health.state === "closed") return null;
+  const why = [health.reason, health.since ? t("tp.health.since", { at: formatZoned(health.since) }) : null].filter(Boolean).join(" · ");
+  return badge(t(`tp.health.${health.state}`), health.state === "open" ? "error" : "warn", { title: why || null, "data-testid": "tp-health", "data-state": health.state });
+}
+
 function row(tp, spaceName, actions) {
   const enabled = tp.status === "enabled";
-  const lockedReason = enabled ? t("tp.locked_reason") : null;
   const btn = (label, testid, onClick, opts = {}) => {
     const b = h(
       "button",
       {
-        class: `btn btn-sm ${opts.danger ? "btn-danger-ghost" : "btn-ghost"}`,
+        class: "btn btn-sm btn-ghost",
         type: "button",
         "data-testid": testid,
         disabled: opts.disabled || false,
@@ -172,6 +212,32 @@ function row(tp, spaceName, actions) {
   const spacesCell = (tp.space_ids || []).length
     ? h("div", { class: "chips" }, tp.space_ids.map((id) => h("span", { class: "chip" }, spaceName.get(id) || `#${id}`)))
     : h("span", { class: "muted" }, t("tp.no_spaces"));
+  const health = tp.health && tp.health.state;
+  const more = menu(t("tp.action.more"), [
+    tp.transport === "plugin"
+      ? null
+      : {
+          label: t("tp.action.doctor"),
+          testid: "tp-doctor",
+          onClick: async () => {
+            const mod = await import("./doctor.js");
+            mod.openDoctorDialog(actions.ctx, tp);
+          },
+        },
+    enabled
+      ? { label: t("tp.action.disable"), testid: "tp-disable", onClick: () => disable(tp, actions) }
+      : { label: t("tp.action.enable"), testid: "tp-enable", onClick: () => enable(tp, actions) },
+    { label: t("tp.action.rotate"), testid: "tp-rotate", title: t("tp.rotate_hint"), onClick: () => rotate(tp, actions) },
+    health && health !== "closed" ? { label: t("tp.action.reset_health"), testid: "tp-health-reset", title: t("tp.reset_health_hint"), onClick: () => resetHealth(tp, actions) } : null,
+    {
+      label: t("tp.action.delete"),
+      testid: "tp-delete",
+      danger: true,
+      disabled: enabled,
+      title: enabled ? t("tp.delete_locked_reason") : null,
+      onClick: () => remove(tp, actions),
+    },
+  ], { testid: "tp-more" });
   return h(
     "tr",
     { "data-testid": "tp-row", "data-id": tp.id, "data-name": tp.name },
@@ -179,18 +245,26 @@ function row(tp, spaceName, actions) {
       "td",
       { class: "col-name" },
       h("div", { class: "strong" }, tp.name),
-      tp.description ? h("div", { class: "muted small clamp" }, tp.description) : null,
+      tp.description ? h("div", { class: "muted small clamp", title: tp.description }, tp.description) : null,
     ),
-    h("td", {}, badge(t(`tp.type.${tp.type}`), "neutral")),
-    h("td", {}, tp.transport === "plugin" ? t("tp.transport.plugin") : t("tp.transport.http")),
     h(
       "td",
-      { "data-testid": "tp-status" },
-      enabled ? badge(t("tp.status.enabled"), "ok", { "data-status": "enabled" }) : badge(t("tp.status.disabled"), "muted", { "data-status": "disabled" }),
+      { "data-label": t("tp.col.type") },
+      h("div", { class: "stack-xs" }, badge(t(`tp.type.${tp.type}`), "neutral"), h("span", { class: "muted small", "data-testid": "tp-transport" }, tp.transport === "plugin" ? t("tp.transport.plugin") : t("tp.transport.http"))),
     ),
-    h("td", { "data-testid": "tp-spaces" }, spacesCell),
-    h("td", { "data-testid": "tp-last-test" }, lastTest(tp)),
-    h("td", { class: "muted small", title: formatDateTime(tp.updated_at) }, formatDateTime(tp.updated_at)),
+    h(
+      "td",
+      { "data-label": t("tp.col.status") },
+      h(
+        "div",
+        { class: "stack-xs" },
+        h("span", { "data-testid": "tp-status" }, enabled ? badge(t("tp.status.enabled"), "ok", { "data-status": "enabled" }) : badge(t("tp.status.disabled"), "muted", { "data-status": "disabled" })),
+        healthBadge(tp),
+      ),
+    ),
+    h("td", { "data-testid": "tp-spaces", "data-label": t("tp.col.spaces") }, spacesCell),
+    h("td", { "data-testid": "tp-last-test", "data-label": t("tp.col.last_test") }, lastTest(tp)),
+    h("td", { class: "muted small col-updated", "data-label": zoned(t("tp.col.updated")) }, timeEl(tp.updated_at, { label: false })),
     h(
       "td",
       { class: "col-actions" },
@@ -198,23 +272,30 @@ function row(tp, spaceName, actions) {
         "div",
         { class: "row-actions" },
         btn(t("tp.action.spaces"), "tp-spaces-btn", () => openSpaces(tp, actions)),
-        btn(t("tp.action.edit"), "tp-edit", () => openForm(actions.ctx, tp, actions), { disabled: enabled, title: lockedReason }),
+        btn(t("tp.action.edit"), "tp-edit", () => openForm(actions.ctx, tp, actions), { disabled: enabled, title: enabled ? t("tp.locked_reason") : null }),
         btn(t("tp.action.test"), "tp-test", async () => {
           const mod = await import("./test_dialog.js");
           await mod.openTestDialog(actions.ctx, tp, actions.reload);
         }),
-        enabled
-          ? btn(t("tp.action.disable"), "tp-disable", () => disable(tp, actions))
-          : btn(t("tp.action.enable"), "tp-enable", () => enable(tp, actions)),
-        btn(t("tp.action.rotate"), "tp-rotate", () => rotate(tp, actions), { title: t("tp.rotate_hint") }),
-        btn(t("tp.action.delete"), "tp-delete", () => remove(tp, actions), {
-          disabled: enabled,
-          title: enabled ? t("tp.delete_locked_reason") : null,
-          danger: true,
-        }),
+        more,
       ),
     ),
   );
+}
+
+/** An action's failure as a toast: the translated heading and the server's words. */
+function failed(err) {
+  toast(errorText(err), "error");
+}
+
+async function resetHealth(tp, actions) {
+  try {
+    await api.post(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/health/reset`);
+    toast(t("tp.health_reset_toast", { name: tp.name }));
+  } catch (err) {
+    failed(err);
+  }
+  await actions.reload();
 }
 
 async function enable(tp, actions) {
@@ -222,13 +303,15 @@ async function enable(tp, actions) {
     await api.post(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/enable`);
     toast(t("tp.enabled_toast", { name: tp.name }));
   } catch (err) {
-    toast(errorText(err), "error");
+    failed(err);
   }
   await actions.reload();
 }
 
 async function disable(tp, actions) {
   const { pid } = actions.ctx;
+  const ok = await confirmDialog(t("tp.disable_title", { name: tp.name }), t("tp.disable_text", { name: tp.name }), { danger: true, okLabel: t("tp.action.disable"), testid: "disable-confirm" });
+  if (!ok) return;
   try {
     await api.post(`/projects/${pid}/touchpoints/${tp.id}/disable`);
     toast(t("tp.disabled_toast", { name: tp.name }));
@@ -236,17 +319,26 @@ async function disable(tp, actions) {
     if (err instanceof ApiError && err.code === "touchpoint_in_use") {
       showInUse(tp, err, pid);
     } else {
-      toast(errorText(err), "error");
+      failed(err);
     }
   }
   await actions.reload();
 }
 
-/** The refusal to disable, with a link to every campaign that blocks it. */
+// What each blocking campaign's state lets its owner do to free the touchpoint.
+const UNBLOCK = {
+  running: "pause_end",
+  not_started: "pause_end",
+  paused: "end",
+  awaiting_publish: "edit_delete",
+  in_approval: "withdraw_reject",
+};
+
+/** The refusal to disable, with a link to every campaign that blocks it and what to do. */
 function showInUse(tp, err, pid) {
   const campaigns = (err.details && err.details.campaigns) || [];
   const m = modal({ title: t("tp.in_use_title"), size: "sm", testid: "in-use" });
-  add(m.body, 
+  add(m.body,
     h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("error.code.touchpoint_in_use")), t("tp.in_use_text", { name: tp.name })),
     h(
       "ul",
@@ -266,6 +358,7 @@ function showInUse(tp, err, pid) {
           ),
           " ",
           badge(t(`campaign.status.${c.status}`), "warn"),
+          UNBLOCK[c.status] ? h("div", { class: "muted small", "data-testid": "unblock-hint" }, t(`tp.unblock.${UNBLOCK[c.status]}`)) : null,
         ),
       ),
     ),
@@ -281,9 +374,9 @@ async function rotate(tp, actions) {
   try {
     const out = await api.post(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}/rotate-secret`);
     const mod = await import("./touchpoint_form.js");
-    mod.showSecret({ name: tp.name, signing_secret: out.signing_secret }, t("tp.rotated_text", { name: tp.name, until: formatDateTime(out.previous_secret_expires_at) }));
+    mod.showSecret({ name: tp.name, signing_secret: out.signing_secret }, t("tp.rotated_text", { name: tp.name, until: formatZoned(out.previous_secret_expires_at) }));
   } catch (err) {
-    toast(errorText(err), "error");
+    failed(err);
   }
 }
 
@@ -297,7 +390,7 @@ async function remove(tp, actions) {
     await api.del(`/projects/${actions.ctx.pid}/touchpoints/${tp.id}`);
     toast(t("tp.deleted_toast", { name: tp.name }));
   } catch (err) {
-    toast(errorText(err), "error");
+    failed(err);
   }
   await actions.reload();
 }
@@ -306,7 +399,8 @@ async function remove(tp, actions) {
 function openSpaces(tp, actions) {
   const spaces = actions.spaces();
   const chosen = new Set(tp.space_ids || []);
-  const m = modal({ title: t("tp.spaces_title", { name: tp.name }), size: "sm", testid: "spaces-dialog" });
+  const saved = [...chosen].sort().join(",");
+  const m = modal({ title: t("tp.spaces_title", { name: tp.name }), size: "sm", testid: "spaces-dialog", isDirty: () => [...chosen].sort().join(",") !== saved });
   const errSlot = h("div");
   add(m.body, 
     h("p", { class: "muted" }, t("tp.spaces_text")),
@@ -343,12 +437,12 @@ function openSpaces(tp, actions) {
           space_ids: spaces.filter((s) => chosen.has(s.id)).map((s) => s.id),
         });
         m.close();
-        toast(t("tp.spaces_saved"));
+        toast(t("tp.spaces_saved", { name: tp.name }));
         await actions.reload();
       } catch (err) {
         errSlot.appendChild(errorBox(err));
       }
     }),
   );
-  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.close() }, t("common.cancel")), save);
+  add(m.footer, h("button", { class: "btn", type: "button", onClick: () => m.dismiss() }, t("common.cancel")), save);
 }
