@@ -11,7 +11,6 @@ cannot hide a leak.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -21,10 +20,11 @@ from playwright.sync_api import Browser, Locator, Page, expect
 
 from conftest import LiveServer, free_port
 from test_console_browser import browser, page, row, shot, sign_in, texts
-from test_testsend import ThreadedServer
+from test_testsend import ThreadedServer, endpoint
 
-# The console's browser tests' Chromium (one per module) and page (in ``lang``).
-__all__ = ["browser", "page"]
+# The console's browser tests' Chromium (one per module) and page (in ``lang``);
+# the test send's endpoint on 127.0.0.1.
+__all__ = ["browser", "endpoint", "page"]
 
 pytestmark = pytest.mark.browser
 
@@ -57,13 +57,6 @@ def fill(template: str, **params: Any) -> str:
 def lang() -> str:
     """The console's browser fixtures (``page``) on a Chinese screen."""
     return ZH
-
-
-@pytest.fixture
-def endpoint() -> Iterator[ThreadedServer]:
-    server = ThreadedServer()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

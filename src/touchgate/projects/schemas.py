@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
 
@@ -16,28 +17,31 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _not_blank(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise PydanticCustomError("empty", "must not be blank")
+    return value
+
+
+# A project's or a space's name, stripped.
+Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
+
+
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
+    name: Name
     timezone: str = "UTC"
     approval_required: bool = True
 
     _tz = field_validator("timezone")(_check_timezone)
 
-    @field_validator("name")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise PydanticCustomError("empty", "must not be blank")
-        return value
-
 
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str | None = Field(default=None, min_length=1, max_length=100)
+    name: Name | None = None
     timezone: str | None = None
     approval_required: bool | None = None
 
@@ -59,15 +63,7 @@ class ProjectOut(BaseModel):
 class SpaceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100)
-
-    @field_validator("name")
-    @classmethod
-    def _strip(cls, value: str) -> str:
-        value = value.strip()
-        if not value:
-            raise PydanticCustomError("empty", "must not be blank")
-        return value
+    name: Name
 
 
 class SpaceOut(BaseModel):
