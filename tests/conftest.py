@@ -110,13 +110,13 @@ def truncate_all(runtime: Runtime) -> None:
 class LiveServer:
     """The app served by uvicorn on 127.0.0.1 in a thread."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime, app: Any = None) -> None:
         from touchgate.app import create_app
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(
-            create_app(runtime),
+            app if app is not None else create_app(runtime),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",

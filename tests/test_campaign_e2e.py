@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select
 
 from test_campaign_support import (
+    ATTRIBUTES,
     Receiver,
     campaign_body,
     fresh_touchpoint_config,
@@ -162,6 +163,33 @@ def test_first_success_campaign_end_to_end(client: httpx.Client) -> None:
     assert props["step_id"] == "s1"
     # A second publish of the same campaign is not possible: it is finished.
     assert client.post(f"{base}/{cid}/publish").status_code == 409
+
+    # The audit log holds every write of this test, in order (the refused publish
+    # above wrote nothing, so it left no entry); the token never appears.
+    audit = client.get(f"/projects/{pid}/audit", params={"limit": 1000}).json()
+    entries = list(reversed(audit["items"]))
+    assert [(e["resource_type"], e["action"]) for e in entries] == [
+        ("project", "create"),
+        ("space", "create"),
+        *[("attribute", "create")] * len(ATTRIBUTES),
+        ("users", "import"),
+        ("touchpoint", "create"),
+        ("touchpoint", "set_spaces"),
+        ("touchpoint", "create"),
+        ("touchpoint", "set_spaces"),
+        ("campaign", "create"),
+        ("campaign", "submit"),
+        ("campaign", "approve"),
+        ("campaign", "publish"),
+    ]
+    assert {e["key_name"] for e in entries} == {"bootstrap-admin"}
+    created = entries[len(ATTRIBUTES) + 3]["changes"]
+    assert created["token_set"] == {"old": None, "new": True}
+    assert created["token"] == {"old": None, "new": "***"}
+    assert "s3cret" not in str(audit)
+    publish = entries[-1]["changes"]["status"]
+    assert publish["old"] == "awaiting_publish"
+    assert publish["new"] in ("running", "finished")
 
 
 def _worker(database_url: str, tmp: Path, name: str) -> subprocess.Popen[bytes]:

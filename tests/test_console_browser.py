@@ -551,6 +551,8 @@ def test_campaign_editor_refusal_link_and_results(
     condition = page.get_by_test_id("filter-condition")
     condition.get_by_test_id("filter-attribute").select_option("city")
     condition.get_by_test_id("filter-value").fill("Shanghai")
+    # The send step is edited in the canvas's inspector.
+    page.locator("[data-testid=node][data-path='strategy']").click()
     channel = page.get_by_test_id("channel")
     channel.get_by_test_id("channel-touchpoint").select_option(str(tid))
     # Parameter inputs follow the touchpoint's declared types.
@@ -789,25 +791,32 @@ def test_campaign_follow_up_steps_and_json_mode(
     sign_in(page)
     page.goto(f"/#/p/{pid}/s/{growth['id']}/campaigns/new")
     page.get_by_test_id("campaign-name-input").fill("Two steps")
-    steps = page.get_by_test_id("send-step")
-    steps.nth(0).get_by_test_id("channel-touchpoint").select_option(str(tid))
-    page.get_by_test_id("step-add").click()
-    expect(steps).to_have_count(2)
-    second = steps.nth(1)
-    expect(second.get_by_test_id("timing-minutes")).to_have_value("60")
-    second.get_by_test_id("timing-minutes").fill("0")  # too short: named by the service
-    second.get_by_test_id("channel-touchpoint").select_option(str(tid))
+    nodes = page.get_by_test_id("node")
+    inspector = page.get_by_test_id("inspector")
+    nodes.nth(0).click()
+    inspector.get_by_test_id("channel-touchpoint").select_option(str(tid))
+    page.locator("[data-testid=add-step][data-slot='strategy.next']").click()
+    page.get_by_test_id("choose-send").click()
+    expect(nodes).to_have_count(2)
+    expect(inspector).to_have_attribute("data-path", "strategy.next")
+    inspector.locator("[data-testid=timing-delay] + span").click()
+    # An hour by default, shown in the largest whole unit.
+    expect(inspector.get_by_test_id("delay-amount")).to_have_value("1")
+    expect(inspector.get_by_test_id("delay-unit")).to_have_value("60")
+    inspector.get_by_test_id("delay-unit").select_option("1")
+    inspector.get_by_test_id("delay-amount").fill("0")  # too short: named by the service
+    inspector.get_by_test_id("channel-touchpoint").select_option(str(tid))
     page.get_by_test_id("campaign-save").click()
     expect(page.locator("[data-error-for='strategy.next.timing.minutes']")).to_be_visible()
-    second.get_by_test_id("timing-minutes").fill("90")
+    inspector.get_by_test_id("delay-amount").fill("90")
     shot(page, lang, "20-campaign-two-steps")
 
-    # The JSON view shows the same content, and the form comes back from it.
+    # The JSON view shows the same content, and the canvas comes back from it.
     page.get_by_test_id("campaign-json-toggle").click()
     content = json.loads(page.get_by_test_id("campaign-json").input_value())
     assert content["strategy"]["next"]["timing"] == {"type": "delay", "minutes": 90}
     page.get_by_test_id("campaign-json-toggle").click()
-    expect(steps).to_have_count(2)
+    expect(nodes).to_have_count(2)
     page.get_by_test_id("campaign-save").click()
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
     items = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns").json()["items"]
@@ -815,14 +824,67 @@ def test_campaign_follow_up_steps_and_json_mode(
     assert strategy["id"] == "s1" and strategy["next"]["id"] == "s2"
     assert strategy["next"]["channels"] == [{"touchpoint_id": tid, "params": {}}]
 
-    # Editing shows both steps; a control group first step ends the path.
+    # Editing shows both steps; a control group first step ends the path (after asking).
     page.get_by_test_id("campaign-edit").click()
-    expect(steps).to_have_count(2)
-    steps.nth(0).locator("[data-testid='s0-timing-none'] + span").click()
-    expect(steps).to_have_count(1)
-    expect(page.get_by_test_id("step-add")).to_be_disabled()
+    expect(nodes).to_have_count(2)
+    nodes.nth(0).click()
+    inspector.locator("[data-testid=timing-none] + span").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(nodes).to_have_count(1)
+    expect(page.get_by_test_id("add-step")).to_have_count(0)
     page.get_by_test_id("campaign-save").click()
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.draft"])
     saved = client.get(f"/projects/{pid}/spaces/{growth['id']}/campaigns/{items[0]['id']}").json()
     assert saved["strategy"]["timing"] == {"type": "none"}
     assert "next" not in saved["strategy"]
+
+
+def test_api_keys_and_audit_pages(page: Page, shop: dict[str, Any], client: httpx.Client) -> None:
+    """Create a key in the console (shown once, copyable), see it work and list it
+    with its last use, revoke it, and find all of it in the audit log — at desktop
+    width and on a phone."""
+    pid = shop["id"]
+    growth = shop["spaces"][0]["id"]
+    sign_in(page)
+    page.get_by_test_id("nav-keys").click()
+    expect(page.get_by_test_id("keys-table")).to_be_hidden()
+    page.get_by_test_id("key-add").click()
+    page.get_by_test_id("key-name").fill("campaign team")
+    page.get_by_test_id("key-role").select_option("operator")
+    page.get_by_test_id(f"key-space-{growth}").check()
+    page.get_by_test_id("key-submit").click()
+    key = page.get_by_test_id("key-value").input_value()
+    assert key.startswith("tg_")
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_test_id("key-copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    page.get_by_test_id("key-done").click()
+    expect(page.get_by_test_id("key-value")).to_have_count(0)
+    # The key works, as far as it reaches.
+    headers = {"Authorization": f"Bearer {key}"}
+    assert (
+        client.get(f"/projects/{pid}/spaces/{growth}/campaigns", headers=headers).status_code == 200
+    )
+    other = shop["spaces"][1]["id"]
+    assert (
+        client.get(f"/projects/{pid}/spaces/{other}/campaigns", headers=headers).status_code == 403
+    )
+    page.reload()
+    row_ = page.locator("[data-testid=key-row]").filter(has_text="campaign team")
+    expect(row_).to_contain_text("Growth")
+    assert key not in page.content()
+    # Revoking it stops it at once.
+    row_.get_by_test_id("key-revoke").click()
+    page.get_by_test_id("confirm-ok").click()
+    expect(page.locator("[data-testid=key-row]").filter(has_text="campaign team")).to_have_count(0)
+    assert client.get(f"/projects/{pid}", headers=headers).status_code == 401
+
+    page.get_by_test_id("nav-audit").click()
+    expect(page.get_by_test_id("audit-row").first).to_be_visible()
+    page.get_by_test_id("audit-type").select_option("api_key")
+    rows = page.get_by_test_id("audit-row")
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("campaign team")
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(rows.first).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390

@@ -322,6 +322,7 @@ def test_dialogs_ask_before_discarding_and_close_with_the_route(
     # After creating a campaign the URL names it.
     page.get_by_test_id("campaign-new").click()
     page.get_by_test_id("campaign-name-input").fill("Named")
+    page.locator("[data-testid=node][data-path='strategy']").click()
     channel = page.get_by_test_id("channel")
     channel.get_by_test_id("channel-touchpoint").select_option(str(shanghai["touchpoint"]["id"]))
     channel.get_by_test_id("param-title").fill("Hello")

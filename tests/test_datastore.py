@@ -279,6 +279,74 @@ def test_event_filters_and_paging(client: httpx.Client, project: dict[str, Any])
     assert get(name="nothing") == {"items": [], "total": 0}
 
 
+def test_event_names_and_their_properties(client: httpx.Client, project: dict[str, Any]) -> None:
+    """What a campaign trigger can wait for: the names seen, and what their events carry."""
+    pid = project["id"]
+    base = datetime(2026, 3, 1, tzinfo=UTC)
+    events = [
+        {"name": "purchase", "gid": 1, "time": base.isoformat(), "properties": {"amount": "9"}},
+        {
+            "name": "purchase",
+            "gid": 2,
+            "time": (base + timedelta(hours=2)).isoformat(),
+            "properties": {"amount": 120, "vip": True, "sku": "A-1", "tags": ["x"]},
+        },
+        {"name": "add_to_cart", "gid": 1, "time": (base + timedelta(hours=1)).isoformat()},
+        {"name": "$ma_channel_touch", "gid": 3, "time": base.isoformat()},
+        {"name": "浏览商品", "gid": 3, "time": base.isoformat(), "properties": {"城市": "上海"}},
+    ]
+    assert client.post(f"/projects/{pid}/events", json={"events": events}).status_code == 202
+    other = client.post("/projects", json={"name": "other"}).json()["id"]
+    client.post(f"/projects/{other}/events", json={"name": "elsewhere", "gid": 1})
+
+    r = client.get(f"/projects/{pid}/event-names")
+    assert r.status_code == 200, r.text
+    items = r.json()["items"]
+    # In the database's collation order (which may ignore the "$").
+    names = [i["name"] for i in items]
+    assert sorted(names) == ["$ma_channel_touch", "add_to_cart", "purchase", "浏览商品"]
+    seen = {i["name"]: datetime.fromisoformat(i["last_seen_at"]) for i in items}
+    assert seen["purchase"] == base + timedelta(hours=2)
+    assert r.json()["total"] == 4
+    limited = client.get(f"/projects/{pid}/event-names", params={"limit": 2}).json()
+    assert [i["name"] for i in limited["items"]] == names[:2]
+    assert client.get(f"/projects/{other}/event-names").json()["items"][0]["name"] == "elsewhere"
+    fresh = client.post("/projects", json={"name": "fresh"}).json()["id"]
+    assert client.get(f"/projects/{fresh}/event-names").json() == {"items": [], "total": 0}
+
+    # Each property with the type of its latest value; lists and objects cannot be compared.
+    r = client.get(f"/projects/{pid}/event-properties", params={"event": "purchase"})
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [
+        {"key": "amount", "type": "number"},
+        {"key": "sku", "type": "string"},
+        {"key": "vip", "type": "boolean"},
+    ]
+    r = client.get(f"/projects/{pid}/event-properties", params={"event": "浏览商品"})
+    assert r.json()["items"] == [{"key": "城市", "type": "string"}]
+    r = client.get(f"/projects/{pid}/event-properties", params={"event": "never"})
+    assert r.json() == {"items": [], "total": 0}
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "field"),
+    [
+        ("event-names", {"limit": "0"}, "limit"),
+        ("event-names", {"limit": "1001"}, "limit"),
+        ("event-properties", {}, "event"),
+        ("event-properties", {"event": ""}, "event"),
+        ("event-properties", {"event": "x" * 101}, "event"),
+    ],
+)
+def test_event_names_bad_input(
+    client: httpx.Client, project: dict[str, Any], path: str, params: dict[str, str], field: str
+) -> None:
+    r = client.get(f"/projects/{project['id']}/{path}", params=params)
+    assert r.status_code == 422
+    assert [d["field"] for d in r.json()["error"]["details"]] == [field]
+    assert client.get(f"/projects/999999/{path}", params={"event": "x"}).status_code == 404
+
+
 @pytest.mark.parametrize(
     ("params", "field"),
     [
@@ -451,6 +519,8 @@ def test_data_store_needs_a_key(
         ("GET", f"/projects/{pid}/users/1", {}),
         ("POST", f"/projects/{pid}/events", {"json": {"name": "x", "gid": 1}}),
         ("GET", f"/projects/{pid}/events", {}),
+        ("GET", f"/projects/{pid}/event-names", {}),
+        ("GET", f"/projects/{pid}/event-properties?event=x", {}),
     ]
     for method, url, kwargs in calls:
         r = anon_client.request(method, url, **kwargs)
@@ -510,3 +580,6 @@ def test_roles(
     )
     assert r.status_code == 403
     assert anon_client.get(f"/projects/{other}/users/1", headers=operator).status_code == 403
+    assert anon_client.get(f"/projects/{pid}/event-names", headers=operator).status_code == 200
+    r = anon_client.get(f"/projects/{other}/event-names", headers=operator)
+    assert r.status_code == 403

@@ -300,7 +300,7 @@ def test_pydantic_errors_get_our_codes_and_params(client: httpx.Client) -> None:
     }
     assert details(client.post("/projects", json={})) == {"name": ("required", {})}
     pid = client.post("/projects", json={"name": "p"}).json()["id"]
-    assert details(client.patch(f"/projects/{pid}", json={"name": "  "})) == {"name": ("empty", {})}
+    assert details(client.patch(f"/projects/{pid}", json={"name": "  "})) == {"name": ("blank", {})}
     r = client.get("/projects", params={"limit": 0})
     assert details(r) == {"limit": ("min_value", {"min": 1})}
 

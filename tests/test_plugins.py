@@ -216,10 +216,55 @@ def test_too_large_and_too_many_files(client: httpx.Client, project: dict[str, A
         }
     )
     found = problems(upload(client, project["id"], many))
-    assert any("1002 files; at most 1000" in p["message"] for p in found)
+    assert any("1002 entries (files and directories); at most 1000" in p["message"] for p in found)
     assert {"code": "too_many_files", "params": {"count": 1002, "max": 1000}}.items() <= next(
         p for p in found if p["code"] == "too_many_files"
     ).items()
+
+
+def test_directories_count_and_depth_is_bounded_and_nothing_is_written(
+    client: httpx.Client, project: dict[str, Any], runtime: Runtime
+) -> None:
+    """Directory entries count toward the limit, a path 2,000 directories deep is
+    refused (not a RecursionError), and a refused package leaves nothing on disk."""
+    plugin_root = runtime.settings.plugin_path
+
+    def on_disk() -> list[Path]:
+        return sorted(plugin_root.rglob("*")) if plugin_root.exists() else []
+
+    before = on_disk()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("touchgate-plugin.toml", MANIFEST.format(name="p", version="1.0.0"))
+        zf.writestr("chan.py", CHANNEL)
+        for i in range(5000):
+            zf.writestr(zipfile.ZipInfo(f"d{i}/"), b"")
+    messages = [p["message"] for p in problems(upload(client, project["id"], buf.getvalue()))]
+    assert any("5002 entries (files and directories); at most 1000" in m for m in messages)
+
+    deep = "/".join(["d"] * 2000) + "/x.py"
+    r = upload(
+        client,
+        project["id"],
+        make_zip(
+            {
+                "touchgate-plugin.toml": MANIFEST.format(name="p", version="1.0.0"),
+                "chan.py": CHANNEL,
+                deep: "x = 1\n",
+                "e/" * 40 + "x.py": "x = 1\n",
+                "a/" + "n" * 300 + ".py": "x = 1\n",
+            }
+        ),
+    )
+    found = {p.get("path", "")[:20]: p["message"] for p in problems(r)}
+    assert "longer than 1024 characters" in found["d/d/d/d/d/d/d/d/d/d/"]
+    assert "more than 32 directories deep" in found["e/e/e/e/e/e/e/e/e/e/"]
+    assert "longer than 255 bytes" in found["a/" + "n" * 18]
+    codes = {p.get("path", "")[:20]: (p["code"], p["params"]["max"]) for p in problems(r)}
+    assert codes["d/d/d/d/d/d/d/d/d/d/"] == ("member_path_too_long", 1024)
+    assert codes["e/e/e/e/e/e/e/e/e/e/"] == ("member_too_deep", 32)
+    assert codes["a/" + "n" * 18] == ("member_name_too_long", 255)
+    assert on_disk() == before
 
 
 def test_zip_bomb_is_not_unpacked(client: httpx.Client, project: dict[str, Any]) -> None:

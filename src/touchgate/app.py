@@ -14,6 +14,7 @@ from sqlalchemy import text
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
+from .api.limits import install_body_limit
 from .api.responses import JSONResponse
 from .auth import ensure_bootstrap_key
 from .errors import TouchgateError, field_detail, invalid_fields, pydantic_details
@@ -22,7 +23,11 @@ from .runtime import Runtime
 log = logging.getLogger("touchgate")
 
 # Each domain registers its router here; ``include_routers`` mounts them all.
-ROUTER_MODULES = ["touchgate.projects.endpoints"]
+ROUTER_MODULES = [
+    "touchgate.projects.endpoints",
+    "touchgate.keys.endpoints",
+    "touchgate.audit.endpoints",
+]
 OPTIONAL_ROUTER_MODULES = [
     "touchgate.datastore.endpoints",
     "touchgate.touchpoints.endpoints",
@@ -116,6 +121,7 @@ def create_app(runtime: Runtime | None = None, *, start_hooks: bool = True) -> F
     app.state.runtime = runtime
     app.state.hooks = hooks
     install_error_handlers(app)
+    install_body_limit(app)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -7,13 +7,15 @@ import secrets
 import signal
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .config import Settings, get_settings
 from .doctor.cli import doctor
+from .keys.cli import keys_app
 from .plugins.cli import plugin_app
 
 app = typer.Typer(no_args_is_help=True, help="Touchgate: custom touchpoints for campaigns.")
@@ -23,6 +25,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(import_app, name="import")
 app.add_typer(plugin_app, name="plugin")
 app.command()(doctor)
+app.add_typer(keys_app, name="keys")
 console = Console(stderr=True, soft_wrap=True)
 
 ADMIN_TOKEN_FILE = "touchgate.admin-token"
@@ -30,23 +33,52 @@ ADMIN_TOKEN_FILE = "touchgate.admin-token"
 
 def _runtime(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     from .runtime import Runtime
+    from .startup import StartupError, check_writable
 
-    return Runtime.from_settings(settings or get_settings())
+    settings = settings or get_settings()
+    try:
+        check_writable(settings)
+        return Runtime.from_settings(settings)
+    except StartupError as exc:
+        console.print(f"[red]{escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except PermissionError as exc:  # the secret key file beside the data
+        console.print(f"[red]Cannot write {escape(str(exc.filename))}: permission denied.")
+        raise typer.Exit(2) from None
 
 
-def _ensure_admin_token(settings: Settings) -> tuple[Settings, str]:
-    """Use TOUCHGATE_ADMIN_TOKEN, or a token generated once and kept beside the data."""
+def _upgrade(runtime: Any) -> None:
+    """Apply the migrations, or say in one line why the database cannot be written."""
+    from sqlalchemy.exc import OperationalError
+
+    from .migrate import upgrade
+    from .startup import explain_database_error
+
+    try:
+        upgrade(runtime.engine)
+    except OperationalError as exc:
+        console.print(f"[red]{escape(str(explain_database_error(runtime.settings, exc)))}")
+        raise typer.Exit(2) from None
+
+
+def _ensure_admin_token(settings: Settings) -> tuple[Settings, str, str | None]:
+    """Use TOUCHGATE_ADMIN_TOKEN, or a token generated once and kept beside the data.
+
+    Returns the settings, the token and where it came from (``None`` when it was
+    generated just now: only then is it printed, so service logs never hold it)."""
     if settings.admin_token:
-        return settings, settings.admin_token
+        return settings, settings.admin_token, "the TOUCHGATE_ADMIN_TOKEN variable"
     path = settings.data_dir / ADMIN_TOKEN_FILE
     if path.exists():
         token = path.read_text().strip()
+        source: str | None = str(path)
     else:
         token = "tg_" + secrets.token_urlsafe(24)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(token + "\n")
-    return settings.model_copy(update={"admin_token": token}), token
+        source = None
+    return settings.model_copy(update={"admin_token": token}), token, source
 
 
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -59,7 +91,10 @@ def db_upgrade(revision: str = "heads") -> None:
     from .migrate import upgrade
 
     runtime = _runtime()
-    upgrade(runtime.engine, revision)
+    if revision == "heads":
+        _upgrade(runtime)
+    else:
+        upgrade(runtime.engine, revision)
     console.print(f"[green]Database at {runtime.engine.url.render_as_string()} is up to date.")
 
 
@@ -74,16 +109,16 @@ def serve(
     import uvicorn
 
     from .app import create_app
-    from .migrate import upgrade
 
     settings = get_settings().model_copy(update={"run_worker": worker})
     if demo:
         from .demo import demo_settings
 
         settings = demo_settings(settings)
-    settings, token = _ensure_admin_token(settings)
     runtime = _runtime(settings)
-    upgrade(runtime.engine)
+    settings, token, token_source = _ensure_admin_token(settings)
+    runtime.settings = settings
+    _upgrade(runtime)
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     receiver = None
     if demo:
@@ -97,11 +132,19 @@ def serve(
     console.print(f"[bold green]Touchgate is listening on {base_url}")
     console.print(f"  console:     {base_url}/")
     console.print(f"  API docs:    {base_url}/docs")
-    console.print(f"  admin token: [bold]{token}[/bold]")
-    console.print(f'  try:  curl -H "Authorization: Bearer {token}" {base_url}/api/v1/projects')
+    if token_source is None:
+        console.print(
+            f"  admin token: [bold]{token}[/bold] (generated now, kept owner-only in "
+            f"{escape(str(settings.data_dir / ADMIN_TOKEN_FILE))})"
+        )
+        shown = token
+    else:
+        console.print(f"  admin token: from {escape(token_source)} (not printed)")
+        shown = "$TOKEN"
+    console.print(f'  try:  curl -H "Authorization: Bearer {shown}" {base_url}/api/v1/projects')
     if receiver is not None:
         console.print("  test-send to the demo receiver:")
-        hint = demo_test_send_hint(receiver, base_url, token)
+        hint = demo_test_send_hint(receiver, base_url, shown)
         console.print("    " + hint, soft_wrap=True, markup=False)
     # uvicorn shuts down gracefully on SIGTERM, then raises the signal again with the
     # handler that was there before it: without one of ours that kills the process on

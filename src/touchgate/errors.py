@@ -241,6 +241,8 @@ PYDANTIC_CODES: dict[str, tuple[str, dict[str, str]]] = {
     "url_too_long": ("invalid_url", {}),
 }
 PYDANTIC_TYPES = frozenset(get_args(ErrorType))
+_LENGTH_CODES = {"too_long": "too_long", "too_short": "too_short"}
+_COLLECTIONS = frozenset({"List", "Tuple", "Set", "Frozenset", "Dict", "Deque", "Generator"})
 _PLAIN_MESSAGES = {"missing": "required", "extra_forbidden": "unknown field"}
 
 
@@ -286,6 +288,10 @@ def pydantic_detail(error: Mapping[str, Any], prefix: str = "") -> dict[str, Any
     if kind not in PYDANTIC_TYPES:
         return field_detail(field, message, kind, {k: _plain(v) for k, v in ctx.items()})
     code, renames = PYDANTIC_CODES.get(kind, ("invalid", {}))
+    if kind in _LENGTH_CODES and ctx.get("field_type") not in _COLLECTIONS:
+        # A length constraint checked after a validator (``names.Name``) comes as
+        # the generic too_long of a "Value": for text, that is characters.
+        code = _LENGTH_CODES[kind]
     params = {name: _plain(ctx[key]) for key, name in renames.items() if key in ctx}
     for name in ("expected", "key"):  # quoted names and choices, as Pydantic gives them
         if isinstance(params.get(name), str):

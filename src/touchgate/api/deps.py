@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Query, Request
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 
-from ..auth import Principal, authenticate
+from ..audit import service as audit
+from ..auth import MAX_ID, Principal
+from ..models.base import utcnow
 from ..runtime import Runtime
+from .guard import request_principal
 
 T = TypeVar("T")
 
@@ -19,12 +24,9 @@ def get_runtime(request: Request) -> Runtime:
     return runtime
 
 
-def get_principal(
-    runtime: Annotated[Runtime, Depends(get_runtime)],
-    authorization: Annotated[str | None, Header()] = None,
-) -> Principal:
-    with runtime.tx() as session:
-        return authenticate(session, authorization)
+def get_principal(request: Request) -> Principal:
+    """The caller, authenticated and checked by the route class before the body was read."""
+    return request_principal(request)
 
 
 @dataclass
@@ -33,6 +35,34 @@ class Ctx:
 
     runtime: Runtime
     principal: Principal
+
+    def audit(
+        self,
+        session: Session,
+        *,
+        project_id: int | None,
+        action: str,
+        resource_type: str,
+        resource_id: int | str,
+        summary: str,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+        secrets: Iterable[str] = (),
+    ) -> None:
+        """Log this caller's write in the write's transaction (``session``)."""
+        audit.record(
+            session,
+            self.principal,
+            project_id=project_id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            summary=summary,
+            now=utcnow(),
+            before=before,
+            after=after,
+            secrets=secrets,
+        )
 
 
 def get_ctx(
@@ -45,15 +75,42 @@ def get_ctx(
 CtxDep = Annotated[Ctx, Depends(get_ctx)]
 
 
+def audit_created(
+    ctx: Ctx,
+    session: Session,
+    project_id: int,
+    resource: tuple[str, int | str],
+    summary: str,
+    created: BaseModel,
+) -> None:
+    """Log the creation of ``resource`` (type, id), shown as the API shows it."""
+    ctx.audit(
+        session,
+        project_id=project_id,
+        action="create",
+        resource_type=resource[0],
+        resource_id=resource[1],
+        summary=summary,
+        after=created.model_dump(mode="json"),
+    )
+
+
 @dataclass
 class Page:
     limit: int
     offset: int
 
 
+# Offsets and ids fit a signed 32-bit integer on both databases; larger values
+# are refused as input instead of overflowing in the driver.
+MAX_OFFSET = 2**31 - 1
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+IdQuery = Annotated[int | None, Query(ge=1, le=MAX_ID)]
+
+
 def get_page(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> Page:
     return Page(limit=limit, offset=offset)
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
+from sqlalchemy.orm import Session
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import Ctx, CtxDep, ListOf, PageDep
+from ..api.guard import api_router
+from ..auth import SPACE_READ, SPACE_WRITE, requires
+from ..datastore.schemas import MAX_GID
 from ..errors import InvalidInput
 from ..projects import service as projects
 from ..runtime import Runtime
@@ -25,23 +29,51 @@ from .schemas import (
     RejectBody,
 )
 
-router = APIRouter(tags=["campaigns"])
+router = api_router(tags=["campaigns"])
 BASE = "/projects/{pid}/spaces/{sid}/campaigns"
 DELIVERY_STATUSES = ("pending", "TOU_SUCC", "TOU_FAIL", "suppressed")
+# Fields that change on their own (a run, a clock): not part of what a write changed.
+_NOT_AUDITED = {"updated_at", "allowed_actions", "next_run_at", "last_error"}
+
+
+def _state(campaign: CampaignOut | None) -> dict[str, Any] | None:
+    return None if campaign is None else campaign.model_dump(mode="json", exclude=_NOT_AUDITED)
+
+
+def _audit(
+    ctx: Ctx,
+    session: Session,
+    action: str,
+    campaign: CampaignOut,
+    before: CampaignOut | None,
+    after: CampaignOut | None,
+) -> None:
+    ctx.audit(
+        session,
+        project_id=campaign.project_id,
+        action=action,
+        resource_type="campaign",
+        resource_id=campaign.id,
+        summary=f"{action.replace('_', ' ').capitalize()} campaign {campaign.name!r}",
+        before=_state(before),
+        after=_state(after),
+    )
 
 
 @router.post(BASE, status_code=201, response_model=CampaignOut)
+@requires(SPACE_WRITE)
 def create_campaign(pid: int, sid: int, body: CampaignCreate, ctx: CtxDep) -> CampaignOut:
-    ctx.principal.require_space(pid, sid, write=True)
     with ctx.runtime.tx() as session:
-        return CampaignOut.of(service.create_campaign(session, pid, sid, body, ctx.runtime))
+        out = CampaignOut.of(service.create_campaign(session, pid, sid, body, ctx.runtime))
+        _audit(ctx, session, "create", out, None, out)
+        return out
 
 
 @router.get(BASE, response_model=ListOf[CampaignOut])
+@requires(SPACE_READ)
 def list_campaigns(
     pid: int, sid: int, ctx: CtxDep, page: PageDep, status: str | None = None
 ) -> ListOf[CampaignOut]:
-    ctx.principal.require_space(pid, sid)
     if status is not None and status not in STATES:
         raise InvalidInput(f"status must be one of {', '.join(STATES)}", field="status")
     with ctx.runtime.tx() as session:
@@ -51,32 +83,37 @@ def list_campaigns(
 
 
 @router.get(BASE + "/{cid}", response_model=CampaignOut)
+@requires(SPACE_READ)
 def get_campaign(pid: int, sid: int, cid: int, ctx: CtxDep) -> CampaignOut:
-    ctx.principal.require_space(pid, sid)
     with ctx.runtime.tx() as session:
         return CampaignOut.of(service.get_campaign(session, pid, sid, cid))
 
 
 @router.patch(BASE + "/{cid}", response_model=CampaignOut)
+@requires(SPACE_WRITE)
 def update_campaign(pid: int, sid: int, cid: int, body: CampaignUpdate, ctx: CtxDep) -> CampaignOut:
-    ctx.principal.require_space(pid, sid, write=True)
     with ctx.runtime.tx() as session:
-        return CampaignOut.of(service.update_campaign(session, pid, sid, cid, body, ctx.runtime))
+        before = CampaignOut.of(service.get_campaign(session, pid, sid, cid))
+        out = CampaignOut.of(service.update_campaign(session, pid, sid, cid, body, ctx.runtime))
+        _audit(ctx, session, "update", out, before, out)
+        return out
 
 
 @router.delete(BASE + "/{cid}", status_code=204)
+@requires(SPACE_WRITE)
 def delete_campaign(pid: int, sid: int, cid: int, ctx: CtxDep) -> Response:
-    ctx.principal.require_space(pid, sid, write=True)
     with ctx.runtime.tx() as session:
+        before = CampaignOut.of(service.get_campaign(session, pid, sid, cid))
         service.delete_campaign(session, pid, sid, cid)
+        _audit(ctx, session, "delete", before, before, None)
     return Response(status_code=204)
 
 
 @router.post(BASE + "/{cid}/preview")
+@requires(SPACE_READ)
 def preview(
     pid: int, sid: int, cid: int, ctx: CtxDep, body: PreviewBody | None = None
 ) -> dict[str, Any]:
-    ctx.principal.require_space(pid, sid)
     sample = (body or PreviewBody()).sample
     with ctx.runtime.tx() as session:
         campaign = service.get_campaign(session, pid, sid, cid)
@@ -84,13 +121,14 @@ def preview(
 
 
 @router.get(BASE + "/{cid}/stats", response_model=CampaignStats)
+@requires(SPACE_READ)
 def campaign_stats(pid: int, sid: int, cid: int, ctx: CtxDep) -> CampaignStats:
-    ctx.principal.require_space(pid, sid)
     with ctx.runtime.tx() as session:
         return stats.campaign_stats(session, service.get_campaign(session, pid, sid, cid))
 
 
 @router.get(BASE + "/{cid}/deliveries", response_model=ListOf[DeliveryOut])
+@requires(SPACE_READ)
 def deliveries(
     pid: int,
     sid: int,
@@ -98,9 +136,8 @@ def deliveries(
     ctx: CtxDep,
     page: PageDep,
     status: str | None = None,
-    gid: Annotated[int | None, Query(ge=1)] = None,
+    gid: Annotated[int | None, Query(ge=1, le=MAX_GID)] = None,
 ) -> ListOf[DeliveryOut]:
-    ctx.principal.require_space(pid, sid)
     if status is not None and status not in DELIVERY_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(DELIVERY_STATUSES)}", field="status")
     with ctx.runtime.tx() as session:
@@ -112,23 +149,34 @@ def deliveries(
 
 
 @router.post(BASE + "/{cid}/audience/gids", response_model=CampaignOut)
+@requires(SPACE_WRITE)
 def upload_gids(pid: int, sid: int, cid: int, body: GidsUpload, ctx: CtxDep) -> CampaignOut:
     """Upload the gids of a ``list`` audience (replacing the list, or adding to it)."""
-    ctx.principal.require_space(pid, sid, write=True)
     with ctx.runtime.tx() as session:
-        return CampaignOut.of(
+        out = CampaignOut.of(
             service.upload_list_gids(session, pid, sid, cid, body.gids, replace=body.replace)
         )
+        ctx.audit(
+            session,
+            project_id=pid,
+            action="upload_gids",
+            resource_type="campaign",
+            resource_id=cid,
+            summary=f"{'Replaced' if body.replace else 'Added to'} the gid list of campaign "
+            f"{out.name!r} ({len(body.gids)} gids)",
+        )
+        return out
 
 
 @router.post(BASE + "/{cid}/{action}", response_model=CampaignOut)
+@requires(SPACE_WRITE)
 def campaign_action(
     pid: int, sid: int, cid: int, action: str, ctx: CtxDep, body: RejectBody | None = None
 ) -> CampaignOut:
     """submit, approve, reject (optional ``{reason}``), withdraw, publish, pause, resume,
     close, or copy (returns the new draft)."""
-    ctx.principal.require_space(pid, sid, write=True)
     with ctx.runtime.tx() as session:
+        before = CampaignOut.of(service.get_campaign(session, pid, sid, cid))
         campaign = service.act(
             session,
             pid,
@@ -139,7 +187,12 @@ def campaign_action(
             runtime=ctx.runtime,
             reason=body.reason if body else None,
         )
-        return CampaignOut.of(campaign)
+        out = CampaignOut.of(campaign)
+        if action == "copy":
+            _audit(ctx, session, "copy", out, None, out)
+        else:
+            _audit(ctx, session, action, out, before, out)
+        return out
 
 
 def register_hooks(hooks: list[tuple[Any, Any]]) -> None:

@@ -28,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from ..datastore.sensitive import SENSITIVE_TYPE
 from ..db import dialect_name
 from ..delivery.protocol import FAIL, PENDING, SUCC
 from ..models import Attribute, Event, Order, OrderUser, Touchpoint, TouchpointSpace, User
@@ -63,11 +64,14 @@ def _rowcount(result: Any) -> int:
 
 
 def catalogue(session: Session, project_id: int) -> dict[str, str]:
-    """The project's attribute catalogue: key → type."""
+    """The project's attribute catalogue: key → type (``sensitive`` for attributes
+    sealed at rest, which an audience cannot compare)."""
     rows = session.execute(
-        select(Attribute.key, Attribute.type).where(Attribute.project_id == project_id)
+        select(Attribute.key, Attribute.type, Attribute.sensitive).where(
+            Attribute.project_id == project_id
+        )
     ).all()
-    return {key: typ for key, typ in rows}
+    return {key: SENSITIVE_TYPE if secret else typ for key, typ, secret in rows}
 
 
 def get_campaign(session: Session, space_id: int, campaign_id: int) -> Campaign | None:

@@ -396,6 +396,9 @@ register_settlement_listener(on_settled)
 # --- preview ------------------------------------------------------------------------------------
 
 
+SIGN_REDACTED = "<redacted>"
+
+
 def preview(
     session: Session,
     campaign: Campaign,
@@ -443,9 +446,14 @@ def preview(
                     for g in part
                 ]
                 order_no = protocol.new_order_no()
-                body = protocol.delivery_body(
-                    order_no, protocol.encode_data_list(entries), stamp, token
-                )
+                # Viewers may preview: the MD5 ``sign`` is never computed here (it
+                # would let anyone who can preview brute-force the token offline).
+                data_list = protocol.encode_data_list(entries)
+                body = protocol.delivery_body(order_no, data_list, stamp, None)
+                shown = orjson.loads(body)
+                if token:
+                    shown = {**shown, "sign": SIGN_REDACTED}
+                    body = orjson.dumps(shown)
                 requests.append(
                     {
                         "step_id": step["id"],
@@ -454,7 +462,7 @@ def preview(
                         "touchpoint_name": tp.name,
                         "url": tp.url,
                         "gids": part,
-                        "body": orjson.loads(body),
+                        "body": shown,
                         "body_text": body.decode(),
                     }
                 )

@@ -19,7 +19,9 @@ from zoneinfo import ZoneInfo
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..datastore.sensitive import SENSITIVE_TYPE
 from ..errors import FieldErrors
+from ..names import normalize_name
 
 # --- the state machine (campaigns.md, "States") ---------------------------------
 
@@ -77,13 +79,9 @@ _TIME_OF_DAY = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
 def check_name(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
+    value = normalize_name(value)
     if len(value) > NAME_MAX:
         raise ValueError(f"at most {NAME_MAX} characters")
-    if any(ord(c) < 32 for c in value):
-        raise ValueError("must not contain control characters")
     return value
 
 
@@ -545,6 +543,13 @@ def check_filter(
         errors.add(f"{path}.attribute", "required: an attribute key")
     elif attr not in catalogue:
         errors.add(f"{path}.attribute", f"{attr!r} is not in the project's attribute catalogue")
+    elif catalogue[attr] == SENSITIVE_TYPE:
+        errors.add(
+            f"{path}.attribute",
+            f"{attr!r} is sensitive (encrypted at rest); audiences cannot filter on it",
+            code="attribute_sensitive",
+            attribute=attr,
+        )
     else:
         attr_type = catalogue[attr]
     operator = raw.get("operator")

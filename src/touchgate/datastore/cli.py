@@ -21,7 +21,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ..audit import service as audit
+from ..auth import COMMAND_LINE
 from ..errors import TouchgateError
+from ..models.base import utcnow
 from ..runtime import Runtime
 from .importer import ImportFormat, ImportReport, UserImport, format_from_name
 
@@ -102,6 +105,18 @@ def import_users_file(
         console.print(f"Lines written before the error were kept ({job.report.written:,}).")
         return EXIT_FAILED
     elapsed = time.monotonic() - started
+    with runtime.tx() as session:
+        audit.record(
+            session,
+            COMMAND_LINE,
+            project_id=project_id,
+            action="import",
+            resource_type="users",
+            resource_id="import",
+            summary=f"Imported users from {path.name}: {report.imported} new, "
+            f"{report.updated} updated, {report.rejected} lines rejected",
+            now=utcnow(),
+        )
 
     console.print(_summary(report, elapsed))
     if report.rejected:

@@ -6,15 +6,16 @@ from collections.abc import Iterator
 from typing import Annotated, Any
 
 import anyio.from_thread
-from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi import Body, Path, Query, Request
 from pydantic import AwareDatetime
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
-from ..api.deps import CtxDep, ListOf, PageDep
-from ..auth import Principal
-from ..errors import Forbidden, InvalidInput
-from . import service
+from ..api.deps import Ctx, CtxDep, ListOf, OffsetQuery, PageDep, audit_created
+from ..api.guard import api_router
+from ..auth import PROJECT_ADMIN, PROJECT_READ, PROJECT_WRITE, requires
+from ..errors import InvalidInput
+from . import sensitive, service
 from .importer import (
     CONTENT_TYPES,
     UserImport,
@@ -26,41 +27,39 @@ from .schemas import (
     MAX_GID,
     AttributeCreate,
     AttributeOut,
+    EventNameOut,
     EventOut,
+    EventPropertyOut,
     EventsAccepted,
     ImportLineError,
     ImportResult,
     UserOut,
 )
 
-router = APIRouter(tags=["data store"])
+router = api_router(tags=["data store"])
 
 ProjectId = Annotated[int, Path(description="Project id; an unknown or out-of-range one is 404.")]
 GidPath = Annotated[int, Path(ge=1, le=MAX_GID, description="The user's gid.")]
 
 
-def _require_writer(principal: Principal, project_id: int) -> None:
-    """Admins and operators of the project may write user data; viewers only read."""
-    principal.require_project(project_id)
-    if principal.role == "viewer":
-        raise Forbidden("This key can only read.")
-
-
 @router.post("/projects/{pid}/attributes", status_code=201, response_model=AttributeOut)
+@requires(PROJECT_ADMIN)
 def create_attribute(pid: ProjectId, body: AttributeCreate, ctx: CtxDep) -> AttributeOut:
-    ctx.principal.require_admin()
     with ctx.runtime.tx() as session:
-        return AttributeOut.model_validate(service.create_attribute(session, pid, body))
+        out = AttributeOut.model_validate(service.create_attribute(session, pid, body))
+        summary = f"Declared attribute {out.key!r}"
+        audit_created(ctx, session, pid, ("attribute", out.key), summary, out)
+        return out
 
 
 @router.get("/projects/{pid}/attributes", response_model=ListOf[AttributeOut])
+@requires(PROJECT_READ)
 def list_attributes(
     pid: ProjectId,
     ctx: CtxDep,
     limit: Annotated[int | None, Query(ge=1, le=1000, description="All when omitted.")] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> ListOf[AttributeOut]:
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
         rows = service.list_attributes(session, pid)
         # The catalogue is small and pickers want all of it, so it is paged in memory.
@@ -103,11 +102,13 @@ def _body_chunks(request: Request) -> Iterator[bytes]:
 
 
 @router.post(
-    "/projects/{pid}/users/import", response_model=ImportResult, openapi_extra=_IMPORT_BODY
+    "/projects/{pid}/users/import",
+    response_model=ImportResult,
+    openapi_extra=_IMPORT_BODY,
 )
+@requires(PROJECT_WRITE)
 async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportResult:
     """Import users from a streamed JSON Lines or CSV body; bad lines are reported."""
-    _require_writer(ctx.principal, pid)
     fmt = format_from_content_type(request.headers.get("content-type"))
     gzipped = check_content_encoding(request.headers.get("content-encoding"))
     job = await run_in_threadpool(UserImport.open, ctx.runtime, pid, fmt)
@@ -122,23 +123,44 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
             field_code="body_incomplete",
             params={"written": job.report.written},
         ) from None
-    return ImportResult(
+    result = ImportResult(
         imported=report.imported,
         updated=report.updated,
         rejected=report.rejected,
         errors=[ImportLineError(**e) for e in report.errors],
         errors_truncated=report.errors_truncated,
     )
+    await run_in_threadpool(_audit_import, ctx, pid, result)
+    return result
+
+
+def _audit_import(ctx: Ctx, pid: int, result: ImportResult) -> None:
+    # An import commits chunk by chunk as it streams, so its entry follows the
+    # last chunk in a transaction of its own; it counts users, never values.
+    with ctx.runtime.tx() as session:
+        ctx.audit(
+            session,
+            project_id=pid,
+            action="import",
+            resource_type="users",
+            resource_id="import",
+            summary=f"Imported users: {result.imported} new, {result.updated} updated, "
+            f"{result.rejected} lines rejected",
+        )
 
 
 @router.get("/projects/{pid}/users/{gid}", response_model=UserOut)
+@requires(PROJECT_READ)
 def get_user(pid: ProjectId, gid: GidPath, ctx: CtxDep) -> UserOut:
-    ctx.principal.require_project(pid)
+    """A user's attributes; sensitive ones show as ``***`` to all but admins."""
     with ctx.runtime.tx() as session:
-        return UserOut.model_validate(service.get_user(session, pid, gid))
+        user = service.get_user(session, pid, gid)
+        reveal = ctx.runtime.secrets if ctx.principal.is_admin else None
+        return UserOut(gid=user.gid, attributes=sensitive.shown(user.attributes, reveal))
 
 
 @router.post("/projects/{pid}/events", status_code=202, response_model=EventsAccepted)
+@requires(PROJECT_WRITE)
 def record_events(
     pid: ProjectId,
     ctx: CtxDep,
@@ -150,13 +172,13 @@ def record_events(
         ),
     ],
 ) -> EventsAccepted:
-    _require_writer(ctx.principal, pid)
     events = service.parse_events(body)
     with ctx.runtime.tx() as session:
         return EventsAccepted(accepted=service.record_events(session, pid, events))
 
 
 @router.get("/projects/{pid}/events", response_model=ListOf[EventOut])
+@requires(PROJECT_READ)
 def list_events(
     pid: ProjectId,
     ctx: CtxDep,
@@ -166,7 +188,6 @@ def list_events(
     since: Annotated[AwareDatetime | None, Query(description="Inclusive, with a zone.")] = None,
     until: Annotated[AwareDatetime | None, Query(description="Exclusive, with a zone.")] = None,
 ) -> ListOf[EventOut]:
-    ctx.principal.require_project(pid)
     if name is not None and "\x00" in name:
         raise InvalidInput(
             "name must not contain NUL characters.", field="name", field_code="nul_characters"
@@ -183,3 +204,33 @@ def list_events(
             offset=page.offset,
         )
         return ListOf[EventOut](items=[EventOut.model_validate(r) for r in rows], total=total)
+
+
+EventName = Annotated[str, Query(min_length=1, max_length=100, description="An event name.")]
+
+
+@router.get("/projects/{pid}/event-names", response_model=ListOf[EventNameOut])
+@requires(PROJECT_READ)
+def list_event_names(
+    pid: ProjectId,
+    ctx: CtxDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 1000,
+) -> ListOf[EventNameOut]:
+    """The names of the events the project has seen, alphabetical, with when each was
+    last seen: what an event trigger can wait for."""
+    with ctx.runtime.tx() as session:
+        rows = service.list_event_names(session, pid, limit)
+        items = [EventNameOut(name=name, last_seen_at=seen) for name, seen in rows]
+        return ListOf[EventNameOut](items=items, total=len(items))
+
+
+@router.get("/projects/{pid}/event-properties", response_model=ListOf[EventPropertyOut])
+@requires(PROJECT_READ)
+def list_event_properties(
+    pid: ProjectId, event: EventName, ctx: CtxDep
+) -> ListOf[EventPropertyOut]:
+    """The properties the latest events of one name carry, with the type of each (what an
+    event-property filter compares with)."""
+    with ctx.runtime.tx() as session:
+        items = service.list_event_properties(session, pid, event)
+        return ListOf[EventPropertyOut](items=items, total=len(items))

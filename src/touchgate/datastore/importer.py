@@ -43,7 +43,7 @@ import orjson
 from ..errors import FieldErrors, InvalidInput, TouchgateError, field_detail
 from ..runtime import Runtime
 from . import repository as repo
-from . import service
+from . import sensitive, service
 
 MAX_GID = 2**63 - 1
 CHUNK_LINES = 5_000
@@ -466,6 +466,7 @@ class UserImport:
         fmt: ImportFormat,
         catalogue: dict[str, str],
         *,
+        sensitive_keys: frozenset[str] = frozenset(),
         chunk_lines: int = CHUNK_LINES,
         max_line_bytes: int = MAX_LINE_BYTES,
     ) -> None:
@@ -473,6 +474,7 @@ class UserImport:
         self.project_id = project_id
         self.format = fmt
         self.catalogue = catalogue
+        self.sensitive_keys = sensitive_keys
         self.chunk_lines = chunk_lines
         self.max_line_bytes = max_line_bytes
         self.report = ImportReport()
@@ -484,7 +486,8 @@ class UserImport:
         """Check the project exists (404 otherwise) and load its attribute catalogue."""
         with runtime.tx() as session:
             catalogue = service.import_catalogue(session, project_id)
-        return cls(runtime, project_id, fmt, catalogue)
+            sensitive_keys = repo.sensitive_keys(session, project_id)
+        return cls(runtime, project_id, fmt, catalogue, sensitive_keys=sensitive_keys)
 
     def run(self, chunks: Iterable[bytes]) -> ImportReport:
         """Read the whole stream, writing a chunk at a time; returns the report."""
@@ -734,6 +737,9 @@ class UserImport:
             return
         self._pending = _Pending()
         rows = sorted(pending.patches.items())  # one lock order for concurrent imports
+        if self.sensitive_keys:
+            for _, patch in rows:
+                sensitive.seal_patch(patch, self.sensitive_keys, self.runtime.secrets)
         with self.runtime.tx() as session:
             new_gids = repo.upsert_users(session, self.project_id, rows)
             cleared = [gid for gid, patch in rows if None in patch.values()]

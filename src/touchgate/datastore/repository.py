@@ -51,6 +51,16 @@ def attribute_types(session: Session, project_id: int) -> dict[str, str]:
     return {key: type_ for key, type_ in rows}
 
 
+def sensitive_keys(session: Session, project_id: int) -> frozenset[str]:
+    """Keys of the attributes marked sensitive (their values are sealed at rest)."""
+    rows = session.scalars(
+        select(Attribute.key).where(
+            Attribute.project_id == project_id, Attribute.sensitive.is_(True)
+        )
+    )
+    return frozenset(rows)
+
+
 # -- users ----------------------------------------------------------------------------
 
 
@@ -179,3 +189,42 @@ def list_events(
         query.order_by(Event.time.desc(), Event.id.desc()).limit(limit).offset(offset)
     ).all()
     return rows, total
+
+
+def event_names(session: Session, project_id: int, limit: int) -> list[tuple[str, datetime]]:
+    """The distinct event names of a project, alphabetical, each with its latest time.
+
+    A loose index scan (a recursive query asking for the next name after the last
+    one) over ``ix_events_project_name_time``: one index seek per name, so the answer
+    stays fast however many millions of events each name has.
+    """
+    first = select(func.min(EVENTS.c.name).label("name")).where(EVENTS.c.project_id == project_id)
+    names = first.cte("event_names", recursive=True)
+    following = (
+        select(func.min(EVENTS.c.name))
+        .where(EVENTS.c.project_id == project_id, EVENTS.c.name > names.c.name)
+        .scalar_subquery()
+    )
+    names = names.union_all(select(following).where(names.c.name.is_not(None)))
+    last_seen = (
+        select(func.max(EVENTS.c.time))
+        .where(EVENTS.c.project_id == project_id, EVENTS.c.name == names.c.name)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        select(names.c.name, last_seen).where(names.c.name.is_not(None)).limit(limit)
+    )
+    return [(name, seen) for name, seen in rows]
+
+
+def recent_event_properties(
+    session: Session, project_id: int, name: str, sample: int
+) -> list[dict[str, Any]]:
+    """The properties of the latest ``sample`` events of one name, newest first."""
+    rows = session.scalars(
+        select(EVENTS.c.properties)
+        .where(EVENTS.c.project_id == project_id, EVENTS.c.name == name)
+        .order_by(EVENTS.c.time.desc())
+        .limit(sample)
+    )
+    return [props for props in rows if isinstance(props, dict)]

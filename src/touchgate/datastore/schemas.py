@@ -193,3 +193,18 @@ class EventOut(BaseModel):
     gid: int
     time: datetime
     properties: dict[str, Any]
+
+
+class EventNameOut(BaseModel):
+    name: str
+    last_seen_at: datetime = Field(description="When the latest event of this name happened.")
+
+
+PropertyType = Literal["string", "number", "boolean"]
+
+
+class EventPropertyOut(BaseModel):
+    key: str
+    type: PropertyType = Field(
+        description="The type of the latest value seen (what a filter compares with)."
+    )

@@ -18,9 +18,11 @@ from ..models import Attribute, Event, User
 from ..models.base import utcnow
 from ..projects.service import get_project
 from . import repository as repo
-from .schemas import AttributeCreate, EventIn
+from .schemas import AttributeCreate, EventIn, EventPropertyOut, PropertyType
 
 MAX_EVENTS_PER_REQUEST = 10_000
+# How many of an event's latest occurrences are read to tell which properties it carries.
+PROPERTY_SAMPLE = 500
 
 
 def create_attribute(session: Session, project_id: int, data: AttributeCreate) -> Attribute:
@@ -131,3 +133,33 @@ def list_events(
         limit=limit,
         offset=offset,
     )
+
+
+def list_event_names(session: Session, project_id: int, limit: int) -> list[tuple[str, datetime]]:
+    """The names of the events the project has seen (what a campaign trigger may wait for)."""
+    get_project(session, project_id)
+    return repo.event_names(session, project_id, limit)
+
+
+def _property_type(value: Any) -> PropertyType | None:
+    """The filter type of a property value; None for values a filter cannot compare."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def list_event_properties(session: Session, project_id: int, name: str) -> list[EventPropertyOut]:
+    """The properties recent events of ``name`` carry, each with the type of its latest
+    value, alphabetical (what an event-property filter can compare)."""
+    get_project(session, project_id)
+    found: dict[str, PropertyType] = {}
+    for properties in repo.recent_event_properties(session, project_id, name, PROPERTY_SAMPLE):
+        for key, value in properties.items():
+            kind = _property_type(value)
+            if kind is not None and key not in found:
+                found[key] = kind
+    return [EventPropertyOut(key=key, type=found[key]) for key in sorted(found)]

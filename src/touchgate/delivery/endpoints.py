@@ -4,26 +4,28 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import CtxDep, IdQuery, ListOf, PageDep
+from ..api.guard import api_router
+from ..auth import PROJECT_ADMIN, requires
 from ..projects.service import get_project
 from . import service, worker
 from .schemas import OrderOut, OrderSummary, ReplayOut
 
-router = APIRouter(tags=["orders"])
+router = api_router(tags=["orders"])
 
 
 @router.get("/projects/{pid}/orders", response_model=ListOf[OrderSummary])
+@requires(PROJECT_ADMIN)
 def list_orders(
     pid: int,
     ctx: CtxDep,
     page: PageDep,
-    touchpoint_id: Annotated[int | None, Query()] = None,
-    campaign_id: Annotated[int | None, Query()] = None,
+    touchpoint_id: IdQuery = None,
+    campaign_id: IdQuery = None,
     state: Annotated[Literal["sending", "polling", "done"] | None, Query()] = None,
 ) -> ListOf[OrderSummary]:
-    ctx.principal.require_admin()
     with ctx.runtime.tx() as session:
         get_project(session, pid)
         items, total = service.list_orders(
@@ -41,21 +43,32 @@ def list_orders(
 
 
 @router.get("/projects/{pid}/orders/{order_no}", response_model=OrderOut)
+@requires(PROJECT_ADMIN)
 def get_order(pid: int, order_no: str, ctx: CtxDep) -> OrderOut:
-    ctx.principal.require_admin()
     with ctx.runtime.tx() as session:
         get_project(session, pid)
         return OrderOut.model_validate(service.order_detail(session, pid, order_no))
 
 
 @router.post("/projects/{pid}/orders/{order_no}/replay", status_code=201, response_model=ReplayOut)
+@requires(PROJECT_ADMIN)
 def replay_order(pid: int, order_no: str, ctx: CtxDep) -> ReplayOut:
-    ctx.principal.require_admin()
     with ctx.runtime.tx() as session:
         get_project(session, pid)
         new_no = service.replay(session, order_no, project_id=pid)
         new = service.get_order(session, pid, new_no)
-        return ReplayOut(order_no=new_no, replay_of=order_no, user_count=new.user_count)
+        out = ReplayOut(order_no=new_no, replay_of=order_no, user_count=new.user_count)
+        ctx.audit(
+            session,
+            project_id=pid,
+            action="replay",
+            resource_type="order",
+            resource_id=order_no,
+            summary=f"Replayed the {out.user_count} failed users of order {order_no} "
+            f"as order {new_no}",
+            after=out.model_dump(mode="json"),
+        )
+        return out
 
 
 def register_hooks(hooks: list[tuple[Any, Any]]) -> None:

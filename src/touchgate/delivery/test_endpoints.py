@@ -5,15 +5,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import CtxDep
+from ..api.guard import api_router
+from ..auth import PROJECT_ADMIN, requires
 from ..runtime import Runtime
 from . import client, testsend
 from .testsend import Prepared, TestSendIn, TestSendOut
 
-router = APIRouter(tags=["touchpoints"])
+router = api_router(tags=["touchpoints"])
 
 
 @router.post(
@@ -21,9 +22,8 @@ router = APIRouter(tags=["touchpoints"])
     response_model=TestSendOut,
     summary="Send one real request to the touchpoint now and diagnose the answer",
 )
+@requires(PROJECT_ADMIN)
 async def test_touchpoint(pid: int, tid: int, body: TestSendIn, ctx: CtxDep) -> TestSendOut:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     runtime = ctx.runtime
 
     # The database work runs in the thread pool, each part in its own short
@@ -38,6 +38,15 @@ async def test_touchpoint(pid: int, tid: int, body: TestSendIn, ctx: CtxDep) -> 
     def record() -> None:
         with runtime.tx() as session:
             testsend.record(session, pid, tid, result.ok)
+            ctx.audit(
+                session,
+                project_id=pid,
+                action="test",
+                resource_type="touchpoint",
+                resource_id=tid,
+                summary=f"Test send to {len(body.users)} user(s): "
+                f"{'ok' if result.ok else 'failed'} (order {result.order_no})",
+            )
 
     await run_in_threadpool(record)
     return result

@@ -3,15 +3,16 @@ against a registered touchpoint's endpoint, answered with the report."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import CtxDep
+from ..api.guard import api_router
+from ..auth import PROJECT_ADMIN, requires
 from . import service
 from .schemas import DoctorIn, Report
 from .suite import Target, run_suite
 
-router = APIRouter(tags=["touchpoints"])
+router = api_router(tags=["touchpoints"])
 
 
 @router.post(
@@ -23,11 +24,10 @@ router = APIRouter(tags=["touchpoints"])
     "requests, a concurrency probe, receipt polls and options API calls. Takes as long "
     "as the endpoint needs (bounded by the touchpoint's timeout and the body's limits).",
 )
+@requires(PROJECT_ADMIN)
 async def doctor_touchpoint(
     pid: int, tid: int, ctx: CtxDep, body: DoctorIn | None = None
 ) -> Report:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     runtime = ctx.runtime
 
     # Prepare in a short transaction; the suite runs with none open.

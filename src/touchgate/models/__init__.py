@@ -5,7 +5,7 @@ from .campaigns import Campaign as Campaign  # registers every campaigns table
 from .datastore import Attribute, Event, User
 from .delivery import Attempt, Order, OrderUser
 from .plugins import Plugin
-from .projects import ApiKey, Project, Space
+from .projects import ApiKey, AuditEntry, Project, Space
 from .protection import TouchpointProtection
 from .touchpoints import Touchpoint, TouchpointSpace
 
@@ -13,6 +13,7 @@ __all__ = [
     "ApiKey",
     "Attempt",
     "Attribute",
+    "AuditEntry",
     "Base",
     "Event",
     "Order",

@@ -1,14 +1,14 @@
-"""Projects, spaces and API keys."""
+"""Projects, spaces, API keys and the audit log."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, String, UniqueConstraint
+from sqlalchemy import Boolean, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .base import Base, JSONType, UTCDateTime, utcnow
+from .base import Base, BigId, JSONType, UTCDateTime, utcnow
 
 
 class Project(Base):
@@ -47,3 +47,33 @@ class ApiKey(Base):
     space_ids: Mapped[list[int] | None] = mapped_column(JSONType, nullable=True)
     settings: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Revoked keys stay (the audit log names them) but never authenticate again.
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class AuditEntry(Base):
+    """One write: who (key id and name, kept even after the key is revoked), when,
+    what (action on a resource) and the changed values (secrets as ``***``)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_project_time", "project_id", "id"),
+        Index("ix_audit_log_resource", "project_id", "resource_type", "resource_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # None for service-wide writes (a key bound to no project, a project's creation
+    # is filed under the new project).
+    project_id: Mapped[int | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), nullable=True
+    )
+    time: Mapped[datetime] = mapped_column(UTCDateTime)
+    key_id: Mapped[int | None] = mapped_column(nullable=True)
+    key_name: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(40))
+    resource_type: Mapped[str] = mapped_column(String(40))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(String(300))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -45,7 +45,10 @@ def upload(
     project: Annotated[int, typer.Option("--project", "-p", help="Project id.")],
 ) -> None:
     """Check a package (in the sandbox) and store it as a new plugin version."""
+    from ..audit import service as audit
+    from ..auth import COMMAND_LINE
     from ..cli import _runtime
+    from ..models.base import utcnow
     from ..projects import service as projects
     from .package import stage_package
     from .service import create_plugin
@@ -60,6 +63,16 @@ def upload(
             with runtime.tx() as session:
                 plugin = create_plugin(session, runtime.settings, project, staged)
                 summary = (plugin.id, plugin.name, plugin.version)
+                audit.record(
+                    session,
+                    COMMAND_LINE,
+                    project_id=project,
+                    action="upload",
+                    resource_type="plugin",
+                    resource_id=plugin.id,
+                    summary=f"Uploaded plugin {plugin.name} {plugin.version}",
+                    now=utcnow(),
+                )
         finally:
             staged.discard()
     except TouchgateError as exc:

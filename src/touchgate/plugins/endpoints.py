@@ -6,11 +6,14 @@ import shutil
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import CtxDep, ListOf, PageDep, audit_created
+from ..api.guard import api_router
+from ..audit.service import state
+from ..auth import PROJECT_ADMIN, PROJECT_READ, requires
 from ..errors import InvalidInput, field_detail
 from ..projects import service as projects
 from ..runtime import Runtime
@@ -20,7 +23,7 @@ from .host import PluginHost, ensure_plugin_host
 from .package import MAX_PACKAGE_BYTES, InvalidPlugin, stage_package, too_large_problem
 from .schemas import PluginOut
 
-router = APIRouter(tags=["plugins"])
+router = api_router(tags=["plugins"])
 
 # Bodies far beyond the package limit are refused before they are read at all.
 MAX_BODY_BYTES = 4 * MAX_PACKAGE_BYTES
@@ -54,8 +57,8 @@ UPLOAD_BODY: dict[str, Any] = {
     openapi_extra=UPLOAD_BODY,
     responses={400: {"description": "invalid_plugin: every problem in details"}},
 )
+@requires(PROJECT_ADMIN)
 async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
-    ctx.principal.require_admin()
     runtime = ctx.runtime
     from starlette.concurrency import run_in_threadpool
 
@@ -90,7 +93,10 @@ async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
             try:
                 with runtime.tx() as session:
                     plugin = service.create_plugin(session, runtime.settings, pid, staged)
-                    return PluginOut.model_validate(plugin)
+                    out = PluginOut.model_validate(plugin)
+                    summary = f"Uploaded plugin {out.name} {out.version}"
+                    audit_created(ctx, session, pid, ("plugin", out.id), summary, out)
+                    return out
             finally:
                 staged.discard()
 
@@ -100,8 +106,8 @@ async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
 
 
 @router.get("/projects/{pid}/plugins", response_model=ListOf[PluginOut])
+@requires(PROJECT_READ)
 def list_plugins(pid: int, ctx: CtxDep, page: PageDep) -> ListOf[PluginOut]:
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
         projects.get_project(session, pid)
         rows, total = repo.list_plugins(session, pid, page.limit, page.offset)
@@ -109,17 +115,27 @@ def list_plugins(pid: int, ctx: CtxDep, page: PageDep) -> ListOf[PluginOut]:
 
 
 @router.get("/projects/{pid}/plugins/{plugin_id}", response_model=PluginOut)
+@requires(PROJECT_READ)
 def get_plugin(pid: int, plugin_id: int, ctx: CtxDep) -> PluginOut:
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
         return PluginOut.model_validate(service.get_plugin(session, pid, plugin_id))
 
 
 @router.delete("/projects/{pid}/plugins/{plugin_id}", status_code=204)
+@requires(PROJECT_ADMIN)
 def delete_plugin(pid: int, plugin_id: int, ctx: CtxDep) -> Response:
-    ctx.principal.require_admin()
     with ctx.runtime.tx() as session:
+        before = PluginOut.model_validate(service.get_plugin(session, pid, plugin_id))
         directory = service.delete_plugin(session, ctx.runtime.settings, pid, plugin_id)
+        ctx.audit(
+            session,
+            project_id=pid,
+            action="delete",
+            resource_type="plugin",
+            resource_id=plugin_id,
+            summary=f"Deleted plugin {before.name} {before.version}",
+            before=state(before),
+        )
     host = ctx.runtime.extras.get("plugin_host")
     if isinstance(host, PluginHost):
         host.forget_plugin(plugin_id)

@@ -25,7 +25,13 @@ from .manifest import MANIFEST_NAME, Manifest, parse_manifest
 from .sandbox import Sandbox, SandboxError, detect_sandbox
 
 MAX_PACKAGE_BYTES = 10 * 1024 * 1024
+# Entries of the archive, directories included (each one is written to disk).
 MAX_FILES = 1000
+# Directory levels of a member's path; far beyond any real package, far below
+# what path handling (and recursion over the tree) copes with.
+MAX_DEPTH = 32
+MAX_NAME_BYTES = 255
+MAX_PATH_CHARS = 1024
 # A 10 MiB zip can inflate to gigabytes; nothing beyond this is unpacked.
 MAX_UNPACKED_BYTES = 64 * 1024 * 1024
 CHECK_TIMEOUT = 20.0
@@ -87,9 +93,27 @@ def _path_problem(name: str) -> Coded | None:
         return Coded(code="member_name_control", message="control characters in the name")
     if name.startswith(("/", "\\")) or _DRIVE_RE.match(name):
         return Coded(code="member_absolute", message="absolute paths are not allowed")
+    if len(name) > MAX_PATH_CHARS:
+        return Coded(
+            code="member_path_too_long",
+            message=f"the path is longer than {MAX_PATH_CHARS} characters",
+            params={"max": MAX_PATH_CHARS},
+        )
     parts = re.split(r"[\\/]", name)
     if ".." in parts:
         return Coded(code="member_dotdot", message="'..' is not allowed in paths")
+    if len([p for p in parts if p]) > MAX_DEPTH:
+        return Coded(
+            code="member_too_deep",
+            message=f"the path is more than {MAX_DEPTH} directories deep",
+            params={"max": MAX_DEPTH},
+        )
+    if any(len(p.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES for p in parts):
+        return Coded(
+            code="member_name_too_long",
+            message=f"a name in the path is longer than {MAX_NAME_BYTES} bytes",
+            params={"max": MAX_NAME_BYTES},
+        )
     return None
 
 
@@ -128,19 +152,21 @@ def stage_package(
     with archive:
         infos = archive.infolist()
         files = [i for i in infos if not i.is_dir()]
-        if len(files) > MAX_FILES:
+        if len(infos) > MAX_FILES:
             problems.append(
                 _problem(
                     "file",
-                    f"the package holds {len(files)} files; at most {MAX_FILES}",
+                    f"the package holds {len(infos)} entries (files and "
+                    f"directories); at most {MAX_FILES}",
                     "too_many_files",
-                    count=len(files),
+                    count=len(infos),
                     max=MAX_FILES,
                 )
             )
+            # Past the limit the members are not even looked at one by one.
+            _raise(problems)
         unpacked = sum(i.file_size for i in files)
-        too_big = unpacked > MAX_UNPACKED_BYTES
-        if too_big:
+        if unpacked > MAX_UNPACKED_BYTES:
             problems.append(
                 _problem(
                     "file",
@@ -211,14 +237,16 @@ def stage_package(
             )
             manifest = None
 
+        # Nothing is written unless every check above passed.
+        if problems or manifest is None:
+            _raise(problems or [_problem("manifest", "the manifest is invalid", "invalid")])
         staging_root.mkdir(parents=True, exist_ok=True)
         holder = Path(tempfile.mkdtemp(prefix=".staging-", dir=staging_root))
         files_dir = holder / "files"
         files_dir.mkdir()
         try:
-            if not too_big:
-                problems += _extract(archive, safe, files_dir)
-            if manifest is not None and not too_big and not problems:
+            problems += _extract(archive, safe, files_dir)
+            if not problems:
                 problem = check_entry(files_dir, manifest.entry, sandbox=sandbox)
                 if problem:
                     problems.append(
@@ -260,12 +288,12 @@ def _extract(
                 )
             )
             continue
-        if info.is_dir():
-            dest.mkdir(parents=True, exist_ok=True)
-            dest.chmod(0o755)
-            continue
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
+            if info.is_dir():
+                dest.mkdir(parents=True, exist_ok=True)
+                dest.chmod(0o755)
+                continue
+            dest.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(info) as src, open(dest, "wb") as out:
                 written = 0
                 while chunk := src.read(1 << 16):

@@ -39,9 +39,15 @@ def space_by_name(session: Session, project_id: int, name: str) -> Space | None:
 
 
 def list_spaces(
-    session: Session, project_id: int, limit: int, offset: int
+    session: Session,
+    project_id: int,
+    limit: int,
+    offset: int,
+    only_ids: frozenset[int] | None = None,
 ) -> tuple[Sequence[Space], int]:
     query = select(Space).where(Space.project_id == project_id)
+    if only_ids is not None:
+        query = query.where(Space.id.in_(sorted(only_ids)))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(query.order_by(Space.id).limit(limit).offset(offset)).all()
     return rows, total

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 from pydantic_core import PydanticCustomError
+
+from ..names import Name, OptionalName
 
 
 def _check_timezone(value: str) -> str:
@@ -15,17 +16,6 @@ def _check_timezone(value: str) -> str:
             {"value": value},
         )
     return value
-
-
-def _not_blank(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise PydanticCustomError("empty", "must not be blank")
-    return value
-
-
-# A project's or a space's name, stripped.
-Name = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_not_blank)]
 
 
 class ProjectCreate(BaseModel):
@@ -41,7 +31,7 @@ class ProjectCreate(BaseModel):
 class ProjectUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Name | None = None
+    name: OptionalName = None
     timezone: str | None = None
     approval_required: bool | None = None
 

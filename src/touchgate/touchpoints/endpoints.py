@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
 from fastapi import Body as FastAPIBody
+from fastapi import Query, Response
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from ..api.deps import CtxDep, ListOf, PageDep
+from ..api.deps import Ctx, CtxDep, ListOf, PageDep
+from ..api.guard import api_router
+from ..auth import PROJECT_ADMIN, PROJECT_READ, SPACE_READ, Role, requires
 from ..runtime import Runtime
 from . import service
 from .schemas import (
@@ -30,7 +33,7 @@ from .schemas import (
     TouchpointType,
 )
 
-router = APIRouter(tags=["touchpoints"])
+router = api_router(tags=["touchpoints"])
 
 BASE = "/projects/{pid}/touchpoints"
 
@@ -70,16 +73,18 @@ Body = Annotated[dict[str, Any], FastAPIBody()]
     response_model=TouchpointCreated,
     openapi_extra=_documented_body(TouchpointCreate),
 )
+@requires(PROJECT_ADMIN)
 def create_touchpoint(pid: int, body: Body, ctx: CtxDep) -> TouchpointCreated:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
-        return TouchpointCreated.model_validate(
+        out = TouchpointCreated.model_validate(
             service.create_touchpoint(session, ctx.runtime.secrets, pid, body)
         )
+        _audit(ctx, session, pid, "create", out, None, after=out, secrets=_secrets_in(body))
+        return out
 
 
 @router.get(BASE, response_model=ListOf[TouchpointOut])
+@requires(PROJECT_READ)
 def list_touchpoints(
     pid: int,
     ctx: CtxDep,
@@ -88,7 +93,6 @@ def list_touchpoints(
     type_: Annotated[TouchpointType | None, Query(alias="type")] = None,
     q: Annotated[str | None, Query(max_length=100)] = None,
 ) -> ListOf[TouchpointOut]:
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
         items, total = service.list_touchpoints(
             session, pid, status=status, type_=type_, q=q, limit=page.limit, offset=page.offset
@@ -99,8 +103,8 @@ def list_touchpoints(
 
 
 @router.get(BASE + "/{tid}", response_model=TouchpointOut)
+@requires(PROJECT_READ)
 def get_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
         return TouchpointOut.model_validate(service.show_touchpoint(session, pid, tid))
 
@@ -110,56 +114,111 @@ def get_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
     response_model=TouchpointSaved,
     openapi_extra=_documented_body(TouchpointPatch),
 )
+@requires(PROJECT_ADMIN)
 def update_touchpoint(pid: int, tid: int, body: Body, ctx: CtxDep) -> TouchpointSaved:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
-        return TouchpointSaved.model_validate(
+        before = _shown(session, pid, tid)
+        out = TouchpointSaved.model_validate(
             service.update_touchpoint(session, ctx.runtime.secrets, pid, tid, body)
         )
+        _audit(ctx, session, pid, "update", out, before, after=out, secrets=_secrets_in(body))
+        return out
 
 
 @router.delete(BASE + "/{tid}", status_code=204, response_class=Response)
+@requires(PROJECT_ADMIN)
 def delete_touchpoint(pid: int, tid: int, ctx: CtxDep) -> Response:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
+        before = _shown(session, pid, tid)
         service.delete_touchpoint(session, pid, tid)
+        _audit(ctx, session, pid, "delete", before, before)
     return Response(status_code=204)
 
 
 @router.post(BASE + "/{tid}/enable", response_model=TouchpointOut)
+@requires(PROJECT_ADMIN)
 def enable_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
-        return TouchpointOut.model_validate(service.enable_touchpoint(session, pid, tid))
+        before = _shown(session, pid, tid)
+        out = TouchpointOut.model_validate(service.enable_touchpoint(session, pid, tid))
+        _audit(ctx, session, pid, "enable", out, before, after=out)
+        return out
 
 
 @router.post(BASE + "/{tid}/disable", response_model=TouchpointOut)
+@requires(PROJECT_ADMIN)
 def disable_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
-        return TouchpointOut.model_validate(service.disable_touchpoint(session, pid, tid))
+        before = _shown(session, pid, tid)
+        out = TouchpointOut.model_validate(service.disable_touchpoint(session, pid, tid))
+        _audit(ctx, session, pid, "disable", out, before, after=out)
+        return out
 
 
 @router.put(BASE + "/{tid}/spaces", response_model=TouchpointOut)
+@requires(PROJECT_ADMIN)
 def set_spaces(pid: int, tid: int, body: SpacesUpdate, ctx: CtxDep) -> TouchpointOut:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
-        return TouchpointOut.model_validate(service.set_spaces(session, pid, tid, body.space_ids))
+        before = _shown(session, pid, tid)
+        out = TouchpointOut.model_validate(service.set_spaces(session, pid, tid, body.space_ids))
+        _audit(ctx, session, pid, "set_spaces", out, before, after=out)
+        return out
 
 
 @router.post(BASE + "/{tid}/rotate-secret", response_model=SecretRotated)
+@requires(PROJECT_ADMIN)
 def rotate_secret(pid: int, tid: int, ctx: CtxDep) -> SecretRotated:
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     with ctx.runtime.tx() as session:
-        return SecretRotated.model_validate(
+        before = _shown(session, pid, tid)
+        out = SecretRotated.model_validate(
             service.rotate_secret(session, ctx.runtime.secrets, pid, tid)
         )
+        _audit(
+            ctx,
+            session,
+            pid,
+            "rotate_secret",
+            before,
+            before,
+            after=before,
+            secrets=["signing_secret"],
+        )
+        return out
+
+
+def _shown(session: Session, pid: int, tid: int) -> TouchpointOut:
+    return TouchpointOut.model_validate(service.show_touchpoint(session, pid, tid))
+
+
+def _secrets_in(body: dict[str, Any]) -> list[str]:
+    return ["token"] if body.get("token") is not None else []
+
+
+def _audit(
+    ctx: Ctx,
+    session: Session,
+    pid: int,
+    action: str,
+    touchpoint: TouchpointOut,
+    before: TouchpointOut | None,
+    *,
+    after: TouchpointOut | None = None,
+    secrets: list[str] | None = None,
+) -> None:
+    # Only TouchpointOut's fields are compared: warnings and the one-time
+    # signing secret of a create are not part of the touchpoint's state.
+    fields = set(TouchpointOut.model_fields)
+    ctx.audit(
+        session,
+        project_id=pid,
+        action=action,
+        resource_type="touchpoint",
+        resource_id=touchpoint.id,
+        summary=f"{action.replace('_', ' ').capitalize()} touchpoint {touchpoint.name!r}",
+        before=None if before is None else before.model_dump(mode="json", include=fields),
+        after=None if after is None else after.model_dump(mode="json", include=fields),
+        secrets=secrets or (),
+    )
 
 
 def _enum_param(runtime: Runtime, pid: int, tid: int, key: str) -> dict[str, Any]:
@@ -172,14 +231,16 @@ def _enum_param(runtime: Runtime, pid: int, tid: int, key: str) -> dict[str, Any
     response_model=list[OptionOut],
     response_model_exclude_none=True,
 )
+@requires(PROJECT_READ)
 async def param_options(
     pid: int, tid: int, key: str, ctx: CtxDep, response: Response, refresh: bool = False
 ) -> list[dict[str, Any]]:
     """An enum parameter's options: the manual ones, or from its options API
-    (cached for a few minutes; ``refresh=true`` asks the API again). When the API
-    failed and the last good options are shown, the header ``X-Touchgate-Warning``
-    says so."""
-    ctx.principal.require_project(pid)
+    (cached for a few minutes; ``refresh=true`` asks the API again, for admins:
+    those who can edit the touchpoint). When the API failed and the last good
+    options are shown, the header ``X-Touchgate-Warning`` says so."""
+    if refresh:
+        ctx.principal.require_role(Role.admin)
     enum = await run_in_threadpool(_enum_param, ctx.runtime, pid, tid, key)
     if enum["source"] == "manual":
         options: list[dict[str, Any]] = enum["options"]
@@ -201,11 +262,10 @@ async def param_options(
     response_model=list[OptionOut],
     response_model_exclude_none=True,
 )
+@requires(PROJECT_ADMIN)
 async def options_preview(pid: int, body: OptionsPreviewIn, ctx: CtxDep) -> list[dict[str, Any]]:
     """What an options API offers, before the touchpoint (or its new URL) is saved: the
     console previews an enum's options while the integrator sets it up."""
-    ctx.principal.require_admin()
-    ctx.principal.require_project(pid)
     from ..delivery import options as options_api
 
     return await options_api.preview_options(
@@ -219,9 +279,9 @@ async def options_preview(pid: int, body: OptionsPreviewIn, ctx: CtxDep) -> list
 
 
 @router.get("/projects/{pid}/spaces/{sid}/touchpoints", response_model=ListOf[TouchpointOut])
+@requires(SPACE_READ)
 def usable_in_space(pid: int, sid: int, ctx: CtxDep, page: PageDep) -> ListOf[TouchpointOut]:
     """The touchpoints a campaign in this space may use: enabled and authorised."""
-    ctx.principal.require_space(pid, sid)
     with ctx.runtime.tx() as session:
         items, total = service.usable_in_space(
             session, pid, sid, limit=page.limit, offset=page.offset

@@ -19,6 +19,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from pydantic_core import PydanticCustomError
 
 from ..errors import FieldDetail
+from ..names import BIDI_CONTROLS
 
 NAME_MAX = 15
 PARAM_NAME_MAX = 50
@@ -58,7 +59,8 @@ def _text(max_len: int) -> Any:
     """A validator: strip, then 1..max_len characters without control characters."""
 
     def check(value: str) -> str:
-        value = value.strip()
+        # NFC first, so a length and a uniqueness check see one spelling per name.
+        value = unicodedata.normalize("NFC", value).strip()
         if not value:
             raise PydanticCustomError("empty", "must not be empty")
         if len(value) > max_len:
@@ -67,7 +69,7 @@ def _text(max_len: int) -> Any:
                 "must be at most {max} characters (got {got})",
                 {"max": max_len, "got": len(value)},
             )
-        if _has_control(value):
+        if _has_control(value) or not BIDI_CONTROLS.isdisjoint(value):
             raise PydanticCustomError("control_characters", "must not contain control characters")
         return value
 

@@ -442,7 +442,7 @@ def _check_user_attributes(
                 path,
                 f"{key!r} is sensitive (masked or encrypted in the data store) and cannot be "
                 "sent to a touchpoint",
-                code="attribute_sensitive",
+                code="attribute_not_sendable",
                 value=key,
             )
 

@@ -1,198 +1,140 @@
-// The campaign editor: trigger, audience filter, participation and a chain of send
-// steps through touchpoints usable in the space (enabled and authorised), with
-// parameter inputs by type. Campaigns the form cannot draw (audience and A/B splits,
-// event triggers) are edited as JSON instead; the service validates either way.
+// The campaign editor: name and protection, the trigger, the audience, and the strategy
+// drawn on the canvas (canvas.js). Everything edits the campaign's JSON content in place,
+// so the JSON view (the advanced view) and the canvas show one document, and a campaign
+// opened and saved without an edit is saved byte for byte as it was loaded.
 
 import { ApiError, api, listAll } from "./api.js";
+import { createCanvas } from "./canvas.js";
 import { busy, field, h, replace, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorText, formError } from "./errors.js";
-import { t } from "./i18n.js";
+import { applyFieldErrors, clearFieldErrors, formError, normalizePath } from "./errors.js";
+import { filterEditor } from "./filters.js";
+import { formatDateTime, formatNumber, formatRelative, t } from "./i18n.js";
+import { newStep } from "./strategy.js";
 
 const NAME_MAX = 20;
-const OPERATORS = ["eq", "ne", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "exists", "not_exists"];
-const NO_VALUE = new Set(["exists", "not_exists"]);
 const WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+const WINDOW_UNITS = [
+  ["days", 1440],
+  ["hours", 60],
+  ["minutes", 1],
+];
+const MAX_WINDOW_MINUTES = 7 * 1440;
 
 function wallTime(iso) {
   // Stored times carry the project's offset; their wall-clock part is what the user typed.
   return iso ? String(iso).slice(0, 16) : "";
 }
 
-function blankCondition() {
-  return { attribute: "", operator: "eq", value: "" };
+function emptyContent() {
+  const doc = { trigger: { type: "once" }, audience: { match: "all" }, participation: { mode: "once" }, anti_disturb: true, strategy: null };
+  doc.strategy = newStep(doc, "send");
+  return doc;
 }
 
-function toGroup(filter) {
-  if (!filter) return { op: "and", conditions: [blankCondition()] };
-  if (filter.conditions) {
-    return { op: filter.op || "and", conditions: filter.conditions.map((c) => (c.conditions ? toGroup(c) : fromCondition(c))) };
-  }
-  return { op: "and", conditions: [fromCondition(filter)] };
+function contentOf(campaign) {
+  // The same keys in the same order as the API's campaign body.
+  const c = structuredClone(campaign);
+  return { trigger: c.trigger, audience: c.audience, participation: c.participation, anti_disturb: c.anti_disturb, strategy: c.strategy };
 }
 
-function fromCondition(c) {
-  const value = Array.isArray(c.value) ? c.value.join(", ") : c.value === undefined || c.value === null ? "" : String(c.value);
-  return { attribute: c.attribute || "", operator: c.operator || "eq", value };
+function windowParts(minutes) {
+  if (!Number.isInteger(minutes) || minutes <= 0) return [minutes ?? "", 1];
+  for (const [, factor] of WINDOW_UNITS) if (minutes % factor === 0) return [minutes / factor, factor];
+  return [minutes, 1];
 }
 
-function typed(text, type) {
-  const raw = String(text ?? "").trim();
-  if (type === "number") {
-    const n = Number(raw);
-    return raw !== "" && Number.isFinite(n) ? n : raw;
-  }
-  if (type === "boolean") return raw === "true" ? true : raw === "false" ? false : raw;
-  return raw;
-}
-
-function buildFilter(group, catalogue) {
-  return {
-    op: group.op,
-    conditions: group.conditions.map((c) => {
-      if (c.conditions) return buildFilter(c, catalogue);
-      const out = { attribute: c.attribute, operator: c.operator };
-      if (NO_VALUE.has(c.operator)) return out;
-      const type = (catalogue.get(c.attribute) || {}).type || "string";
-      out.value = c.operator === "in" || c.operator === "not_in"
-        ? String(c.value).split(/[,，\n]/).map((v) => v.trim()).filter(Boolean).map((v) => typed(v, type))
-        : typed(c.value, type);
-      return out;
-    }),
-  };
-}
-
-/** Whether the visual editor can show this campaign without losing anything. */
-function drawable(c) {
-  if (!c) return true;
-  const trig = c.trigger || {};
-  if (trig.type !== "once" && trig.type !== "recurring") return false;
-  // A chain of send steps (each optionally followed by the next) is what the form draws.
-  for (let step = c.strategy; step; step = step.next) {
-    if (step.type !== "send" || step.branches || step.otherwise) return false;
-  }
-  return Boolean(c.strategy);
-}
-
-function stepState(step, index) {
-  return {
-    id: step.id || `s${index + 1}`,
-    mode: step.mode || "first_success",
-    timing: { type: (step.timing && step.timing.type) || "now", minutes: String((step.timing && step.timing.minutes) ?? 30) },
-    channels: (step.channels || [{ touchpoint_id: null, params: {} }]).map((ch) => ({ touchpoint_id: ch.touchpoint_id ?? null, params: { ...(ch.params || {}) } })),
-  };
-}
-
-function stepBody(step, next) {
-  const timing = step.timing.type === "delay" ? { type: "delay", minutes: typed(step.timing.minutes, "number") } : { type: step.timing.type };
-  const out = {
-    type: "send",
-    id: step.id,
-    mode: step.mode,
-    timing,
-    channels: step.timing.type === "none" ? [] : step.channels.map((ch) => {
-      const params = {};
-      for (const [k, v] of Object.entries(ch.params)) if (v !== "" && v !== undefined && v !== null) params[k] = v;
-      return { touchpoint_id: ch.touchpoint_id, params };
-    }),
-  };
-  if (next) out.next = next;
-  return out;
-}
-
-function stateFrom(c) {
-  const trig = (c && c.trigger) || { type: "once" };
-  const aud = (c && c.audience) || { match: "all" };
-  const part = (c && c.participation) || { mode: "once" };
-  const chain = [];
-  for (let step = c && c.strategy; step; step = step.next) chain.push(step);
-  return {
-    name: c ? c.name : "",
-    anti_disturb: c ? Boolean(c.anti_disturb) : true,
-    trigger: {
-      type: trig.type === "recurring" ? "recurring" : "once",
-      onceMode: trig.at ? "at" : "now",
-      at: wallTime(trig.at),
-      recurMode: trig.cron ? "cron" : "every",
-      cron: trig.cron || "",
-      every: trig.every || "daily",
-      time: trig.time || "10:00",
-      weekday: typeof trig.weekday === "string" ? trig.weekday : "mon",
-      day: String(trig.day ?? 1),
-      start: wallTime(trig.start),
-      end: wallTime(trig.end),
-    },
-    audience: {
-      match: aud.match || "all",
-      filter: toGroup(aud.filter),
-      gidsText: (aud.gids || []).join("\n"),
-    },
-    participation: { mode: part.mode || "once", days: String(part.days ?? 7) },
-    steps: (chain.length ? chain : [{}]).map(stepState),
-  };
-}
-
-function bodyFrom(st, catalogue) {
-  const tr = st.trigger;
-  let trigger;
-  if (tr.type === "once") trigger = tr.onceMode === "at" ? { type: "once", at: tr.at } : { type: "once" };
-  else {
-    trigger = { type: "recurring" };
-    if (tr.recurMode === "cron") trigger.cron = tr.cron.trim();
-    else {
-      trigger.every = tr.every;
-      trigger.time = tr.time;
-      if (tr.every === "weekly") trigger.weekday = tr.weekday;
-      if (tr.every === "monthly") trigger.day = typed(tr.day, "number");
-    }
-    if (tr.start) trigger.start = tr.start;
-    if (tr.end) trigger.end = tr.end;
-  }
-  let audience;
-  if (st.audience.match === "filter") audience = { match: "filter", filter: buildFilter(st.audience.filter, catalogue) };
-  else if (st.audience.match === "list") {
-    audience = { match: "list", gids: st.audience.gidsText.split(/[\s,，]+/).filter(Boolean).map((g) => typed(g, "number")) };
-  } else audience = { match: "all" };
-  const participation = st.participation.mode === "every" ? { mode: "every", days: typed(st.participation.days, "number") } : { mode: "once" };
-  let strategy = null;
-  for (let k = st.steps.length - 1; k >= 0; k--) strategy = stepBody(st.steps[k], strategy);
-  return { name: st.name.trim(), trigger, audience, participation, anti_disturb: st.anti_disturb, strategy };
-}
-
-function radios(name, value, options, onChange, path) {
+function radios(name, value, options, onPick, path) {
   return h(
     "div",
-    { class: "segmented", "data-field": path || null },
+    { class: "segmented", "data-field": path || null, role: "radiogroup" },
     options.map(([v, label]) =>
-      h("label", { class: "seg" }, h("input", { type: "radio", name, value: v, checked: value === v, "data-testid": `${name}-${v}`, onChange: () => onChange(v) }), h("span", {}, label)),
+      h("label", { class: "seg" }, h("input", { type: "radio", name, value: v, checked: value === v, "data-testid": `${name}-${v}`, onChange: () => onPick(v) }), h("span", {}, label)),
     ),
   );
+}
+
+/** A number typed into an input: a number when it is one, else the text (the service names it). */
+function typedNumber(raw) {
+  const text = String(raw ?? "").trim();
+  const n = Number(text);
+  return text !== "" && Number.isFinite(n) ? n : text === "" ? null : text;
+}
+
+function parseGids(text) {
+  return String(text)
+    .split(/[\s,，;]+/)
+    .filter((g) => g && g.toLowerCase() !== "gid")
+    .map((g) => (/^\d+$/.test(g) ? Number(g) : g));
 }
 
 export async function renderCampaignForm(ctx, campaign) {
   const { view, pid, sid, navigate } = ctx;
   const editing = Boolean(campaign);
-  const [touchpoints, attributes] = await Promise.all([
-    listAll(`/projects/${pid}/spaces/${sid}/touchpoints`),
+  const [touchpoints, attributes, eventNames, protection] = await Promise.all([
+    listAll(`/projects/${pid}/touchpoints`).catch(() => listAll(`/projects/${pid}/spaces/${sid}/touchpoints`)),
     listAll(`/projects/${pid}/attributes`).catch(() => []),
+    api.get(`/projects/${pid}/event-names`).then((d) => d.items).catch(() => []),
+    // The project-wide cap explains the protection switch; absent on an older service.
+    api.get(`/projects/${pid}/protection`).catch(() => null),
   ]);
   if (!ctx.isCurrent()) return;
-  const catalogue = new Map(attributes.map((a) => [a.key, a]));
-  const st = stateFrom(campaign);
-  let jsonMode = !drawable(campaign);
-  const topErrors = h("div", { "data-testid": "campaign-form-errors" });
-  const formSlot = h("div", { class: "editor" });
   const tz = ctx.project.timezone;
+  let name = campaign ? campaign.name : "";
+  let doc = campaign ? contentOf(campaign) : emptyContent();
+  let jsonMode = false;
+  const topErrors = h("div", { "data-testid": "campaign-form-errors" });
+  const formTop = h("div", { class: "editor" });
+  const strategyCard = h("section", { class: "card canvas-card", "data-testid": "strategy-card" });
+  const jsonCard = h("section", { class: "card" });
+  const jsonArea = h("textarea", { class: "json-editor", rows: 24, spellcheck: "false", "data-field": "body", "data-testid": "campaign-json", "aria-label": t("campaign.form.json_title") });
 
-  // ---- basics --------------------------------------------------------------------------
-  const counter = h("span", { class: "counter", "data-testid": "campaign-name-count" });
-  const updateCounter = () => {
-    const n = [...st.name.trim()].length;
-    counter.textContent = `${n}/${NAME_MAX}`;
-    counter.classList.toggle("over", n > NAME_MAX);
+  // Fetched once per editor: enum options per touchpoint parameter, properties per event.
+  const optionsCache = new Map();
+  const loadOptions = (tid, key) => {
+    const k = `${tid}:${key}`;
+    if (!optionsCache.has(k)) {
+      const p = api.get(`/projects/${pid}/touchpoints/${tid}/params/${encodeURIComponent(key)}/options`);
+      p.catch(() => optionsCache.delete(k));
+      optionsCache.set(k, p);
+    }
+    return optionsCache.get(k);
+  };
+  const propertyCache = new Map();
+  const eventProperties = (event) => {
+    if (!propertyCache.has(event)) {
+      propertyCache.set(event, api.get(`/projects/${pid}/event-properties`, { event }).then((d) => d.items).catch(() => []));
+    }
+    return propertyCache.get(event);
+  };
+  const eventList = h("datalist", { id: "event-names" }, eventNames.map((e) => h("option", { value: e.name }, t("canvas.event_seen", { when: formatRelative(e.last_seen_at) }))));
+
+  // ---- basics ------------------------------------------------------------------------------
+  const capText = () => {
+    const cap = protection && protection.frequency_cap;
+    if (!protection) return t("protection.explain.cap_unknown");
+    if (!cap) return t("protection.explain.no_project_cap");
+    return cap.days === 1 ? t("protection.explain.project_cap_day", { n: cap.max_messages }) : t("protection.explain.project_cap", { n: cap.max_messages, days: cap.days });
   };
   const basics = () => {
-    const name = h("input", { type: "text", value: st.name, "data-field": "name", "data-testid": "campaign-name-input", placeholder: t("campaign.form.name_placeholder"), onInput: (e) => { st.name = e.target.value; updateCounter(); } });
-    updateCounter();
+    const counter = h("span", { class: "counter", "data-testid": "campaign-name-count" });
+    const count = () => {
+      const n = [...name.trim()].length;
+      counter.textContent = `${n}/${NAME_MAX}`;
+      counter.classList.toggle("over", n > NAME_MAX);
+    };
+    count();
+    const nameInput = h("input", { type: "text", value: name, "data-field": "name", "data-testid": "campaign-name-input", placeholder: t("campaign.form.name_placeholder"), onInput: (e) => { name = e.target.value; count(); } });
+    const explain = h("div", { class: "hint", "data-testid": "anti-disturb-explain" });
+    const showExplain = () =>
+      replace(
+        explain,
+        doc.anti_disturb === false ? t("protection.explain.off") : t("protection.explain.on", { cap: capText() }),
+        " ",
+        t("protection.explain.blocklist"),
+        " ",
+        h("a", { href: `#/p/${pid}/protection`, "data-testid": "protection-link" }, t("protection.explain.settings")),
+      );
+    showExplain();
     return h(
       "section",
       { class: "card" },
@@ -200,343 +142,363 @@ export async function renderCampaignForm(ctx, campaign) {
       h(
         "div",
         { class: "grid-2" },
-        field(t("campaign.form.name"), h("div", { class: "with-counter" }, name, counter), { required: true, hint: t("campaign.form.name_hint") }),
-        field(t("campaign.form.anti_disturb"), h("label", { class: "check" }, h("input", { type: "checkbox", checked: st.anti_disturb, "data-field": "anti_disturb", "data-testid": "campaign-anti-disturb", onChange: (e) => (st.anti_disturb = e.target.checked) }), t("campaign.form.anti_disturb_label")), { hint: t("campaign.form.anti_disturb_hint") }),
+        field(t("campaign.form.name"), h("div", { class: "with-counter" }, nameInput, counter), { required: true, hint: t("campaign.form.name_hint") }),
+        jsonMode
+          ? h("div")
+          : field(
+              t("campaign.form.anti_disturb"),
+              h(
+                "label",
+                { class: "check" },
+                h("input", {
+                  type: "checkbox",
+                  checked: doc.anti_disturb !== false,
+                  "data-field": "anti_disturb",
+                  "data-testid": "campaign-anti-disturb",
+                  onChange: (e) => {
+                    doc.anti_disturb = e.target.checked;
+                    showExplain();
+                  },
+                }),
+                t("campaign.form.anti_disturb_label"),
+              ),
+              { extra: explain },
+            ),
       ),
     );
   };
 
-  // ---- trigger -------------------------------------------------------------------------
-  const triggerSlot = h("section", { class: "card", "data-field": "trigger", "data-field-wrap": "trigger" });
+  // ---- trigger -------------------------------------------------------------------------------
+  const triggerCard = h("section", { class: "card", "data-field": "trigger", "data-field-wrap": "trigger", "data-testid": "trigger-card" });
+  // What each trigger type held, so switching back and forth loses nothing.
+  const triggers = new Map();
+  const stash = new Map();
+  const setTrigger = (type) => {
+    triggers.set(doc.trigger.type, doc.trigger);
+    doc.trigger = triggers.get(type) || newTrigger(type);
+    renderTrigger();
+    canvas.render();
+  };
+  const newTrigger = (type) => {
+    if (type === "recurring") return { type, every: "daily", time: "10:00" };
+    if (type === "event") return { type, event: "" };
+    if (type === "event_without") return { type, event: "", without: "", within_minutes: 1440 };
+    return { type: "once" };
+  };
+  /** Set or clear one key (an empty value removes it, so an unused field is not sent). */
+  const put = (obj, key, value) => {
+    if (value === "" || value === undefined) delete obj[key];
+    else obj[key] = value;
+  };
+  const dateTime = (tr, key, label) =>
+    field(label, h("input", { type: "datetime-local", value: wallTime(tr[key]), "data-field": `trigger.${key}`, "data-testid": `trigger-${key}`, onInput: (e) => put(tr, key, e.target.value) }), { hint: t("campaign.form.tz_hint", { tz }) });
+  const swap = (tr, from, to) => {
+    // Keys one mode uses and the other does not, kept aside while the other is chosen.
+    const saved = stash.get(tr) || {};
+    for (const key of from) if (key in tr) (saved[key] = tr[key]), delete tr[key];
+    for (const key of to) if (key in saved) (tr[key] = saved[key]), delete saved[key];
+    stash.set(tr, saved);
+  };
+  const eventInput = (tr, key, label, testid) =>
+    field(
+      label,
+      h("input", {
+        type: "text",
+        list: "event-names",
+        value: tr[key] ?? "",
+        placeholder: t("canvas.event_placeholder"),
+        "data-field": `trigger.${key}`,
+        "data-testid": testid,
+        onInput: (e) => (tr[key] = e.target.value.trim()),
+        // The entry node names the event, and event splits need an event trigger.
+        onChange: () => canvas.render(),
+      }),
+      { required: true, hint: eventNames.length ? t("canvas.event_hint", { n: eventNames.length }) : t("canvas.event_hint_none") },
+    );
+
   const renderTrigger = () => {
-    const tr = st.trigger;
-    const rerender = () => renderTrigger();
-    const dt = (key, label) =>
-      field(label, h("input", { type: "datetime-local", value: tr[key], "data-field": `trigger.${key}`, "data-testid": `trigger-${key}`, onInput: (e) => (tr[key] = e.target.value) }), { hint: t("campaign.form.tz_hint", { tz }) });
+    const tr = doc.trigger && typeof doc.trigger === "object" ? doc.trigger : (doc.trigger = { type: "once" });
     let detail;
     if (tr.type === "once") {
-      detail = h(
-        "div",
-        {},
-        field(t("campaign.form.when"), radios("once-mode", tr.onceMode, [["now", t("campaign.form.once_now")], ["at", t("campaign.form.once_at")]], (v) => { tr.onceMode = v; rerender(); })),
-        tr.onceMode === "at" ? h("div", { class: "grid-2" }, dt("at", t("campaign.form.at"))) : null,
-      );
+      const mode = "at" in tr ? "at" : "now";
+      detail = [
+        field(
+          t("campaign.form.when"),
+          radios("once-mode", mode, [["now", t("campaign.form.once_now")], ["at", t("campaign.form.once_at")]], (v) => {
+            if (v === "now") swap(tr, ["at"], []);
+            else {
+              swap(tr, [], ["at"]);
+              if (!("at" in tr)) tr.at = "";
+            }
+            renderTrigger();
+          }),
+        ),
+        mode === "at"
+          ? h("div", { class: "grid-2" }, field(t("campaign.form.at"), h("input", { type: "datetime-local", value: wallTime(tr.at), "data-field": "trigger.at", "data-testid": "trigger-at", onInput: (e) => (tr.at = e.target.value) }), { hint: t("campaign.form.tz_hint", { tz }) }))
+          : null,
+      ];
+    } else if (tr.type === "recurring") {
+      const cron = "cron" in tr;
+      const wd = typeof tr.weekday === "number" ? WEEKDAYS[(tr.weekday + 6) % 7] : tr.weekday || "mon";
+      detail = [
+        field(
+          t("campaign.form.repeat"),
+          radios("recur-mode", cron ? "cron" : "every", [["every", t("campaign.form.simple")], ["cron", t("campaign.form.cron")]], (v) => {
+            const simple = ["every", "time", "weekday", "day"];
+            if (v === "cron") {
+              swap(tr, simple, ["cron"]);
+              if (!("cron" in tr)) tr.cron = "";
+            } else {
+              swap(tr, ["cron"], simple);
+              if (!("every" in tr)) Object.assign(tr, { every: "daily", time: "10:00" });
+            }
+            renderTrigger();
+          }),
+        ),
+        cron
+          ? field(t("campaign.form.cron"), h("input", { type: "text", value: tr.cron, placeholder: "0 10 * * *", class: "mono", "data-field": "trigger.cron", "data-testid": "trigger-cron", onInput: (e) => (tr.cron = e.target.value.trim()) }), { hint: t("campaign.form.cron_hint") })
+          : h(
+              "div",
+              { class: "grid-3" },
+              field(
+                t("campaign.form.every"),
+                h(
+                  "select",
+                  {
+                    "data-field": "trigger.every",
+                    "data-testid": "trigger-every",
+                    onChange: (e) => {
+                      tr.every = e.target.value;
+                      // A weekday belongs to a weekly cadence, a day of the month to a monthly one.
+                      const own = tr.every === "weekly" ? ["weekday"] : tr.every === "monthly" ? ["day"] : [];
+                      swap(tr, ["weekday", "day"].filter((k) => !own.includes(k)), own);
+                      if (tr.every === "weekly" && !("weekday" in tr)) tr.weekday = "mon";
+                      if (tr.every === "monthly" && !("day" in tr)) tr.day = 1;
+                      renderTrigger();
+                    },
+                  },
+                  ["daily", "weekly", "monthly"].map((v) => h("option", { value: v, selected: tr.every === v }, t(`campaign.trigger.every.${v}`))),
+                ),
+              ),
+              tr.every === "weekly"
+                ? field(t("campaign.form.weekday"), h("select", { "data-field": "trigger.weekday", "data-testid": "trigger-weekday", onChange: (e) => (tr.weekday = e.target.value) }, WEEKDAYS.map((d) => h("option", { value: d, selected: wd === d }, t(`campaign.weekday.${d}`)))))
+                : tr.every === "monthly"
+                  ? field(t("campaign.form.day"), h("input", { type: "number", min: 1, max: 31, value: tr.day ?? 1, "data-field": "trigger.day", "data-testid": "trigger-day", onInput: (e) => (tr.day = typedNumber(e.target.value)) }))
+                  : h("div"),
+              field(t("campaign.form.time"), h("input", { type: "time", value: tr.time ?? "", "data-field": "trigger.time", "data-testid": "trigger-time", onInput: (e) => put(tr, "time", e.target.value) })),
+            ),
+        h("div", { class: "grid-2" }, dateTime(tr, "start", t("campaign.form.start")), dateTime(tr, "end", t("campaign.form.end"))),
+      ];
+    } else if (tr.type === "event" || tr.type === "event_without") {
+      const without = tr.type === "event_without";
+      let windowField = null;
+      if (without) {
+        const [amount, factor] = windowParts(tr.within_minutes);
+        const amountInput = h("input", { type: "number", min: 1, step: 1, value: String(amount), "data-field": "trigger.within_minutes", "data-testid": "trigger-window", "aria-label": t("canvas.window_amount") });
+        const unit = h("select", { class: "select-sm", "data-testid": "trigger-window-unit", "aria-label": t("canvas.delay.unit") }, WINDOW_UNITS.map(([u, f]) => h("option", { value: f, selected: f === factor }, t(`canvas.unit.${u}`))));
+        const update = () => {
+          const n = typedNumber(amountInput.value);
+          tr.within_minutes = typeof n === "number" ? Math.round(n * Number(unit.value) * 1000) / 1000 : n;
+        };
+        amountInput.addEventListener("input", update);
+        unit.addEventListener("change", update);
+        windowField = field(t("canvas.window"), h("div", { class: "input-row" }, amountInput, unit), { required: true, hint: t("canvas.window_hint", { max: formatNumber(MAX_WINDOW_MINUTES / 1440) }) });
+      }
+      detail = [
+        h(
+          "div",
+          { class: "grid-2" },
+          eventInput(tr, "event", without ? t("canvas.event_first") : t("canvas.event"), "trigger-event"),
+          without ? eventInput(tr, "without", t("canvas.event_without"), "trigger-without") : h("div"),
+        ),
+        windowField,
+        field(
+          without ? t("canvas.event_filter_first") : t("canvas.event_filter"),
+          filterEditor({
+            get: () => tr.filter,
+            set: (f) => put(tr, "filter", f ?? undefined),
+            path: "trigger.filter",
+            kind: "property",
+            optional: true,
+            suggest: () => (tr.event ? eventProperties(tr.event) : Promise.resolve([])),
+            testid: "trigger-filter",
+          }),
+        ),
+        h("div", { class: "grid-2" }, dateTime(tr, "start", t("canvas.active_from")), dateTime(tr, "end", t("canvas.active_until"))),
+        h("p", { class: "muted small" }, t(without ? "canvas.event_without_explain" : "canvas.event_explain")),
+      ];
     } else {
-      const everyFields = tr.recurMode === "cron"
-        ? field(t("campaign.form.cron"), h("input", { type: "text", value: tr.cron, placeholder: "0 10 * * *", class: "mono", "data-field": "trigger.cron", "data-testid": "trigger-cron", onInput: (e) => (tr.cron = e.target.value) }), { hint: t("campaign.form.cron_hint") })
-        : h(
-            "div",
-            { class: "grid-3" },
-            field(t("campaign.form.every"), h("select", { "data-field": "trigger.every", "data-testid": "trigger-every", onChange: (e) => { tr.every = e.target.value; rerender(); } }, ["daily", "weekly", "monthly"].map((v) => h("option", { value: v, selected: tr.every === v }, t(`campaign.trigger.every.${v}`))))),
-            tr.every === "weekly"
-              ? field(t("campaign.form.weekday"), h("select", { "data-field": "trigger.weekday", onChange: (e) => (tr.weekday = e.target.value) }, WEEKDAYS.map((d) => h("option", { value: d, selected: tr.weekday === d }, t(`campaign.weekday.${d}`)))))
-              : tr.every === "monthly"
-                ? field(t("campaign.form.day"), h("input", { type: "number", min: 1, max: 31, value: tr.day, "data-field": "trigger.day", onInput: (e) => (tr.day = e.target.value) }))
-                : h("div"),
-            field(t("campaign.form.time"), h("input", { type: "time", value: tr.time, "data-field": "trigger.time", "data-testid": "trigger-time", onInput: (e) => (tr.time = e.target.value) })),
-          );
-      detail = h(
-        "div",
-        {},
-        field(t("campaign.form.repeat"), radios("recur-mode", tr.recurMode, [["every", t("campaign.form.simple")], ["cron", t("campaign.form.cron")]], (v) => { tr.recurMode = v; rerender(); })),
-        everyFields,
-        h("div", { class: "grid-2" }, dt("start", t("campaign.form.start")), dt("end", t("campaign.form.end"))),
-      );
+      detail = h("div", { class: "alert alert-warn" }, t("canvas.unknown_trigger", { type: String(tr.type) }));
     }
     replace(
-      triggerSlot,
+      triggerCard,
       h("h3", {}, t("campaign.form.trigger")),
-      field(t("campaign.form.trigger_type"), radios("trigger-type", tr.type, [["once", t("campaign.trigger.type.once")], ["recurring", t("campaign.trigger.type.recurring")]], (v) => { tr.type = v; rerender(); }, "trigger.type")),
+      field(
+        t("campaign.form.trigger_type"),
+        radios(
+          "trigger-type",
+          tr.type,
+          [
+            ["once", t("campaign.trigger.type.once")],
+            ["recurring", t("campaign.trigger.type.recurring")],
+            ["event", t("campaign.trigger.type.event")],
+            ["event_without", t("campaign.trigger.type.event_without")],
+          ],
+          setTrigger,
+          "trigger.type",
+        ),
+      ),
       detail,
+      eventList,
     );
   };
 
-  // ---- audience ------------------------------------------------------------------------
-  const audienceSlot = h("section", { class: "card", "data-field": "audience", "data-field-wrap": "audience" });
+  // ---- audience ----------------------------------------------------------------------------
+  const audienceCard = h("section", { class: "card", "data-field": "audience", "data-field-wrap": "audience", "data-testid": "audience-card" });
+  const audiences = new Map();
   const renderAudience = () => {
-    const a = st.audience;
-    const part = st.participation;
+    const a = doc.audience && typeof doc.audience === "object" ? doc.audience : (doc.audience = { match: "all" });
+    const part = doc.participation && typeof doc.participation === "object" ? doc.participation : (doc.participation = { mode: "once" });
+    const setMatch = (match) => {
+      audiences.set(a.match, a);
+      doc.audience = audiences.get(match) || (match === "filter" ? { match, filter: { op: "and", conditions: [{ attribute: "", operator: "eq", value: "" }] } } : { match });
+      renderAudience();
+      canvas.render();
+    };
     let detail = null;
-    if (a.match === "filter") detail = groupEditor(a.filter, "audience.filter", renderAudience, 0);
-    else if (a.match === "list") {
-      detail = field(t("campaign.form.gids"), h("textarea", { rows: 4, class: "mono", "data-field": "audience.gids", "data-testid": "audience-gids", placeholder: "1001\n1002", onInput: (e) => (a.gidsText = e.target.value) }, a.gidsText), { hint: t("campaign.form.gids_hint") });
+    if (a.match === "filter") {
+      detail = filterEditor({ get: () => a.filter, set: (f) => (a.filter = f), path: "audience.filter", kind: "attribute", attributes, testid: "audience-filter" });
+    } else if (a.match === "list") {
+      const gids = h("textarea", {
+        rows: 4,
+        class: "mono",
+        "data-field": "audience.gids",
+        "data-testid": "audience-gids",
+        placeholder: "1001\n1002",
+        onInput: (e) => {
+          const list = parseGids(e.target.value);
+          if (list.length) a.gids = list;
+          else delete a.gids;
+        },
+      });
+      gids.value = Array.isArray(a.gids) ? a.gids.join("\n") : "";
+      const file = h("input", {
+        type: "file",
+        accept: ".csv,.txt,.ndjson,.jsonl,text/csv,text/plain",
+        "data-testid": "audience-gids-file",
+        "aria-label": t("canvas.gids_file"),
+        onChange: async (e) => {
+          const f = e.target.files && e.target.files[0];
+          if (!f) return;
+          gids.value = (await f.text()).replace(/\{\s*"gid"\s*:\s*(\d+)[^}]*\}/g, "$1");
+          gids.dispatchEvent(new Event("input"));
+        },
+      });
+      detail = [
+        Number.isInteger(a.gid_count) ? h("div", { class: "alert alert-info", "data-testid": "gid-count" }, t("canvas.gid_count", { n: formatNumber(a.gid_count) })) : null,
+        field(t("campaign.form.gids"), gids, { hint: Number.isInteger(a.gid_count) ? t("canvas.gids_replace_hint") : t("campaign.form.gids_hint"), extra: h("div", { class: "file-row small muted" }, t("canvas.gids_file"), " ", file) }),
+      ];
     }
     replace(
-      audienceSlot,
+      audienceCard,
       h("h3", {}, t("campaign.form.audience")),
-      field(t("campaign.form.match"), radios("audience-match", a.match, [["all", t("campaign.audience.all")], ["filter", t("campaign.audience.filter")], ["list", t("campaign.audience.list")]], (v) => { a.match = v; renderAudience(); }, "audience.match")),
+      field(t("campaign.form.match"), radios("audience-match", a.match, [["all", t("campaign.audience.all")], ["filter", t("campaign.audience.filter")], ["list", t("campaign.audience.list")]], setMatch, "audience.match")),
       detail,
       h(
         "div",
         { class: "grid-2" },
-        field(t("campaign.form.participation"), radios("participation", part.mode, [["once", t("campaign.participation.once")], ["every", t("campaign.participation.every")]], (v) => { part.mode = v; renderAudience(); }, "participation.mode")),
+        field(
+          t("campaign.form.participation"),
+          radios(
+            "participation",
+            part.mode,
+            [["once", t("campaign.participation.once")], ["every", t("campaign.participation.every")]],
+            (v) => {
+              swap(part, v === "once" ? ["days"] : [], v === "every" ? ["days"] : []);
+              part.mode = v;
+              if (v === "every" && !("days" in part)) part.days = 7;
+              renderAudience();
+            },
+            "participation.mode",
+          ),
+        ),
         part.mode === "every"
-          ? field(t("campaign.form.days"), h("input", { type: "number", min: 1, value: part.days, "data-field": "participation.days", "data-testid": "participation-days", onInput: (e) => (part.days = e.target.value) }))
+          ? field(t("campaign.form.days"), h("input", { type: "number", min: 1, value: part.days ?? "", "data-field": "participation.days", "data-testid": "participation-days", onInput: (e) => (part.days = typedNumber(e.target.value)) }))
           : h("div"),
       ),
     );
   };
 
-  const groupEditor = (group, path, rerender, depth) => {
-    return h(
-      "div",
-      { class: "group", "data-field": path, "data-field-wrap": path },
-      h(
-        "div",
-        { class: "group-head" },
-        h("span", { class: "small muted" }, t("campaign.filter.match")),
-        h("select", { class: "select-sm", "data-field": `${path}.op`, "data-testid": "filter-op", onChange: (e) => (group.op = e.target.value) }, ["and", "or"].map((op) => h("option", { value: op, selected: group.op === op }, t(`campaign.filter.${op}`)))),
-      ),
-      group.conditions.map((c, i) => {
-        const cpath = `${path}.conditions[${i}]`;
-        const remove = h("button", { class: "icon-btn", type: "button", title: t("campaign.filter.remove"), "aria-label": t("campaign.filter.remove"), onClick: () => { group.conditions.splice(i, 1); rerender(); } }, "×");
-        if (c.conditions) return h("div", {}, groupEditor(c, cpath, rerender, depth + 1), h("div", { class: "row-actions" }, remove));
-        const attr = catalogue.get(c.attribute);
-        const valueInput = NO_VALUE.has(c.operator)
-          ? h("div")
-          : attr && attr.type === "boolean" && c.operator !== "in" && c.operator !== "not_in"
-            ? h("select", { "data-field": `${cpath}.value`, "data-testid": "filter-value", onChange: (e) => (c.value = e.target.value) }, h("option", { value: "" }, "—"), h("option", { value: "true", selected: c.value === "true" }, t("common.yes")), h("option", { value: "false", selected: c.value === "false" }, t("common.no")))
-            : h("input", {
-                type: attr && attr.type === "date" && c.operator !== "in" && c.operator !== "not_in" ? "date" : "text",
-                value: c.value,
-                placeholder: c.operator === "in" || c.operator === "not_in" ? t("campaign.filter.list_placeholder") : t("campaign.filter.value"),
-                "data-field": `${cpath}.value`,
-                "data-testid": "filter-value",
-                onInput: (e) => (c.value = e.target.value),
-              });
-        return h(
-          "div",
-          { class: "cond", "data-testid": "filter-condition", "data-field-wrap": cpath },
-          h(
-            "select",
-            { "data-field": `${cpath}.attribute`, "data-testid": "filter-attribute", onChange: (e) => { c.attribute = e.target.value; rerender(); } },
-            h("option", { value: "" }, t("campaign.filter.attribute")),
-            attributes.map((a) => h("option", { value: a.key, selected: c.attribute === a.key }, `${a.name} (${a.key})`)),
-            c.attribute && !catalogue.has(c.attribute) ? h("option", { value: c.attribute, selected: true }, c.attribute) : null,
-          ),
-          h("select", { "data-field": `${cpath}.operator`, "data-testid": "filter-operator", onChange: (e) => { c.operator = e.target.value; rerender(); } }, OPERATORS.map((op) => h("option", { value: op, selected: c.operator === op }, t(`campaign.op.${op}`)))),
-          valueInput,
-          remove,
-        );
-      }),
-      h(
-        "div",
-        { class: "row-actions group-actions" },
-        h("button", { class: "btn btn-xs", type: "button", "data-testid": "filter-add", onClick: () => { group.conditions.push(blankCondition()); rerender(); } }, "+ ", t("campaign.filter.add")),
-        depth < 3 ? h("button", { class: "btn btn-xs", type: "button", "data-testid": "filter-add-group", onClick: () => { group.conditions.push({ op: group.op === "and" ? "or" : "and", conditions: [blankCondition()] }); rerender(); } }, "+ ", t("campaign.filter.add_group")) : null,
-      ),
-    );
+  // ---- strategy ----------------------------------------------------------------------------
+  const entryLines = () => {
+    const tr = doc.trigger || {};
+    let when;
+    if (tr.type === "event") when = t("canvas.entry.event", { event: tr.event || "…" });
+    else if (tr.type === "event_without") when = t("canvas.entry.event_without", { event: tr.event || "…", without: tr.without || "…" });
+    else if (tr.type === "recurring") when = tr.cron ? t("campaign.trigger.cron_summary", { cron: tr.cron }) : t(`campaign.trigger.every.${tr.every || "daily"}`);
+    else when = tr.at ? t("campaign.trigger.once_at", { at: formatDateTime(tr.at) }) : t("campaign.trigger.once_now");
+    const a = doc.audience || {};
+    const who = a.match === "filter" ? t("canvas.entry.filtered") : a.match === "list" ? t("campaign.audience.list") : t("campaign.audience.all");
+    return [when, who];
   };
-
-  // ---- send steps ------------------------------------------------------------------------
-  const stepSlot = h("div", { "data-field": "strategy", "data-field-wrap": "strategy" });
-  const freeStepId = () => {
-    const used = new Set(st.steps.map((x) => x.id));
-    let n = st.steps.length + 1;
-    while (used.has(`s${n}`)) n++;
-    return `s${n}`;
-  };
-  const renderStep = () => {
-    const last = st.steps[st.steps.length - 1];
-    replace(
-      stepSlot,
-      touchpoints.length ? null : h("div", { class: "alert alert-warn", "data-testid": "no-touchpoints" }, t("campaign.form.no_touchpoints", { space: ctx.space.name })),
-      st.steps.map((step, k) => stepEditor(step, k)),
-      h(
-        "button",
-        {
-          class: "btn",
-          type: "button",
-          "data-testid": "step-add",
-          // A control group ends its path: nothing follows it.
-          disabled: last.timing.type === "none" || st.steps.length >= 10,
-          title: last.timing.type === "none" ? t("campaign.form.after_control") : null,
-          onClick: () => {
-            st.steps.push(stepState({ id: freeStepId(), timing: { type: "delay", minutes: 60 } }, st.steps.length));
-            renderStep();
-          },
-        },
-        "+ ",
-        t("campaign.form.add_step"),
-      ),
-    );
-  };
-
-  const stepEditor = (step, k) => {
-    const base = `strategy${".next".repeat(k)}`;
-    const name = `s${k}`;
-    return h(
-      "section",
-      { class: "card step-card", "data-testid": "send-step", "data-field": base, "data-field-wrap": base },
-      h(
-        "div",
-        { class: "step-title" },
-        h("h3", {}, k === 0 ? t("campaign.form.send") : t("campaign.form.follow_up", { n: k + 1 })),
-        h("span", { class: "spacer" }),
-        k > 0
-          ? h("button", { class: "btn btn-sm btn-danger-ghost", type: "button", "data-testid": "step-remove", onClick: () => { st.steps.splice(k, 1); renderStep(); } }, t("campaign.form.remove_step"))
-          : null,
-      ),
-      k > 0 ? h("p", { class: "muted small" }, t("campaign.form.follow_up_hint")) : null,
-      h(
-        "div",
-        { class: "grid-2" },
-        field(t("campaign.form.timing"), radios(`${name}-timing`, step.timing.type, [["now", t("campaign.timing.now")], ["delay", t("campaign.timing.delay")], ["none", t("campaign.timing.none")]], (v) => {
-          step.timing.type = v;
-          // Nothing may follow a control group.
-          if (v === "none") st.steps.splice(k + 1);
-          renderStep();
-        }, `${base}.timing.type`), {
-          hint: step.timing.type === "none" ? t("campaign.timing.none_hint") : null,
-          extra: step.timing.type === "delay" ? h("div", { class: "input-row" }, h("input", { type: "number", min: 1, value: step.timing.minutes, "data-field": `${base}.timing.minutes`, "data-testid": "timing-minutes", onInput: (e) => (step.timing.minutes = e.target.value) }), h("span", { class: "muted" }, t("campaign.timing.minutes"))) : null,
-        }),
-        field(t("campaign.form.mode"), radios(`${name}-mode`, step.mode, [["first_success", t("campaign.mode.first_success")], ["all", t("campaign.mode.all")]], (v) => { step.mode = v; renderStep(); }, `${base}.mode`), { hint: t(`campaign.mode.${step.mode}_hint`) }),
-      ),
-      step.timing.type === "none"
-        ? null
-        : h(
-            "div",
-            { "data-field": `${base}.channels`, "data-field-wrap": `${base}.channels` },
-            step.channels.map((ch, i) => channelEditor(step, base, ch, i)),
-            h("button", { class: "btn btn-sm", type: "button", "data-testid": "channel-add", disabled: step.channels.length >= 10, onClick: () => { step.channels.push({ touchpoint_id: null, params: {} }); renderStep(); } }, "+ ", t("campaign.form.add_channel")),
-          ),
-    );
-  };
-
-  const channelEditor = (step, base, ch, i) => {
-    const path = `${base}.channels[${i}]`;
-    const tp = touchpoints.find((x) => x.id === ch.touchpoint_id);
-    const paramsSlot = h("div", { class: "grid-2" });
-    const select = h(
-      "select",
-      {
-        "data-field": `${path}.touchpoint_id`,
-        "data-testid": "channel-touchpoint",
-        onChange: (e) => {
-          ch.touchpoint_id = e.target.value ? Number(e.target.value) : null;
-          ch.params = {};
-          renderStep();
-        },
+  let canvas;
+  const buildCanvas = () => {
+    canvas = createCanvas({
+      doc,
+      sid,
+      touchpoints,
+      attributes,
+      loadOptions,
+      eventProperties,
+      entry: entryLines,
+      onEntry: () => {
+        triggerCard.scrollIntoView({ block: "start", behavior: "smooth" });
+        triggerCard.querySelector("input:checked, input, select")?.focus({ preventScroll: true });
       },
-      h("option", { value: "" }, t("campaign.form.choose_touchpoint")),
-      touchpoints.map((x) => h("option", { value: x.id, selected: x.id === ch.touchpoint_id }, `${x.name} · ${t(`tp.type.${x.type}`)}`)),
-      ch.touchpoint_id && !tp ? h("option", { value: ch.touchpoint_id, selected: true }, t("campaign.form.unavailable_touchpoint", { id: ch.touchpoint_id })) : null,
-    );
-    if (tp) {
-      for (const p of tp.template_params || []) paramsSlot.appendChild(paramInput(tp, p, ch, `${path}.params.${p.key}`));
-      if (!(tp.template_params || []).length) paramsSlot.appendChild(h("p", { class: "muted small" }, t("campaign.form.no_params")));
-    }
-    const st_ = step.channels;
-    return h(
-      "div",
-      { class: "channel", "data-testid": "channel", "data-field-wrap": path, "data-field": path },
-      h(
-        "div",
-        { class: "channel-head" },
-        h("span", { class: "prio", title: t("campaign.form.priority") }, `${i + 1}`),
-        select,
-        h("button", { class: "icon-btn", type: "button", title: t("tp.param.up"), "aria-label": t("tp.param.up"), disabled: i === 0, onClick: () => { st_.splice(i - 1, 0, st_.splice(i, 1)[0]); renderStep(); } }, "↑"),
-        h("button", { class: "icon-btn", type: "button", title: t("campaign.form.remove_channel"), "aria-label": t("campaign.form.remove_channel"), onClick: () => { st_.splice(i, 1); renderStep(); } }, "×"),
-      ),
-      paramsSlot,
+      onChange: () => {},
+    });
+    replace(
+      strategyCard,
+      h("div", { class: "canvas-card-head" }, h("h3", {}, t("canvas.title")), h("p", { class: "muted small" }, t("canvas.intro"))),
+      canvas.element,
     );
   };
 
-  const paramInput = (tp, p, ch, path) => {
-    const testid = `param-${p.key}`;
-    let control;
-    if (p.type === "enum") {
-      control = h("div", { "data-field": path, "data-testid": testid }, h("span", { class: "muted small" }, t("common.loading")));
-      loadOptions(tp, p, ch, control);
-    } else {
-      control = h("input", {
-        type: p.type === "date" ? "date" : p.type === "number" ? "number" : "text",
-        step: p.type === "number" ? "any" : null,
-        value: ch.params[p.key] ?? "",
-        placeholder: p.type === "text" ? t("campaign.form.text_placeholder") : null,
-        "data-field": path,
-        "data-testid": testid,
-        onInput: (e) => (ch.params[p.key] = p.type === "number" ? typed(e.target.value, "number") : e.target.value),
-      });
-    }
-    return field(p.name, control, { required: p.required, hint: `${p.key} · ${t(`tp.param.type.${p.type}`)}` });
-  };
-
-  const loadOptions = async (tp, p, ch, slot) => {
-    let options;
-    try {
-      const data = await api.get(`/projects/${pid}/touchpoints/${tp.id}/params/${encodeURIComponent(p.key)}/options`);
-      options = Array.isArray(data) ? data : data.items || [];
-    } catch (err) {
-      replace(slot, h("div", { class: "field-error", title: err.message }, errorText(err)));
-      return;
-    }
-    const current = ch.params[p.key];
-    const parentOf = options.find((o) => (o.children || []).some((c) => c.code === current));
-    const twoLevel = options.some((o) => o.children && o.children.length);
-    const first = h("select", { "aria-label": p.name, "data-testid": "enum-level1" }, h("option", { value: "" }, t("test.choose")), options.map((o) => h("option", { value: o.code, selected: parentOf ? parentOf.code === o.code : o.code === current }, o.children && o.children.length ? `${o.name} ›` : `${o.name} (${o.code})`)));
-    const second = h("select", { "aria-label": p.name, "data-testid": "enum-level2" });
-    const sync = (fromFirst) => {
-      const chosen = options.find((o) => o.code === first.value);
-      const children = (chosen && chosen.children) || [];
-      if (fromFirst) {
-        replace(second, h("option", { value: "" }, children.length ? t("test.choose") : "—"), children.map((c) => h("option", { value: c.code, selected: c.code === current }, `${c.name} (${c.code})`)));
-        second.disabled = !children.length;
-      }
-      ch.params[p.key] = children.length ? second.value : first.value;
-    };
-    first.addEventListener("change", () => sync(true));
-    second.addEventListener("change", () => sync(false));
-    sync(true);
-    replace(slot, twoLevel ? h("div", { class: "cascade" }, first, second) : first);
-    if (options.length > 100) slot.appendChild(h("div", { class: "hint" }, t("tp.enum.count", { n: options.length })));
-  };
-
-  // ---- JSON mode -------------------------------------------------------------------------
-  const jsonArea = h("textarea", { class: "json-editor", rows: 22, spellcheck: "false", "data-field": "body", "data-testid": "campaign-json" });
-  const content = () => {
-    const b = bodyFrom(st, catalogue);
-    delete b.name;
-    return b;
-  };
-
+  // ---- JSON view ---------------------------------------------------------------------------
   const render = () => {
     if (jsonMode) {
-      replace(
-        formSlot,
-        basics(),
-        h("section", { class: "card" }, h("h3", {}, t("campaign.form.json_title")), h("p", { class: "muted small" }, t("campaign.form.json_hint")), field(null, jsonArea)),
-      );
+      replace(jsonCard, h("h3", {}, t("campaign.form.json_title")), h("p", { class: "muted small" }, t("canvas.json_hint")), field(null, jsonArea));
+      replace(formTop, basics(), jsonCard);
+      strategyCard.hidden = true;
     } else {
       renderTrigger();
       renderAudience();
-      renderStep();
-      replace(formSlot, basics(), triggerSlot, audienceSlot, stepSlot);
+      buildCanvas();
+      replace(formTop, basics(), triggerCard, audienceCard);
+      strategyCard.hidden = false;
     }
   };
-  jsonArea.value = JSON.stringify(campaign && jsonMode ? { trigger: campaign.trigger, audience: campaign.audience, participation: campaign.participation, anti_disturb: campaign.anti_disturb, strategy: campaign.strategy } : content(), null, 2);
-
+  const jsonError = (err) =>
+    h("div", { class: "alert alert-error", role: "alert", "data-testid": "form-error" }, h("div", { class: "alert-title" }, t("campaign.form.json_invalid")), h("span", { lang: "en" }, String(err.message)));
+  const parseJson = () => {
+    const parsed = JSON.parse(jsonArea.value);
+    if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error(t("canvas.json_not_object"));
+    return parsed;
+  };
   const modeBtn = h("button", { class: "btn btn-sm", type: "button", "data-testid": "campaign-json-toggle" });
-  const setModeLabel = () => (modeBtn.textContent = jsonMode ? t("campaign.form.visual") : t("campaign.form.as_json"));
+  const setModeLabel = () => (modeBtn.textContent = jsonMode ? t("canvas.back_to_canvas") : t("canvas.as_json"));
   modeBtn.addEventListener("click", () => {
     replace(topErrors);
     if (!jsonMode) {
-      jsonArea.value = JSON.stringify(content(), null, 2);
+      jsonArea.value = JSON.stringify(doc, null, 2);
       jsonMode = true;
     } else {
-      let parsed;
       try {
-        parsed = JSON.parse(jsonArea.value);
+        doc = parseJson();
       } catch (err) {
-        topErrors.appendChild(h("div", { class: "alert alert-error" }, h("div", { class: "alert-title" }, t("campaign.form.json_invalid")), h("span", { lang: "en" }, String(err.message))));
+        topErrors.appendChild(jsonError(err));
         return;
       }
-      if (!drawable(parsed)) {
-        topErrors.appendChild(h("div", { class: "alert alert-warn" }, t("campaign.form.not_drawable")));
-        return;
-      }
-      const next = stateFrom({ ...parsed, name: st.name });
-      Object.assign(st, next);
       jsonMode = false;
     }
     setModeLabel();
@@ -544,30 +506,38 @@ export async function renderCampaignForm(ctx, campaign) {
   });
   setModeLabel();
 
+  // ---- saving ------------------------------------------------------------------------------
   const save = h("button", { class: "btn btn-primary", type: "button", "data-testid": "campaign-save" }, editing ? t("common.save") : t("campaign.form.create"));
   save.addEventListener(
     "click",
     busy(save, async () => {
       replace(topErrors);
-      clearFieldErrors(formSlot);
+      clearFieldErrors(formTop);
       let body;
       if (jsonMode) {
         try {
-          body = { ...JSON.parse(jsonArea.value), name: st.name.trim() };
+          body = { name: name.trim(), ...parseJson() };
         } catch (err) {
-          topErrors.appendChild(h("div", { class: "alert alert-error", "data-testid": "form-error" }, h("div", { class: "alert-title" }, t("campaign.form.json_invalid")), h("span", { lang: "en" }, String(err.message))));
+          topErrors.appendChild(jsonError(err));
           return;
         }
-      } else body = bodyFrom(st, catalogue);
+      } else body = { name: name.trim(), ...doc };
       try {
         const saved = editing ? await api.patch(`${ctx.base}/${campaign.id}`, body) : await api.post(ctx.base, body);
         toast(t("campaign.saved", { name: saved.name }));
         navigate(`#/p/${pid}/s/${sid}/campaigns/${saved.id}`);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
-        const unplaced = err.fieldErrors.length && !jsonMode ? applyFieldErrors(formSlot, err) : err.fieldErrors;
+        const fields = err.fieldErrors.map((f) => ({ ...f, field: normalizePath(f.field) }));
+        let unplaced = fields;
+        if (fields.length && !jsonMode) {
+          const onCanvas = fields.filter((f) => f.field === "strategy" || f.field.startsWith("strategy.") || f.field.startsWith("strategy["));
+          const elsewhere = fields.filter((f) => !onCanvas.includes(f));
+          unplaced = canvas.showErrors(onCanvas);
+          if (elsewhere.length) unplaced = [...unplaced, ...applyFieldErrors(formTop, { fieldErrors: elsewhere })];
+        }
         topErrors.appendChild(formError(err, unplaced));
-        if (!err.fieldErrors.length || unplaced.length) topErrors.scrollIntoView({ block: "nearest" });
+        if (!fields.length || unplaced.length) topErrors.scrollIntoView({ block: "nearest" });
       }
     }),
   );
@@ -578,7 +548,8 @@ export async function renderCampaignForm(ctx, campaign) {
     h("div", { class: "page-head" }, h("h1", {}, editing ? t("campaign.form.edit_title", { name: campaign.name }) : t("campaign.form.new_title")), modeBtn),
     editing && campaign.status !== "draft" ? h("div", { class: "alert alert-info" }, t("campaign.form.back_to_draft")) : null,
     topErrors,
-    formSlot,
+    formTop,
+    strategyCard,
     h("div", { class: "form-actions" }, h("a", { class: "btn", href: editing ? `#/p/${pid}/s/${sid}/campaigns/${campaign.id}` : `#/p/${pid}/s/${sid}/campaigns` }, t("common.cancel")), save),
   );
   render();

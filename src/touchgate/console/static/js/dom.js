@@ -278,3 +278,12 @@ export function emptyState(title, text, action) {
 export function spinner() {
   return h("div", { class: "loading", "aria-busy": "true" }, h("span", { class: "spin" }), t("common.loading"));
 }
+
+/** Run `fn` once the user stops typing in `input` for `ms` (a search box, a filter). */
+export function onTypingPause(input, fn, ms = 300) {
+  let timer = null;
+  input.addEventListener("input", () => {
+    clearTimeout(timer);
+    timer = setTimeout(fn, ms);
+  });
+}

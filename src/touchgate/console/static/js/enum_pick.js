@@ -17,6 +17,7 @@ export function optionList(data) {
  */
 export function enumPicker(options, { label, value, onChange } = {}) {
   const parentOf = options.find((o) => (o.children || []).some((c) => c.code === value));
+  const offered = Boolean(parentOf) || options.some((o) => o.code === value && !(o.children && o.children.length));
   const first = h(
     "select",
     { "aria-label": label || null, "data-testid": "enum-level1" },
@@ -28,6 +29,10 @@ export function enumPicker(options, { label, value, onChange } = {}) {
         o.children && o.children.length ? `${o.name} ›` : t("enum.option", { name: o.name, code: o.code }),
       ),
     ),
+    // A saved code the options no longer offer stays visible (the service will say so).
+    value !== undefined && value !== null && value !== "" && !offered
+      ? h("option", { value: String(value), selected: true }, t("params.not_offered", { code: String(value) }))
+      : null,
   );
   const second = h("select", { "aria-label": label || null, "data-testid": "enum-level2" });
   const el = h("div", { class: "cascade" }, first);

@@ -16,6 +16,9 @@ const root = document.getElementById("app");
 const PAGES = [
   { name: "touchpoints", paths: ["touchpoints"], render: (ctx) => import("./touchpoints.js").then((m) => m.renderTouchpoints(ctx)) },
   { name: "campaigns", paths: ["campaigns", "s", "campaign"], render: (ctx, rest) => import("./campaigns.js").then((m) => m.renderCampaigns(ctx, rest)) },
+  { name: "protection", paths: ["protection"], render: (ctx) => import("./protection.js").then((m) => m.renderProtection(ctx)) },
+  { name: "keys", paths: ["keys"], render: (ctx) => import("./access.js").then((m) => m.renderKeys(ctx)) },
+  { name: "audit", paths: ["audit"], render: (ctx) => import("./access.js").then((m) => m.renderAudit(ctx)) },
 ];
 
 function pageFor(segment) {

@@ -3,9 +3,9 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
-import { enumPicker, optionList } from "./enum_pick.js";
 import { applyFieldErrors, clearFieldErrors, codedNodes, errorBox } from "./errors.js";
 import { t } from "./i18n.js";
+import { paramControl } from "./param_inputs.js";
 
 function typedValue(type, raw) {
   const text = String(raw ?? "").trim();
@@ -16,25 +16,6 @@ function typedValue(type, raw) {
   }
   if (type === "boolean") return text === "true";
   return text;
-}
-
-function enumControl(param, path, values) {
-  const wrap = h("div", { class: "enum-pick", "data-field": path, "data-testid": `test-param-${param.key}` }, h("span", { class: "muted small" }, t("common.loading")));
-  values.params[param.key] = () => undefined;
-  const load = async () => {
-    let options;
-    try {
-      options = optionList(await api.get(`${values.base}/params/${encodeURIComponent(param.key)}/options`));
-    } catch (err) {
-      replace(wrap, errorBox(err, { testid: "options-error" }));
-      return;
-    }
-    const picker = enumPicker(options, { label: param.name });
-    values.params[param.key] = picker.value;
-    replace(wrap, picker.el);
-  };
-  load();
-  return wrap;
 }
 
 export async function openTestDialog(ctx, tp, onDone) {
@@ -97,20 +78,17 @@ export async function openTestDialog(ctx, tp, onDone) {
     }),
   );
 
+
+  const attrChoices = fresh.user_attributes.map((key) => ({ key, name: (types.get(key) || {}).name || key }));
   const paramFields = fresh.template_params.map((p) => {
-    const path = `params.${p.key}`;
-    let control;
-    if (p.type === "enum") control = enumControl(p, path, values);
-    else {
-      control = h("input", {
-        type: p.type === "date" ? "date" : p.type === "number" ? "number" : "text",
-        step: p.type === "number" ? "any" : null,
-        "data-field": path,
-        "data-testid": `test-param-${p.key}`,
-        placeholder: p.type === "text" ? t("test.text_placeholder") : null,
-      });
-      values.params[p.key] = () => typedValue(p.type === "number" ? "number" : "string", control.value);
-    }
+    const control = paramControl(p, {
+      loadOptions: () => api.get(`${base}/params/${encodeURIComponent(p.key)}/options`),
+      value: undefined,
+      onChange: (v) => (values.params[p.key] = v),
+      path: `params.${p.key}`,
+      testid: `test-param-${p.key}`,
+      attributes: attrChoices,
+    });
     return field(p.name, control, { required: p.required, hint: `${p.key} · ${t(`tp.param.type.${p.type}`)}` });
   });
 
@@ -146,10 +124,7 @@ export async function openTestDialog(ctx, tp, onDone) {
         if (v !== undefined) attributes[key] = v;
       }
       const params = {};
-      for (const [key, get] of Object.entries(values.params)) {
-        const v = get();
-        if (v !== undefined) params[key] = v;
-      }
+      for (const [key, v] of Object.entries(values.params)) if (v !== undefined) params[key] = v;
       const gidValue = typedValue("number", gid.value);
       try {
         const out = await api.post(`${base}/test`, { users: [{ gid: gidValue, attributes }], params });

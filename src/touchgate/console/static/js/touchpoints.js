@@ -227,6 +227,14 @@ function row(tp, spaceName, actions) {
     enabled
       ? { label: t("tp.action.disable"), testid: "tp-disable", onClick: () => disable(tp, actions) }
       : { label: t("tp.action.enable"), testid: "tp-enable", onClick: () => enable(tp, actions) },
+    {
+      label: t("tp.action.protection"),
+      testid: "tp-protection",
+      onClick: async () => {
+        const mod = await import("./protection.js");
+        await mod.openTouchpointProtection(actions.ctx, tp, actions.reload);
+      },
+    },
     { label: t("tp.action.rotate"), testid: "tp-rotate", title: t("tp.rotate_hint"), onClick: () => rotate(tp, actions) },
     health && health !== "closed" ? { label: t("tp.action.reset_health"), testid: "tp-health-reset", title: t("tp.reset_health_hint"), onClick: () => resetHealth(tp, actions) } : null,
     {

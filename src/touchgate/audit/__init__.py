@@ -1,0 +1,1 @@
+"""The audit log: one entry per write, in the write's own transaction."""
