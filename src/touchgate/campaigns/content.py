@@ -43,8 +43,7 @@ from pydantic_core import PydanticCustomError
 from typing_extensions import TypeAliasType
 
 from ..datastore.sensitive import SENSITIVE_TYPE
-from ..errors import FieldErrors
-from ..touchpoints.schemas import field_path
+from ..errors import FieldErrors, field_path
 from .validation import Model, Problems, field_errors, int_range, one_of, tagged, text
 
 MAX_FILTER_DEPTH = 5

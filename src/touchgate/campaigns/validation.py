@@ -15,9 +15,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Vali
 from pydantic_core import InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
-from ..errors import FieldErrors, InvalidInput
+from ..errors import FieldErrors, InvalidInput, field_path
 from ..names import normalize_name
-from ..touchpoints.schemas import field_path
 
 # A request naming a million bad gids gets the first ones, not a million details.
 MAX_REPORTED_ERRORS = 200
