@@ -99,8 +99,17 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", CAMPAIGNS + "/{cid}/preview"): SPACE_READ,
     ("GET", CAMPAIGNS + "/{cid}/stats"): SPACE_READ,
     ("GET", CAMPAIGNS + "/{cid}/deliveries"): SPACE_READ,
+    ("GET", CAMPAIGNS + "/{cid}/deliveries.csv"): SPACE_READ,
     ("POST", CAMPAIGNS + "/{cid}/audience/gids"): SPACE_WRITE,
     ("POST", CAMPAIGNS + "/{cid}/{action}"): SPACE_WRITE,
+    # protection against over-messaging
+    ("GET", "/projects/{pid}/protection"): PROJECT_READ,
+    ("PUT", "/projects/{pid}/protection"): PROJECT_ADMIN,
+    ("GET", TP + "/{tid}/protection"): PROJECT_READ,
+    ("PUT", TP + "/{tid}/protection"): PROJECT_ADMIN,
+    ("POST", "/projects/{pid}/blocklist"): PROJECT_WRITE,
+    ("GET", "/projects/{pid}/blocklist"): PROJECT_READ,
+    ("DELETE", "/projects/{pid}/blocklist"): PROJECT_WRITE,
 }
 # Outside the API: probes, the API document and the console, open to everyone.
 PUBLIC_PATHS = {

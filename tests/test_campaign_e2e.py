@@ -132,13 +132,19 @@ def test_first_success_campaign_end_to_end(client: httpx.Client) -> None:
     assert stats["suppressed"] == 0
     assert stats["runs"] == 1
     assert stats["by_step"]["s1"]["succeeded"] == n
-    assert stats["by_touchpoint"][str(tp1)] == {
+    coupons = stats["by_touchpoint"][str(tp1)]
+    assert {key: coupons[key] for key in ("name", "sent", "succeeded", "failed", "pending")} == {
+        "name": "Coupons",
         "sent": n,
         "succeeded": n - k,
         "failed": k,
         "pending": 0,
-        "failed_by_reason": {"blocked": k},
     }
+    assert coupons["failed_by_reason"] == {"blocked": k}
+    # The failures were not lost: every one of them was reached by the fallback.
+    assert coupons["fell_back"] == k
+    assert stats["recovered_by_fallback"] == k
+    assert stats["success_rate"] == 1.0
     assert stats["by_touchpoint"][str(tp2)]["sent"] == k
     assert stats["by_touchpoint"][str(tp2)]["succeeded"] == k
 

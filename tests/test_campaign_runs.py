@@ -13,6 +13,7 @@ from sqlalchemy import func, select, update
 
 from test_campaign_support import (
     Receiver,
+    api_enum_params,
     campaign_body,
     fresh_touchpoint_config,
     import_users,
@@ -23,7 +24,7 @@ from test_campaign_support import (
     wait_for,
 )
 from touchgate.campaigns import scheduler
-from touchgate.campaigns.runner import ab_bucket
+from touchgate.campaigns.router import ab_bucket
 from touchgate.models import Order, Touchpoint
 from touchgate.models.base import utcnow
 from touchgate.models.campaigns import CampaignEntry, CampaignRun, CampaignWait
@@ -217,7 +218,8 @@ def test_recurring_runs_and_participation_every_n_days(
         r = client.get(f"{base}/{cid}/deliveries", params={"status": "suppressed"})
         assert r.json()["total"] == len(shanghai)
         assert {d["gid"] for d in r.json()["items"]} == set(shanghai)
-        assert all(d["error_msg"] == "participation" for d in r.json()["items"])
+        assert all(d["reason"] == "participation" for d in r.json()["items"])
+        assert all(d["step_id"] is None and d["error_msg"] is None for d in r.json()["items"])
         r = client.get(f"{base}/{cid}/deliveries", params={"gid": shanghai[0]})
         assert r.json()["total"] == 3
         assert client.get(f"{base}/{cid}/deliveries", params={"status": "x"}).status_code == 422
@@ -227,7 +229,7 @@ def test_recurring_runs_and_participation_every_n_days(
         with runtime.tx() as session:
             assert session.scalar(select(func.count()).select_from(CampaignRun)) == 3
             entries = session.scalar(select(func.count()).select_from(CampaignEntry))
-            assert entries == 3 * len(shanghai)
+            assert entries == 2 * len(shanghai)  # the suppressed ones are not entries
 
 
 def test_strategy_tree_split_ab_control_delay_next(
@@ -345,13 +347,21 @@ def test_fallback_failures_all_mode_and_stats(
         assert second["entered"] == len(everyone)
         assert second["succeeded"] == len(everyone)  # C reached everyone
         assert stats["failed"] == len(fours)
-        assert stats["by_touchpoint"][str(tp2)] == {
+        b = stats["by_touchpoint"][str(tp2)]
+        assert {k: b[k] for k in ("name", "sent", "succeeded", "failed", "pending")} == {
+            "name": "B",
             "sent": len(evens) + len(everyone),
             "succeeded": len(evens) - len(fours) + len(everyone) - len(fours),
             "failed": 2 * len(fours),
             "pending": 0,
-            "failed_by_reason": {"blocked": 2 * len(fours)},
         }
+        assert b["failed_by_reason"] == {"blocked": 2 * len(fours)}
+        # A failed on the evens; B reached the half of them that are not multiples of 4.
+        a = stats["by_touchpoint"][str(tp1)]
+        assert a["failed"] == a["fell_back"] == len(evens)
+        assert first["recovered_by_fallback"] == len(evens) - len(fours)
+        assert stats["recovered_by_fallback"] == len(evens) - len(fours)
+        assert first["success_rate"] == round((len(everyone) - len(fours)) / len(everyone), 4)
         r = client.get(f"{base}/{cid}/deliveries", params={"status": "TOU_FAIL", "limit": 1000})
         assert r.json()["total"] == len(evens) + 2 * len(fours)
 
@@ -361,16 +371,7 @@ def test_api_enum_values_are_checked_against_the_options_api(
 ) -> None:
     pid, sid, base = world["pid"], world["sid"], world["base"]
     with running_receiver(Receiver()) as rx:
-        params = [
-            {
-                "key": "tpl",
-                "name": "Template",
-                "type": "enum",
-                "required": True,
-                "enum": {"source": "api", "url": rx.url.replace("/touch", "/options")},
-            }
-        ]
-        tid = make_touchpoint(client, pid, rx.url, [sid], params=params)
+        tid = make_touchpoint(client, pid, rx.url, [sid], params=api_enum_params(rx.url))
         step = {
             "type": "send",
             "id": "s1",

@@ -109,6 +109,20 @@ def make_touchpoint(
     return tid
 
 
+def api_enum_params(receiver_url: str) -> list[dict[str, Any]]:
+    """One required enum parameter ``tpl`` whose options come from the receiver's
+    options API (it offers ``T1``)."""
+    return [
+        {
+            "key": "tpl",
+            "name": "Template",
+            "type": "enum",
+            "required": True,
+            "enum": {"source": "api", "url": receiver_url.replace("/touch", "/options")},
+        }
+    ]
+
+
 def send_step(*tids: int, step_id: str = "s1", **extra: Any) -> dict[str, Any]:
     return {
         "type": "send",

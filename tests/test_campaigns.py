@@ -115,16 +115,31 @@ def test_every_invalid_field_is_named(client: httpx.Client, world: dict[str, Any
     assert r.status_code == 422
 
 
-def test_event_splits_are_refused_clearly(client: httpx.Client, world: dict[str, Any]) -> None:
+def test_event_splits_need_an_event_trigger(client: httpx.Client, world: dict[str, Any]) -> None:
     base, tid = world["base"], world["tid"]
     split = {
         "type": "split",
         "id": "sp",
         "by": "event",
-        "branches": [{"filter": {"attribute": "city", "operator": "exists"}}],
+        "branches": [{"filter": {"property": "amount", "operator": "gte", "value": 100}}],
+        "otherwise": send_step(tid),
     }
     r = client.post(base, json=campaign_body(tid, strategy=split))
-    assert fields_of(r) == {"strategy.by"}
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["error"]["details"]
+    assert detail["field"] == "strategy.by"
+    assert detail["code"] == "event_split_needs_event_trigger"
+    trigger = {"type": "event", "event": "purchase"}
+    r = client.post(base, json=campaign_body(tid, trigger=trigger, strategy=split))
+    assert r.status_code == 201, r.text
+    assert r.json()["strategy"]["by"] == "event"
+    # An event split's branches filter event properties, not user attributes.
+    split["branches"] = [{"filter": {"attribute": "city", "operator": "exists"}}]
+    r = client.post(base, json=campaign_body(tid, name="x", trigger=trigger, strategy=split))
+    assert fields_of(r) == {
+        "strategy.branches[0].filter.property",
+        "strategy.branches[0].filter.attribute",
+    }
 
 
 def test_touchpoint_must_be_enabled_and_authorised(

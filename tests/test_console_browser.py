@@ -340,8 +340,8 @@ def test_add_touchpoint_with_every_parameter_type(
 
     # The service's field errors land next to their fields.
     form.get_by_test_id("tp-save").click()
-    # The service's message is shown in the user's language when it is a known one.
-    too_long = t["msgp.max_chars"].replace("{max}", "15").replace("{got}", "20")
+    # The service's message is shown in the user's language, from its code.
+    too_long = t["field_error.text_too_long"].replace("{max}", "15").replace("{got}", "20")
     expect(form.locator("[data-error-for='name']")).to_have_text(too_long)
     expect(form.locator("[data-error-for='template_params[3].key']")).to_be_visible()
     expect(form.get_by_test_id("form-error")).to_contain_text(t["error.code.invalid_input"])

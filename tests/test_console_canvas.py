@@ -645,8 +645,11 @@ def test_event_split_on_the_canvas(
     assert strategy["by"] == "event" and strategy["name"] == "App or web"
     cond = strategy["branches"][0]["filter"]["conditions"][0]
     assert (cond["property"], cond["operator"], cond["value"]) == ("channel", "eq", "app")
-    for action in ("submit", "approve", "publish"):
+    for action, status in (("submit", "in_approval"), ("approve", "awaiting_publish")):
         page.get_by_test_id(f"campaign-{action}").click()
+        expect(page.get_by_test_id("campaign-status")).to_have_text(t[f"campaign.status.{status}"])
+    page.get_by_test_id("campaign-publish").click()
+    page.get_by_test_id("publish-confirm").get_by_test_id("confirm-ok").click()
     expect(page.get_by_test_id("campaign-status")).to_have_text(t["campaign.status.running"])
     events = [
         {"name": "purchase", "gid": 1, "properties": {"channel": "app"}},
@@ -675,7 +678,9 @@ def test_protection_pages(
     sign_in(page)
 
     # A touchpoint's protection, from its row in the list.
-    page.locator(f"[data-testid=tp-row][data-id='{tid}']").get_by_test_id("tp-protection").click()
+    tp_row = page.locator(f"[data-testid=tp-row][data-id='{tid}']")
+    tp_row.get_by_test_id("tp-more").click()
+    tp_row.get_by_test_id("tp-protection").click()
     dialog = page.get_by_test_id("tp-protection-dialog")
     dialog.get_by_test_id("tpp-cap-on").check()
     dialog.get_by_test_id("tpp-cap-max").fill("2")

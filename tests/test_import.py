@@ -250,6 +250,25 @@ def test_bad_lines_are_reported_and_good_lines_kept(
     # every problem of a line is named
     assert "'city'" in errors[25] and "NUL" in errors[25]
     assert "'colour'" in errors[26] and "'size'" in errors[26] and "'level'" in errors[26]
+    # ... with a code each, under the field it is about
+    codes = {e["line"]: [(d["field"], d["code"]) for d in e["details"]] for e in result["errors"]}
+    assert codes[2] == [("line", "invalid_json")]
+    assert codes[3] == [("line", "not_object")]
+    assert codes[4] == [("gid", "required")]
+    assert codes[9] == [("gid", "gid_invalid")]
+    assert codes[11] == [("attributes", "not_object")]
+    assert codes[12] == [("attributes.colour", "attribute_unknown")]
+    assert codes[13] == [("attributes.level", "not_number")]
+    assert codes[14] == [("attributes.vip", "not_boolean")]
+    assert codes[15] == codes[16] == [("attributes.birthday", "not_date")]
+    assert codes[17] == [("attributes.city", "not_text")]
+    assert codes[19] == [("extra", "unknown_field")]
+    assert codes[25] == [("attributes.city", "nul_characters")]
+    assert codes[26] == [
+        ("attributes.colour", "attribute_unknown"),
+        ("attributes.level", "not_number"),
+        ("attributes.size", "attribute_unknown"),
+    ]
     assert attrs(client, pid, 1) == {"city": "ok"}
     assert attrs(client, pid, 14) == {"city": "kept", "birthday": "2024-02-29"}
     assert user_count(runtime, pid) == 2
@@ -495,6 +514,16 @@ def test_csv_bad_records_report_their_first_line(client: httpx.Client, pid: int)
     assert "gid" in errors[11] and "gid" in errors[12]
     assert "64-bit" in errors[13]
     assert "finite" in errors[14]
+    codes = {e["line"]: [(d["field"], d["code"]) for d in e["details"]] for e in result["errors"]}
+    assert codes[4] == [
+        ("attributes.level", "not_number"),
+        ("attributes.vip", "not_boolean"),
+        ("attributes.birthday", "not_date"),
+    ]
+    assert codes[6] == [("line", "csv_width")] and codes[8] == [("line", "csv_malformed")]
+    assert codes[10] == [("line", "not_utf8")]
+    assert codes[13] == [("attributes.level", "integer_too_large")]
+    assert codes[14] == [("attributes.level", "not_finite")]
     assert attrs(client, pid, 9) == {
         "city": "kept, too",
         "level": 2.5,

@@ -140,8 +140,13 @@ def test_last_good_options_are_kept_when_a_refresh_fails(
     [
         ({"code": 7, "message": "no such param"}, 200, "refused with code 7: no such param"),
         (b"not json", 200, "not JSON"),
+        (b"[]", 200, "not a JSON object"),
+        ({"code": "0"}, 200, "no integer 'code'"),
         ({"code": 0}, 200, "no 'enumArgs' list"),
         ({"code": 0, "enumArgs": [{"description": "no code"}]}, 200, "enumArgs[0] has no 'code'"),
+        ({"code": 0, "enumArgs": ["A"]}, 200, "enumArgs[0] is not an object"),
+        ({"code": 0, "enumArgs": [{"code": "A", "description": []}]}, 200, "is not text"),
+        ({"code": 0, "enumArgs": [{"code": "A", "childEnumArgs": "B"}]}, 200, "is not a list"),
         (
             {
                 "code": 0,
@@ -175,6 +180,26 @@ def test_failures_without_cached_options_are_clear_502s(
     error = r.json()["error"]
     assert error["code"] == "options_api_failed"
     assert words in error["message"]
+    # What went wrong, as a code the console renders (problem.<code>), with its values.
+    problem = error["params"]["problem"]
+    assert problem in PROBLEMS, problem
+    assert set(error["params"]) == {"problem", *PROBLEMS[problem]}, error["params"]
+
+
+# Every problem the options API reader names, with the params it carries.
+PROBLEMS = {
+    "refused": {"api_code", "said"},
+    "not_json": {"error"},
+    "not_object": set(),
+    "no_code": set(),
+    "no_enum_args": set(),
+    "option_no_code": {"where"},
+    "option_not_object": {"where"},
+    "option_name_not_text": {"where"},
+    "children_not_list": {"where"},
+    "too_deep": {"where"},
+    "http_status": {"url", "status"},
+}
 
 
 def test_unreachable_options_api(
@@ -185,6 +210,8 @@ def test_unreachable_options_api(
     r = client.get(f"/projects/{project['id']}/touchpoints/{tp['id']}/params/jump/options")
     assert r.status_code == 502
     assert "could not be used: connection to 127.0.0.1 port" in r.json()["error"]["message"]
+    params = r.json()["error"]["params"]
+    assert params["problem"] == "unreachable" and params["url"] == endpoint.url + "/options"
 
 
 def test_parse_options_accepts_numbers_and_missing_descriptions() -> None:
@@ -259,6 +286,8 @@ def test_options_failure_during_validation_names_the_parameter(
     assert error["code"] == "options_api_failed"
     assert error["details"][0]["field"] == "params.jump"
     assert "broken" in error["message"]
+    assert error["details"][0]["code"] == "options_api_failed"
+    assert error["details"][0]["params"] == {"problem": "refused", "api_code": 1, "said": "broken"}
 
 
 def test_not_an_api_enum(

@@ -174,13 +174,24 @@ def test_every_path_problem_is_reported_at_once(
     assert "absolute" in by_path["C:/windows.py"]
     assert "link" in by_path["link.py"]
     assert len(found) == 5
+    codes = {p["path"]: (p["code"], p["params"]) for p in found}
+    assert codes["../escape.py"] == ("member_dotdot", {"path": "../escape.py"})
+    assert codes["/etc/absolute.py"][0] == codes["C:/windows.py"][0] == "member_absolute"
+    assert codes["link.py"][0] == "member_link"
 
 
 def test_not_a_zip_and_empty_file(client: httpx.Client, project: dict[str, Any]) -> None:
     r = upload(client, project["id"], b"this is plain text, not a zip archive")
-    assert problems(r) == [{"field": "file", "message": "the file is not a zip archive"}]
+    assert problems(r) == [
+        {
+            "field": "file",
+            "code": "not_zip",
+            "message": "the file is not a zip archive",
+            "params": {},
+        }
+    ]
     r = upload(client, project["id"], b"")
-    assert fields(r) == {"file"}
+    assert [(p["field"], p["code"]) for p in problems(r)] == [("file", "file_empty")]
 
 
 def test_too_large_and_too_many_files(client: httpx.Client, project: dict[str, Any]) -> None:
@@ -192,8 +203,10 @@ def test_too_large_and_too_many_files(client: httpx.Client, project: dict[str, A
         }
     )
     assert len(big) > 10 * 1024 * 1024
-    messages = [p["message"] for p in problems(upload(client, project["id"], big))]
-    assert any("at most 10485760 (10 MiB)" in m for m in messages)
+    found = problems(upload(client, project["id"], big))
+    assert any("at most 10485760 (10 MiB)" in p["message"] for p in found)
+    [too_large] = [p for p in found if p["code"] == "package_too_large"]
+    assert too_large["params"] == {"size": len(big), "max": 10 * 1024 * 1024}
 
     many = make_zip(
         {
@@ -202,8 +215,11 @@ def test_too_large_and_too_many_files(client: httpx.Client, project: dict[str, A
             **{f"data/{i}.txt": "x" for i in range(1000)},
         }
     )
-    messages = [p["message"] for p in problems(upload(client, project["id"], many))]
-    assert any("1002 entries (files and directories); at most 1000" in m for m in messages)
+    found = problems(upload(client, project["id"], many))
+    assert any("1002 entries (files and directories); at most 1000" in p["message"] for p in found)
+    assert {"code": "too_many_files", "params": {"count": 1002, "max": 1000}}.items() <= next(
+        p for p in found if p["code"] == "too_many_files"
+    ).items()
 
 
 def test_directories_count_and_depth_is_bounded_and_nothing_is_written(
@@ -244,6 +260,10 @@ def test_directories_count_and_depth_is_bounded_and_nothing_is_written(
     assert "longer than 1024 characters" in found["d/d/d/d/d/d/d/d/d/d/"]
     assert "more than 32 directories deep" in found["e/e/e/e/e/e/e/e/e/e/"]
     assert "longer than 255 bytes" in found["a/" + "n" * 18]
+    codes = {p.get("path", "")[:20]: (p["code"], p["params"]["max"]) for p in problems(r)}
+    assert codes["d/d/d/d/d/d/d/d/d/d/"] == ("member_path_too_long", 1024)
+    assert codes["e/e/e/e/e/e/e/e/e/e/"] == ("member_too_deep", 32)
+    assert codes["a/" + "n" * 18] == ("member_name_too_long", 255)
     assert on_disk() == before
 
 
@@ -256,17 +276,22 @@ def test_zip_bomb_is_not_unpacked(client: httpx.Client, project: dict[str, Any])
         }
     )
     assert len(bomb) < 1024 * 1024
-    messages = [p["message"] for p in problems(upload(client, project["id"], bomb))]
-    assert any("unpacks to" in m for m in messages)
+    found = problems(upload(client, project["id"], bomb))
+    assert any("unpacks to" in p["message"] for p in found)
+    assert "unpacked_too_large" in {p["code"] for p in found}
 
 
 def test_missing_manifest(client: httpx.Client, project: dict[str, Any]) -> None:
     r = upload(client, project["id"], make_zip({"chan.py": CHANNEL}))
-    assert fields(r) == {"manifest"}
+    assert [(p["field"], p["code"]) for p in problems(r)] == [("manifest", "manifest_missing")]
     nested = make_zip({"plugin/touchgate-plugin.toml": MANIFEST, "plugin/chan.py": CHANNEL})
     [problem] = problems(upload(client, project["id"], nested))
     assert problem["field"] == "manifest"
     assert "found plugin/touchgate-plugin.toml" in problem["message"]
+    assert (problem["code"], problem["params"]) == (
+        "manifest_nested",
+        {"found": "plugin/touchgate-plugin.toml"},
+    )
 
 
 def test_invalid_manifest_names_every_field(client: httpx.Client, project: dict[str, Any]) -> None:
@@ -314,19 +339,19 @@ key = "dup"
 type = "text"
 """
     r = upload(client, project["id"], make_zip({"touchgate-plugin.toml": manifest}))
-    assert fields(r) == {
-        "manifest.name",
-        "manifest.version",
-        "manifest.api_version",
-        "manifest.entry",
-        "manifest.color",
-        "manifest.config[0].key",
-        "manifest.config[1].options",
-        "manifest.config[2].default",
-        "manifest.config[3].type",
-        "manifest.config[4].secret",
-        "manifest.config[5].default",
-        "manifest.config[7].key",
+    assert {p["field"]: p["code"] for p in problems(r)} == {
+        "manifest.name": "plugin_name_invalid",
+        "manifest.version": "semver_required",
+        "manifest.api_version": "api_version_required",
+        "manifest.entry": "entry_invalid",
+        "manifest.color": "unknown_key",
+        "manifest.config[0].key": "config_key_invalid",
+        "manifest.config[1].options": "enum_options_required",
+        "manifest.config[2].default": "not_number",
+        "manifest.config[3].type": "not_one_of",
+        "manifest.config[4].secret": "secret_only_text",
+        "manifest.config[5].default": "secret_no_default",
+        "manifest.config[7].key": "duplicate_config_key",
     }
 
 
@@ -334,6 +359,7 @@ def test_manifest_that_is_not_toml(client: httpx.Client, project: dict[str, Any]
     r = upload(client, project["id"], make_zip({"touchgate-plugin.toml": "name = [unclosed"}))
     found = problems(r)
     assert found[0]["field"] == "manifest" and "not valid TOML" in found[0]["message"]
+    assert found[0]["code"] == "manifest_not_toml" and found[0]["params"]["error"]
 
 
 @pytest.mark.parametrize(
@@ -352,8 +378,8 @@ def test_entry_class_is_checked_in_the_sandbox(
 ) -> None:
     r = upload(client, project["id"], plugin_zip(code=code))
     found = problems(r)
-    assert [p["field"] for p in found] == ["manifest.entry"]
-    assert expected in found[0]["message"]
+    assert [(p["field"], p["code"]) for p in found] == [("manifest.entry", "entry_import_failed")]
+    assert expected in found[0]["message"] and expected in found[0]["params"]["error"]
 
 
 def test_entry_module_must_be_in_the_package(client: httpx.Client, project: dict[str, Any]) -> None:
@@ -362,6 +388,10 @@ def test_entry_module_must_be_in_the_package(client: httpx.Client, project: dict
     assert (
         found[0]["field"] == "manifest.entry"
         and "'chan' is not in the package" in found[0]["message"]
+    )
+    assert (found[0]["code"], found[0]["params"]) == (
+        "entry_module_missing",
+        {"module": "chan", "expected": "chan.py"},
     )
 
 

@@ -179,6 +179,17 @@ def run_test(
     return client.post(f"/projects/{project['id']}/touchpoints/{tp['id']}/test", json=body)
 
 
+def codes(out: dict[str, Any]) -> list[str]:
+    """The diagnosis as codes (the console renders these)."""
+    assert [d["message"] for d in out["diagnosis_details"]] == out["diagnosis"]
+    return [d["code"] for d in out["diagnosis_details"]]
+
+
+def notes(out: dict[str, Any]) -> dict[int, tuple[str, dict[str, Any]]]:
+    """Per-user notes by gid: (code, params)."""
+    return {n["gid"]: (n["code"], n["params"]) for n in out["status_details"]}
+
+
 def test_successful_test_send_is_signed_shown_redacted_and_recorded(
     client: httpx.Client, project: dict[str, Any], endpoint: ThreadedServer
 ) -> None:
@@ -189,7 +200,8 @@ def test_successful_test_send_is_signed_shown_redacted_and_recorded(
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["ok"] is True, out
-    assert out["diagnosis"] == []
+    assert out["diagnosis"] == [] and out["diagnosis_details"] == []
+    assert out["status_details"] == []
     assert out["statuses"] == [
         {"gid": 1, "status": "TOU_SUCC", "error_msg": ""},
         {"gid": 2, "status": "TOU_SUCC", "error_msg": ""},
@@ -247,6 +259,12 @@ def test_unreachable_endpoint(client: httpx.Client, project: dict[str, Any]) -> 
     assert out["response"]["status"] is None
     assert "unreachable" in out["diagnosis"][0]
     assert "refused" in out["diagnosis"][0]
+    assert codes(out) == ["refused"]
+    assert out["diagnosis_details"][0]["params"]["url"] == f"http://127.0.0.1:{port}/touch"
+    assert {gid: code for gid, (code, _) in notes(out).items()} == {
+        1: "no_response",
+        2: "no_response",
+    }
     assert [s["status"] for s in out["statuses"]] == ["TOU_FAIL", "TOU_FAIL"]
     tp_now = client.get(f"/projects/{project['id']}/touchpoints/{tp['id']}").json()
     assert tp_now["last_test"]["ok"] is False
@@ -264,15 +282,19 @@ def test_timeout(client: httpx.Client, project: dict[str, Any], endpoint: Thread
     assert time.monotonic() - started < 2.4
     assert out["ok"] is False
     assert "did not answer within 1 s" in out["diagnosis"][0]
+    assert out["diagnosis_details"][0]["code"] == "timeout"
+    assert out["diagnosis_details"][0]["params"] == {"seconds": 1}
 
 
 @pytest.mark.parametrize(
-    ("status", "words"),
+    ("status", "words", "code"),
     [
-        (500, "HTTP 500. In a campaign the batch would be retried"),
-        (429, "HTTP 429. In a campaign the batch would be retried"),
-        (404, "HTTP 404; only 2xx answers are read"),
-        (302, "a redirect to /elsewhere. Redirects are not followed"),
+        (500, "HTTP 500. In a campaign the batch would be retried", "http_retryable"),
+        (429, "HTTP 429. In a campaign the batch would be retried", "http_retryable"),
+        (404, "HTTP 404; only 2xx answers are read", "http_status"),
+        (302, "a redirect to /elsewhere. Redirects are not followed", "http_redirect"),
+        (401, "HTTP 401: it did not accept the request's credentials", "http_auth"),
+        (403, "Check the touchpoint's auth token (it makes `sign`) and the signing", "http_auth"),
     ],
 )
 def test_http_status(
@@ -281,6 +303,7 @@ def test_http_status(
     endpoint: ThreadedServer,
     status: int,
     words: str,
+    code: str,
 ) -> None:
     async def answer(request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
         if request.path == "/elsewhere":
@@ -294,19 +317,91 @@ def test_http_status(
     assert out["ok"] is False
     assert out["response"]["status"] == status
     assert any(words in d for d in out["diagnosis"]), out["diagnosis"]
+    assert codes(out) == [code]
+    assert out["diagnosis_details"][0]["params"]["status"] == status
+    assert notes(out)[1] == ("http_status", {"status": status})
     assert [s.path for s in endpoint.seen] == ["/touch"]  # the redirect is not followed
 
 
+def test_unauthorised_without_a_token_says_the_token_is_missing(
+    client: httpx.Client, project: dict[str, Any], endpoint: ThreadedServer
+) -> None:
+    async def answer(request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
+        return web.json_response({"code": 401, "message": "sign missing"}, status=401)
+
+    endpoint.handler = answer
+    tp = setup_touchpoint(client, project, endpoint.url, token=None)
+    out = run_test(client, project, tp, send_body()).json()
+    assert codes(out) == ["http_auth_no_token", "sign_missing"]
+    assert "does not have (no `sign` is sent)" in out["diagnosis"][0]
+
+
 @pytest.mark.parametrize(
-    ("body", "words"),
+    ("answer_body", "expected"),
     [
-        (b"<html>oops</html>", "response is not JSON"),
-        (b"[1, 2]", "response is not a JSON object"),
-        (b'{"ok": true}', "response has no integer 'code'"),
-        (b'{"code": 0, "sendStatusList": {"gid": 1}}', "'sendStatusList' is not a list"),
+        # The batch refused, the reason in the message.
+        ({"code": 1001, "message": "sign error"}, ["endpoint_refused", "sign_rejected"]),
+        ({"code": 7, "message": "签名校验失败"}, ["endpoint_refused", "sign_rejected"]),
+        ({"code": 7, "message": "Invalid signature"}, ["endpoint_refused", "sign_rejected"]),
+        # Users failed one by one, the reason in their errorMsg.
+        (
+            {
+                "code": 0,
+                "sendStatusList": [
+                    {"gid": 1, "status": "TOU_FAIL", "errorMsg": "bad sign"},
+                    {"gid": 2, "status": "TOU_FAIL", "errorMsg": "bad sign"},
+                ],
+            },
+            ["user_failed", "user_failed", "sign_rejected"],
+        ),
+        # "signed up" or "design" is not about signatures.
+        ({"code": 9, "message": "user not signed up; see design doc"}, ["endpoint_refused"]),
+    ],
+)
+def test_a_signature_complaint_is_named(
+    client: httpx.Client,
+    project: dict[str, Any],
+    endpoint: ThreadedServer,
+    answer_body: dict[str, Any],
+    expected: list[str],
+) -> None:
+    async def answer(request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
+        return web.json_response({"orderNo": doc["orderNo"], **answer_body})
+
+    endpoint.handler = answer
+    tp = setup_touchpoint(client, project, endpoint.url)
+    out = run_test(client, project, tp, send_body()).json()
+    assert out["ok"] is False
+    assert codes(out) == expected
+    if "sign_rejected" in expected:
+        assert "auth token" in out["diagnosis"][-1] and "signing secret" in out["diagnosis"][-1]
+
+
+@pytest.mark.parametrize(
+    ("body", "words", "problem"),
+    [
+        (b"<html>oops</html>", "response is not JSON", "not_json"),
+        (b"[1, 2]", "response is not a JSON object", "not_object"),
+        (b'{"ok": true}', "response has no integer 'code'", "no_code"),
+        (
+            b'{"code": 0, "sendStatusList": {"gid": 1}}',
+            "'sendStatusList' is not a list",
+            "status_list_not_list",
+        ),
+        (
+            b'{"code": 0, "sendStatusList": [1]}',
+            "an entry of 'sendStatusList' is not an object",
+            "entry_not_object",
+        ),
+        (
+            b'{"code": 0, "sendStatusList": [{"status": "TOU_SUCC"}]}',
+            "an entry of 'sendStatusList' has no integer gid",
+            "entry_no_gid",
+        ),
         (
             b'{"code": 0, "sendStatusList": [{"gid": 1, "status": "DONE"}]}',
             "gid 1 has status 'DONE'",
+            "bad_status",
         ),
     ],
 )
@@ -316,6 +411,7 @@ def test_body_not_json_or_wrong_shape(
     endpoint: ThreadedServer,
     body: bytes,
     words: str,
+    problem: str,
 ) -> None:
     async def answer(request: web.Request, doc: dict[str, Any]) -> web.StreamResponse:
         return web.Response(body=body, content_type="application/json")
@@ -326,6 +422,10 @@ def test_body_not_json_or_wrong_shape(
     assert out["ok"] is False
     assert "not what the protocol expects" in out["diagnosis"][0]
     assert words in out["diagnosis"][0]
+    # Every reason the protocol reader gives has its own problem code.
+    assert codes(out) == ["not_protocol"]
+    assert out["diagnosis_details"][0]["params"]["problem"] == problem
+    assert notes(out)[1] == ("not_protocol", out["diagnosis_details"][0]["params"])
     assert all(s["status"] == "TOU_FAIL" for s in out["statuses"])
 
 
@@ -341,6 +441,8 @@ def test_nonzero_code(
     assert out["ok"] is False
     assert "code 500 with message 'service error'" in out["diagnosis"][0]
     assert out["statuses"][0] == {"gid": 1, "status": "TOU_FAIL", "error_msg": "service error"}
+    assert codes(out) == ["endpoint_refused"]
+    assert out["diagnosis_details"][0]["params"] == {"api_code": 500, "said": "service error"}
 
 
 def test_missing_unexpected_gids_and_order_mismatch(
@@ -366,6 +468,9 @@ def test_missing_unexpected_gids_and_order_mismatch(
     assert "No status was returned for gid 2" in text
     assert "lists gid 99, which was not in the request" in text
     assert f"orderNo '{'0' * 32}' differs" in text
+    assert codes(out) == ["missing_statuses", "unexpected_gids", "order_no_mismatch"]
+    assert out["diagnosis_details"][0]["params"] == {"gids": "2", "count": 1}
+    assert notes(out) == {2: ("no_status_returned", {})}
     assert out["statuses"] == [
         {"gid": 1, "status": "TOU_SUCC", "error_msg": ""},
         {"gid": 2, "status": "TOU_FAIL", "error_msg": "no status returned"},
@@ -392,6 +497,8 @@ def test_user_reported_as_failed(
     out = run_test(client, project, tp, send_body()).json()
     assert out["ok"] is False
     assert out["diagnosis"] == ["The endpoint reported gid 2 as not reached (TOU_FAIL): bad phone."]
+    assert out["diagnosis_details"][0]["params"] == {"gid": 2, "said": "bad phone"}
+    assert notes(out) == {2: ("endpoint_said", {"said": "bad phone"})}
 
 
 def test_async_mode_leaves_unlisted_users_pending(
@@ -411,6 +518,8 @@ def test_async_mode_leaves_unlisted_users_pending(
     assert out["ok"] is True
     assert [s["status"] for s in out["statuses"]] == ["pending", "pending"]
     assert "stays pending until the receipt URL reports it" in out["diagnosis"][0]
+    assert codes(out) == ["awaiting_receipt"]
+    assert notes(out) == {1: ("awaiting_receipt", {}), 2: ("awaiting_receipt", {})}
 
 
 def test_disabled_touchpoint_can_be_tested(
@@ -493,6 +602,7 @@ def test_blocked_by_the_network_guard(
         guarded.close()
     assert out.ok is False
     assert endpoint.seen == []
+    assert out.diagnosis_details[0].code == "blocked"
     words = out.diagnosis[0]
     assert words.startswith("The request was not sent: it was blocked by the network guard")
     assert "127.0.0.1 is a loopback (127.0.0.0/8)" in words
@@ -512,8 +622,9 @@ def test_other_transport_diagnoses(kind: str, error: str, words: str) -> None:
     # Failures that cannot be provoked on loopback alone (name resolution would
     # query a DNS server) are checked on the diagnosis itself.
     result = HttpResult(None, error_kind=kind, error=error)
-    text = testsend._transport_diagnosis(result, "http://x.invalid/", 5)
-    assert error in text and words in text
+    finding = testsend._transport_diagnosis(result, "http://x.invalid/", 5)
+    assert error in finding.message and words in finding.message
+    assert (finding.code, finding.params) == (kind, {"error": error})
 
 
 @pytest.mark.parametrize(

@@ -148,7 +148,7 @@ def test_life_of_a_touchpoint(client: httpx.Client, pid: int) -> None:
     assert created["token_set"] is True
     assert created["warnings"] == []
     assert "token" not in created
-    assert set(created) == OUTPUT_FIELDS | {"signing_secret", "warnings"}
+    assert set(created) == OUTPUT_FIELDS | {"signing_secret", "warnings", "warning_details"}
     assert created["receipt"] == EXAMPLE["receipt"]
     assert created["template_params"] == EXAMPLE["template_params"]
     assert created["last_test"] is None
@@ -662,6 +662,12 @@ def test_many_options_are_accepted_with_a_warning(client: httpx.Client, pid: int
     )
     assert len(tp["warnings"]) == 1
     assert "101 options" in tp["warnings"][0] and "template_params[0]" in tp["warnings"][0]
+    [warning] = tp["warning_details"]
+    assert (warning["field"], warning["code"]) == (
+        "template_params[0].enum.options",
+        "many_options",
+    )
+    assert warning["params"] == {"count": 101, "max": 100}
     disable(client, pid, tp["id"])
     r = client.patch(
         f"/projects/{pid}/touchpoints/{tp['id']}",

@@ -17,7 +17,7 @@ from . import __version__
 from .api.limits import install_body_limit
 from .api.responses import JSONResponse
 from .auth import ensure_bootstrap_key
-from .errors import TouchgateError
+from .errors import TouchgateError, field_detail, invalid_fields, pydantic_details
 from .runtime import Runtime
 
 log = logging.getLogger("touchgate")
@@ -41,56 +41,50 @@ OPTIONAL_ROUTER_MODULES = [
 LifecycleHook = Callable[[Runtime], Any]
 
 
-def _field_name(loc: tuple[Any, ...] | list[Any]) -> str:
-    parts = [str(p) for p in loc]
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:]
-    return ".".join(parts) or "body"
-
-
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    details = []
-    for err in exc.errors():
-        msg = str(err.get("msg", "invalid"))
-        if err.get("type") == "json_invalid":
-            msg = "The body is not valid JSON: " + str(err.get("ctx", {}).get("error", msg))
-        details.append({"field": _field_name(err.get("loc", ())), "message": msg})
-    return details
+# What FastAPI says when a JSON body cannot even be decoded (invalid UTF-8).
+_BODY_PARSE_ERROR = "There was an error parsing the body"
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": {"code", "message", "params", "details"}}``, with
+    a code for each field (see ``errors``): the console renders codes, not text."""
+
     @app.exception_handler(TouchgateError)
     async def _touchgate_error(_: Request, exc: TouchgateError) -> JSONResponse:
         return JSONResponse(exc.to_dict(), status_code=exc.status_code)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _validation_details(exc)
-        first = details[0] if details else {"field": "body", "message": "invalid"}
-        message = f"Invalid input: {first['field']}: {first['message']}"
-        if len(details) > 1:
-            message += f" (and {len(details) - 1} more)"
-        body = {"error": {"code": "invalid_input", "message": message, "details": details}}
-        return JSONResponse(body, status_code=422)
+        error = invalid_fields(pydantic_details(exc.errors()), "Invalid input:")
+        return JSONResponse(error.to_dict(), status_code=error.status_code)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _BODY_PARSE_ERROR:
+            # Bytes that are not UTF-8 never reach the JSON parser: the same
+            # answer as any other unreadable body, not a bare 400.
+            error = invalid_fields(
+                [
+                    field_detail(
+                        "body",
+                        "The body is not valid JSON: it is not UTF-8 text",
+                        "invalid_json",
+                        {"error": "not UTF-8"},
+                    )
+                ],
+                "Invalid input:",
+            )
+            return JSONResponse(error.to_dict(), status_code=error.status_code)
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "http_error"
         )
-        body = {"error": {"code": code, "message": str(exc.detail), "details": None}}
+        body = TouchgateError(str(exc.detail), code=code).to_dict()
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error", exc_info=exc)
-        body = {
-            "error": {
-                "code": "internal",
-                "message": "Internal error; the server log has the details.",
-                "details": None,
-            }
-        }
+        body = TouchgateError("Internal error; the server log has the details.").to_dict()
         return JSONResponse(body, status_code=500)
 
 

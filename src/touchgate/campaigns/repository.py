@@ -3,25 +3,32 @@ statements (INSERT … SELECT, aggregates); users are never loaded one by one.""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
     Interval,
-    and_,
+    Select,
+    String,
     any_,
     bindparam,
-    case,
     delete,
     exists,
     func,
     insert,
+    join,
     literal,
+    or_,
     select,
     text,
+    true,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,30 +37,57 @@ from sqlalchemy.orm import Session
 
 from ..datastore.sensitive import SENSITIVE_TYPE
 from ..db import dialect_name
-from ..delivery.protocol import FAIL, PENDING, SUCC
 from ..models import Attribute, Event, Order, OrderUser, Touchpoint, TouchpointSpace, User
 from ..models.base import UTCDateTime
 from ..models.campaigns import (
     Campaign,
+    CampaignCount,
     CampaignDue,
     CampaignEntry,
     CampaignListGid,
     CampaignRun,
     CampaignStepUser,
+    CampaignSuppression,
     CampaignWait,
 )
+from ..models.protection import (
+    BlocklistEntry,
+    ProjectProtection,
+    SentMessage,
+    TouchpointProtection,
+)
+
+PARTICIPATION = "participation"
+# A query of any columns (used as a subquery or read row by row).
+Rows = Select[*tuple[Any, ...]]
 
 
 def gid_in(session: Session, column: Any, gids: Sequence[int]) -> ColumnElement[bool]:
-    """``column IN gids``. On PostgreSQL one ``bigint[]`` parameter (``= ANY``): an IN
-    list of thousands of parameters is slow to plan, and an array typed from the
-    values (e.g. ``smallint[]``) would keep the bigint index from being used."""
+    """``column IN gids`` with the gids as one parameter: an IN list of thousands of
+    parameters is slow to compile (SQLAlchemy) and to plan (PostgreSQL). PostgreSQL
+    gets a ``bigint[]`` (``= ANY``; an array typed from the values, e.g.
+    ``smallint[]``, would keep the bigint index from being used), SQLite a JSON array
+    read by ``json_each``."""
     if dialect_name(session) == "postgresql":
         return cast(
             ColumnElement[bool],
             column == any_(bindparam(None, list(gids), type_=postgresql.ARRAY(BigInteger))),
         )
-    return cast(ColumnElement[bool], column.in_(list(gids)))
+    table, gid = gid_rows(session, gids)
+    return cast(ColumnElement[bool], column.in_(select(gid).select_from(table)))
+
+
+def gid_rows(session: Session, gids: Sequence[int]) -> tuple[Any, ColumnElement[Any]]:
+    """The gids as a table of one column, from one parameter (see ``gid_in``): the
+    FROM clause and its gid column."""
+    if dialect_name(session) == "postgresql":
+        array = bindparam(None, list(gids), type_=postgresql.ARRAY(BigInteger))
+        table = func.unnest(array).table_valued("gid").render_derived(name="g")
+        return table, table.c.gid
+    text_list = bindparam(None, orjson.dumps(list(gids)).decode(), type_=String())
+    # json_each's own column is "value" (SQLite takes no column list in an alias).
+    table = func.json_each(text_list).table_valued("value")
+    return table, table.c.value
 
 
 def _rowcount(result: Any) -> int:
@@ -129,13 +163,9 @@ def campaigns_in_states(
 def touchpoints_by_id(
     session: Session, project_id: int, ids: Iterable[int]
 ) -> dict[int, Touchpoint]:
-    wanted = list(set(ids))
-    if not wanted:
-        return {}
-    rows = session.scalars(
-        select(Touchpoint).where(Touchpoint.project_id == project_id, Touchpoint.id.in_(wanted))
-    ).all()
-    return {tp.id: tp for tp in rows if getattr(tp, "deleted_at", None) is None}
+    """The live touchpoints of the project among ``ids``."""
+    found = touchpoints_any(session, project_id, ids)
+    return {tid: tp for tid, tp in found.items() if tp.deleted_at is None}
 
 
 def touchpoint_project(session: Session, touchpoint_id: int) -> int | None:
@@ -248,17 +278,15 @@ def _ts(value: datetime) -> ColumnElement[Any]:
 
 
 def participation_sql(
-    campaign_id: int, participation: dict[str, Any], now: datetime
+    campaign_id: int, every_days: int | None, now: datetime
 ) -> ColumnElement[bool]:
     """Users who may enter again: never entered (once), or not within N days (every)."""
     earlier = select(CampaignEntry.id).where(
         CampaignEntry.campaign_id == campaign_id,
         CampaignEntry.gid == User.gid,
-        CampaignEntry.status == "entered",
     )
-    if participation.get("mode") == "every":
-        since = now - timedelta(days=int(participation.get("days", 1)))
-        earlier = earlier.where(CampaignEntry.at > since)
+    if every_days is not None:
+        earlier = earlier.where(CampaignEntry.at > now - timedelta(days=every_days))
     return ~exists(earlier)
 
 
@@ -270,45 +298,73 @@ def insert_entries(
     project_id: int,
     audience: ColumnElement[bool],
     participation: ColumnElement[bool],
+    entrants: Rows | None,
     now: datetime,
 ) -> tuple[int, int]:
-    """Select the audience in one statement: users who may participate are ``entered``,
-    the rest of the audience ``suppressed`` (reason ``participation``). Returns the counts."""
-    cols = ["campaign_id", "run_id", "gid", "status", "reason", "at"]
-    entered_sel = select(
-        literal(campaign_id),
-        literal(run_id),
-        User.gid,
-        literal("entered"),
-        literal(None),
-        _ts(now),
-    ).where(User.project_id == project_id, audience, participation)
-    session.execute(insert(CampaignEntry).from_select(cols, entered_sel))
+    """Select the audience in one statement: users who may participate enter the
+    run, the rest of the audience is suppressed (reason ``participation``).
+
+    ``entrants`` (event triggers): ``(gid, event_id)`` of the users who did the
+    triggering event, the event kept with the entry for event splits. Returns the
+    entered and suppressed counts."""
+    source: Any = User
+    event_id: Any = literal(None, BigInteger())
+    if entrants is not None:
+        who = entrants.subquery("entrants")
+        source = join(User, who, who.c.gid == User.gid)
+        event_id = who.c.event_id
+    entered_sel = (
+        select(
+            literal(campaign_id),
+            literal(run_id),
+            User.gid,
+            literal("entered"),
+            _ts(now),
+            event_id,
+        )
+        .select_from(source)
+        .where(User.project_id == project_id, audience, participation)
+    )
+    session.execute(
+        insert(CampaignEntry).from_select(
+            ["campaign_id", "run_id", "gid", "status", "at", "event_id"], entered_sel
+        )
+    )
     this_run = select(CampaignEntry.id).where(
         CampaignEntry.run_id == run_id, CampaignEntry.gid == User.gid
     )
-    suppressed_sel = select(
-        literal(campaign_id),
-        literal(run_id),
-        User.gid,
-        literal("suppressed"),
-        literal("participation"),
-        _ts(now),
-    ).where(User.project_id == project_id, audience, ~exists(this_run))
-    session.execute(insert(CampaignEntry).from_select(cols, suppressed_sel))
+    suppressed_sel = (
+        select(
+            literal(campaign_id),
+            literal(run_id),
+            User.gid,
+            literal(PARTICIPATION),
+            _ts(now),
+        )
+        .select_from(source)
+        .where(User.project_id == project_id, audience, ~exists(this_run))
+    )
+    session.execute(
+        insert(CampaignSuppression).from_select(
+            ["campaign_id", "run_id", "gid", "reason", "at"], suppressed_sel
+        )
+    )
     if dialect_name(session) == "postgresql":
         # The rows just written are invisible to the planner's statistics, which would
         # then choose sequential scans for every page of this run.
         session.execute(text("ANALYZE campaign_entries"))
     # Counted afterwards: an ORM-level INSERT … SELECT does not report a reliable rowcount.
-    counts = dict(
-        session.execute(
-            select(CampaignEntry.status, func.count())
-            .where(CampaignEntry.run_id == run_id)
-            .group_by(CampaignEntry.status)
-        ).all()
+    entered = session.scalar(select(func.count()).where(CampaignEntry.run_id == run_id)) or 0
+    suppressed = (
+        session.scalar(
+            select(func.count()).where(
+                CampaignSuppression.run_id == run_id,
+                CampaignSuppression.reason == PARTICIPATION,
+            )
+        )
+        or 0
     )
-    return int(counts.get("entered", 0)), int(counts.get("suppressed", 0))
+    return int(entered), int(suppressed)
 
 
 def entered_gids_page(session: Session, run_id: int, after: int, limit: int) -> list[int]:
@@ -316,11 +372,7 @@ def entered_gids_page(session: Session, run_id: int, after: int, limit: int) -> 
     return list(
         session.scalars(
             select(CampaignEntry.gid)
-            .where(
-                CampaignEntry.run_id == run_id,
-                CampaignEntry.status == "entered",
-                CampaignEntry.gid > after,
-            )
+            .where(CampaignEntry.run_id == run_id, CampaignEntry.gid > after)
             .order_by(CampaignEntry.gid)
             .limit(limit)
         )
@@ -417,6 +469,8 @@ def add_due(
     kind: str,
     due_at: datetime,
     gids: Sequence[int],
+    channel: int | None = None,
+    fallback: bool = False,
 ) -> None:
     session.execute(
         insert(CampaignDue).values(
@@ -426,6 +480,8 @@ def add_due(
             kind=kind,
             due_at=due_at,
             gids=list(gids),
+            channel=channel,
+            fallback=fallback,
         )
     )
 
@@ -456,6 +512,8 @@ def claim_due(session: Session, due_id: int) -> CampaignDue | None:
             CampaignDue.kind,
             CampaignDue.due_at,
             CampaignDue.gids,
+            CampaignDue.channel,
+            CampaignDue.fallback,
         )
     ).first()
     if row is None:
@@ -468,6 +526,8 @@ def claim_due(session: Session, due_id: int) -> CampaignDue | None:
         kind=row.kind,
         due_at=row.due_at,
         gids=row.gids,
+        channel=row.channel,
+        fallback=row.fallback,
     )
 
 
@@ -522,156 +582,6 @@ def running_without_next_run(session: Session) -> list[int]:
     )
 
 
-# --- results ----------------------------------------------------------------------------------
-
-
-def entry_counts(session: Session, campaign_id: int) -> dict[tuple[str, str | None], int]:
-    rows = session.execute(
-        select(CampaignEntry.status, CampaignEntry.reason, func.count())
-        .where(CampaignEntry.campaign_id == campaign_id)
-        .group_by(CampaignEntry.status, CampaignEntry.reason)
-    ).all()
-    return {(status, reason): n for status, reason, n in rows}
-
-
-def step_user_counts(session: Session, campaign_id: int) -> list[tuple[str, str, int]]:
-    rows = session.execute(
-        select(CampaignStepUser.step_id, CampaignStepUser.outcome, func.count())
-        .where(CampaignStepUser.campaign_id == campaign_id)
-        .group_by(CampaignStepUser.step_id, CampaignStepUser.outcome)
-    ).all()
-    return [(s, o, n) for s, o, n in rows]
-
-
-def touchpoint_counts(session: Session, campaign_id: int) -> list[tuple[int, str, str, int]]:
-    """Per touchpoint, status and error: how many per-user deliveries."""
-    rows = session.execute(
-        select(Order.touchpoint_id, OrderUser.status, OrderUser.error_msg, func.count())
-        .join(Order, Order.id == OrderUser.order_id)
-        .where(Order.campaign_id == campaign_id)
-        .group_by(Order.touchpoint_id, OrderUser.status, OrderUser.error_msg)
-    ).all()
-    return [(t, s, e or "", n) for t, s, e, n in rows]
-
-
-def user_outcomes(session: Session, campaign_id: int) -> list[tuple[str, str, str, int]]:
-    """Per step: how many users succeeded (on any touchpoint), are pending, or failed
-    everywhere, with the error of their last failed delivery. One row per
-    (step, outcome, reason)."""
-    per_user = (
-        select(
-            Order.run_id,
-            Order.step_id,
-            OrderUser.gid,
-            func.max(case((OrderUser.status == SUCC, 1), else_=0)).label("succ"),
-            func.max(case((OrderUser.status == PENDING, 1), else_=0)).label("pend"),
-            func.max(OrderUser.order_id).label("last_order"),
-        )
-        .join(Order, Order.id == OrderUser.order_id)
-        .where(Order.campaign_id == campaign_id)
-        .group_by(Order.run_id, Order.step_id, OrderUser.gid)
-        .subquery()
-    )
-    outcome = case(
-        (per_user.c.succ == 1, literal(SUCC)),
-        (per_user.c.pend == 1, literal(PENDING)),
-        else_=literal(FAIL),
-    )
-    last = OrderUser.__table__.alias("last_ou")
-    reason = case((and_(per_user.c.succ == 0, per_user.c.pend == 0), last.c.error_msg), else_=None)
-    labelled = (
-        select(per_user.c.step_id, outcome.label("outcome"), reason.label("reason"))
-        .select_from(per_user)
-        .join(
-            last,
-            and_(last.c.order_id == per_user.c.last_order, last.c.gid == per_user.c.gid),
-        )
-        .subquery()
-    )
-    rows = session.execute(
-        select(labelled.c.step_id, labelled.c.outcome, labelled.c.reason, func.count()).group_by(
-            labelled.c.step_id, labelled.c.outcome, labelled.c.reason
-        )
-    ).all()
-    return [(step or "", status, err or "", n) for step, status, err, n in rows]
-
-
-def list_deliveries(
-    session: Session,
-    campaign_id: int,
-    *,
-    status: str | None,
-    gid: int | None,
-    limit: int,
-    offset: int,
-) -> tuple[list[dict[str, Any]], int]:
-    """Per-user results (order rows), then the suppressed users (no order)."""
-    items: list[dict[str, Any]] = []
-    total = 0
-    if status != "suppressed":
-        query = (
-            select(
-                OrderUser.gid,
-                Order.step_id,
-                Order.touchpoint_id,
-                Order.order_no,
-                OrderUser.status,
-                OrderUser.error_msg,
-                OrderUser.attempts,
-            )
-            .join(Order, Order.id == OrderUser.order_id)
-            .where(Order.campaign_id == campaign_id)
-        )
-        if status is not None:
-            query = query.where(OrderUser.status == status)
-        if gid is not None:
-            query = query.where(OrderUser.gid == gid)
-        n = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-        rows = session.execute(
-            query.order_by(Order.id, OrderUser.gid).limit(limit).offset(offset)
-        ).all()
-        items.extend(
-            {
-                "gid": r.gid,
-                "step_id": r.step_id,
-                "touchpoint_id": r.touchpoint_id,
-                "order_no": r.order_no,
-                "status": r.status,
-                "error_msg": r.error_msg,
-                "attempts": r.attempts,
-            }
-            for r in rows
-        )
-        total += n
-        offset = max(0, offset - n)
-        limit -= len(rows)
-    if status in (None, "suppressed"):
-        query_s = select(CampaignEntry.gid, CampaignEntry.reason).where(
-            CampaignEntry.campaign_id == campaign_id, CampaignEntry.status == "suppressed"
-        )
-        if gid is not None:
-            query_s = query_s.where(CampaignEntry.gid == gid)
-        n = session.scalar(select(func.count()).select_from(query_s.subquery())) or 0
-        total += n
-        if limit > 0:
-            rows_s = session.execute(
-                query_s.order_by(CampaignEntry.id).limit(limit).offset(offset)
-            ).all()
-            items.extend(
-                {
-                    "gid": r.gid,
-                    "step_id": None,
-                    "touchpoint_id": None,
-                    "order_no": None,
-                    "status": "suppressed",
-                    "error_msg": r.reason,
-                    "attempts": 0,
-                }
-                for r in rows_s
-            )
-    return items, total
-
-
 def drop_due(session: Session, campaign_id: int) -> None:
     session.execute(delete(CampaignDue).where(CampaignDue.campaign_id == campaign_id))
 
@@ -697,6 +607,10 @@ def delete_user_rows(session: Session, campaign_id: int) -> None:
     """The per-user rows of a campaign (they have no foreign key to cascade from)."""
     session.execute(delete(CampaignStepUser).where(CampaignStepUser.campaign_id == campaign_id))
     session.execute(delete(CampaignEntry).where(CampaignEntry.campaign_id == campaign_id))
+    session.execute(
+        delete(CampaignSuppression).where(CampaignSuppression.campaign_id == campaign_id)
+    )
+    session.execute(delete(CampaignCount).where(CampaignCount.campaign_id == campaign_id))
     drop_waits(session, campaign_id)
 
 
@@ -706,21 +620,26 @@ def max_event_id(session: Session, project_id: int) -> int:
     )
 
 
-def event_gids(
+def event_entrants(
     project_id: int, name: str, after: int, upto: int, where: ColumnElement[bool]
-) -> Any:
-    """The users who did event ``name`` with an id in (after, upto], as a subquery."""
-    return select(Event.gid).where(
-        Event.project_id == project_id,
-        Event.name == name,
-        Event.id > after,
-        Event.id <= upto,
-        where,
+) -> Rows:
+    """``(gid, event_id)`` of the users who did event ``name`` with an id in
+    (after, upto]: each user once, with the latest such event."""
+    return (
+        select(Event.gid.label("gid"), func.max(Event.id).label("event_id"))
+        .where(
+            Event.project_id == project_id,
+            Event.name == name,
+            Event.id > after,
+            Event.id <= upto,
+            where,
+        )
+        .group_by(Event.gid)
     )
 
 
-def any_event(session: Session, gids: Any) -> bool:
-    return bool(session.scalar(select(exists(gids))))
+def any_row(session: Session, query: Rows) -> bool:
+    return bool(session.scalar(select(exists(query))))
 
 
 def add_waits(
@@ -733,14 +652,16 @@ def add_waits(
     where: ColumnElement[bool],
 ) -> None:
     """``event_without``: one wait per first event in (after, upto], in one statement."""
-    rows = select(literal(campaign_id), Event.gid, Event.time).where(
+    rows = select(literal(campaign_id), Event.gid, Event.time, Event.id).where(
         Event.project_id == project_id,
         Event.name == name,
         Event.id > after,
         Event.id <= upto,
         where,
     )
-    session.execute(insert(CampaignWait).from_select(["campaign_id", "gid", "event_time"], rows))
+    session.execute(
+        insert(CampaignWait).from_select(["campaign_id", "gid", "event_time", "event_id"], rows)
+    )
 
 
 def has_waits(session: Session, campaign_id: int, upto: datetime | None = None) -> bool:
@@ -757,9 +678,9 @@ def quiet_waiters(
     without: str,
     window: timedelta,
     matured: datetime,
-) -> Any:
-    """Users whose wait has matured (first event at or before ``matured``) and who did
-    not do ``without`` within the window after it, as a subquery of gids."""
+) -> Rows:
+    """``(gid, event_id)`` of the users whose wait has matured (first event at or
+    before ``matured``) and who did not do ``without`` within the window after it."""
     if dialect_name(session) == "postgresql":
         window_end: Any = CampaignWait.event_time + literal(window, Interval())
     else:
@@ -774,10 +695,14 @@ def quiet_waiters(
         Event.time > CampaignWait.event_time,
         Event.time <= window_end,
     )
-    return select(CampaignWait.gid).where(
-        CampaignWait.campaign_id == campaign_id,
-        CampaignWait.event_time <= _ts(matured),
-        ~exists(did_it),
+    return (
+        select(CampaignWait.gid.label("gid"), func.max(CampaignWait.event_id).label("event_id"))
+        .where(
+            CampaignWait.campaign_id == campaign_id,
+            CampaignWait.event_time <= _ts(matured),
+            ~exists(did_it),
+        )
+        .group_by(CampaignWait.gid)
     )
 
 
@@ -786,3 +711,711 @@ def drop_waits(session: Session, campaign_id: int, upto: datetime | None = None)
     if upto is not None:
         stmt = stmt.where(CampaignWait.event_time <= upto)
     session.execute(stmt)
+
+
+# --- touchpoints by name (history keeps deleted ones) ---------------------------------------
+
+
+def touchpoints_any(session: Session, project_id: int, ids: Iterable[int]) -> dict[int, Touchpoint]:
+    """Touchpoints of the project by id, deleted ones included (their names stay in
+    the history they made)."""
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(Touchpoint).where(Touchpoint.project_id == project_id, Touchpoint.id.in_(wanted))
+    ).all()
+    return {tp.id: tp for tp in rows}
+
+
+# --- event splits -----------------------------------------------------------------------------
+
+
+def entry_event_matches(
+    session: Session, run_id: int, gids: Sequence[int], where: ColumnElement[bool]
+) -> set[int]:
+    """Which of ``gids`` entered ``run_id`` with an event matching ``where``."""
+    if not gids:
+        return set()
+    return set(
+        session.scalars(
+            select(CampaignEntry.gid)
+            .join(Event, Event.id == CampaignEntry.event_id)
+            .where(CampaignEntry.run_id == run_id, gid_in(session, CampaignEntry.gid, gids), where)
+        )
+    )
+
+
+def latest_event_matches(
+    session: Session,
+    project_id: int,
+    gids: Sequence[int],
+    trigger: Rows,
+    where: ColumnElement[bool],
+) -> set[int]:
+    """Which of ``gids`` have as latest triggering event (``trigger``: ``(gid,
+    event_id)``) one matching ``where``: the preview's stand-in for the event a
+    user would enter with."""
+    if not gids:
+        return set()
+    latest = trigger.where(gid_in(session, Event.gid, gids)).subquery("latest")
+    return set(
+        session.scalars(
+            select(latest.c.gid)
+            .join(Event, Event.id == latest.c.event_id)
+            .where(Event.project_id == project_id, where)
+        )
+    )
+
+
+def triggering_events(project_id: int, name: str, where: ColumnElement[bool]) -> Rows:
+    """``(gid, event_id)``: each user's latest event ``name`` matching ``where``."""
+    return (
+        select(Event.gid.label("gid"), func.max(Event.id).label("event_id"))
+        .where(Event.project_id == project_id, Event.name == name, where)
+        .group_by(Event.gid)
+    )
+
+
+# --- protection --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CapCheck:
+    """A frequency cap to hold: fewer than ``max_messages`` in the last ``days``,
+    through ``touchpoint_id`` (None: through any touchpoint of the project)."""
+
+    touchpoint_id: int | None
+    max_messages: int
+    days: int
+
+
+def project_protection(session: Session, project_id: int) -> ProjectProtection | None:
+    return session.get(ProjectProtection, project_id)
+
+
+def touchpoint_protection(session: Session, touchpoint_id: int) -> TouchpointProtection | None:
+    return session.get(TouchpointProtection, touchpoint_id)
+
+
+def _blocklist_for(project_id: int, touchpoint_id: int) -> list[ColumnElement[bool]]:
+    return [
+        BlocklistEntry.project_id == project_id,
+        or_(BlocklistEntry.touchpoint_id == touchpoint_id, BlocklistEntry.touchpoint_id.is_(None)),
+    ]
+
+
+def blocklist_of(
+    session: Session, project_id: int, touchpoint_id: int, most: int
+) -> set[int] | None:
+    """Every gid blocked for this touchpoint (or every one), or None when there are
+    more than ``most`` (then each page is looked up)."""
+    gids = set(
+        session.scalars(
+            select(BlocklistEntry.gid)
+            .where(*_blocklist_for(project_id, touchpoint_id))
+            .limit(most + 1)
+        )
+    )
+    return gids if len(gids) <= most else None
+
+
+def blocked_gids(
+    session: Session, project_id: int, touchpoint_id: int, gids: Sequence[int]
+) -> set[int]:
+    """Which of ``gids`` are on the blocklist for this touchpoint or for every one (two
+    lookups, each on its own unique index)."""
+    if not gids:
+        return set()
+    found: set[int] = set()
+    for scope in (
+        BlocklistEntry.touchpoint_id == touchpoint_id,
+        BlocklistEntry.touchpoint_id.is_(None),
+    ):
+        found.update(
+            session.scalars(
+                select(BlocklistEntry.gid).where(
+                    BlocklistEntry.project_id == project_id,
+                    gid_in(session, BlocklistEntry.gid, gids),
+                    scope,
+                )
+            )
+        )
+    return found
+
+
+def lock_users(session: Session, project_id: int, gids: Sequence[int], now: datetime) -> None:
+    """Take the users' protection locks until commit, in gid order (two campaigns
+    locking overlapping pages wait for each other instead of deadlocking). SQLite
+    has a single writer already: nothing to do."""
+    if not gids or dialect_name(session) != "postgresql":
+        return
+    session.connection().exec_driver_sql(
+        "INSERT INTO protection_locks (project_id, gid, at) "
+        "SELECT %(p)s, g, %(now)s FROM unnest(%(gids)s::bigint[]) AS g ORDER BY g "
+        "ON CONFLICT (project_id, gid) DO UPDATE SET at = excluded.at",
+        {"p": project_id, "now": now, "gids": sorted(gids)},
+    )
+
+
+def _under(project_id: int, gid: Any, caps: Sequence[CapCheck], now: datetime) -> list[Any]:
+    """Conditions: the user ``gid`` has room under every cap at ``now``."""
+    conds = []
+    for cap in caps:
+        counted = select(func.count()).where(
+            SentMessage.project_id == project_id,
+            SentMessage.gid == gid,
+            SentMessage.at > _ts(now - timedelta(days=cap.days)),
+        )
+        if cap.touchpoint_id is not None:
+            counted = counted.where(SentMessage.touchpoint_id == cap.touchpoint_id)
+        conds.append(counted.scalar_subquery() < cap.max_messages)
+    return conds
+
+
+def record_messages(
+    session: Session,
+    *,
+    project_id: int,
+    touchpoint_id: int,
+    run_id: int,
+    step_id: str,
+    gids: Sequence[int],
+    caps: Sequence[CapCheck],
+    now: datetime,
+) -> set[int]:
+    """Count a message for each of ``gids`` that has room under every cap, in one
+    INSERT … SELECT; returns those users."""
+    if not gids:
+        return set()
+    source, gid = gid_rows(session, gids)
+    rows = (
+        select(
+            literal(project_id),
+            gid,
+            _ts(now),
+            literal(run_id, BigInteger()),
+            literal(step_id),
+            literal(touchpoint_id),
+        )
+        .select_from(source)
+        # Always a WHERE: SQLite reads "… FROM x ON CONFLICT" as a join otherwise.
+        .where(true(), *_under(project_id, gid, caps, now))
+    )
+    columns = ["project_id", "gid", "at", "run_id", "step_id", "touchpoint_id"]
+    stmt = _insert_ignore(session, SentMessage, columns).from_select(columns, rows)
+    if not caps:
+        session.execute(stmt)
+        return set(gids)
+    return set(session.scalars(stmt.returning(SentMessage.gid)))
+
+
+def under_caps(
+    session: Session, project_id: int, gids: Sequence[int], caps: Sequence[CapCheck], now: datetime
+) -> set[int]:
+    """Which of ``gids`` have room under every cap (read only: the preview)."""
+    if not gids or not caps:
+        return set(gids)
+    return set(
+        session.scalars(
+            select(User.gid).where(
+                User.project_id == project_id,
+                gid_in(session, User.gid, gids),
+                *_under(project_id, User.gid, caps, now),
+            )
+        )
+    )
+
+
+def forget_messages(
+    session: Session,
+    project_id: int,
+    run_id: int,
+    step_id: str,
+    touchpoint_id: int,
+    gids: Sequence[int],
+) -> None:
+    """Failed deliveries don't count toward caps."""
+    if gids:
+        session.execute(
+            delete(SentMessage).where(
+                SentMessage.project_id == project_id,
+                gid_in(session, SentMessage.gid, gids),
+                SentMessage.run_id == run_id,
+                SentMessage.step_id == step_id,
+                SentMessage.touchpoint_id == touchpoint_id,
+            )
+        )
+
+
+def insert_suppressions(
+    session: Session,
+    *,
+    campaign_id: int,
+    run_id: int,
+    step_id: str,
+    touchpoint_id: int,
+    reason: str,
+    gids: Sequence[int],
+    now: datetime,
+) -> None:
+    """Record users held back at a touchpoint (INSERT … SELECT from the run's entries)."""
+    if not gids:
+        return
+    rows = select(
+        literal(campaign_id),
+        CampaignEntry.run_id,
+        literal(step_id),
+        literal(touchpoint_id),
+        CampaignEntry.gid,
+        literal(reason),
+        _ts(now),
+    ).where(CampaignEntry.run_id == run_id, gid_in(session, CampaignEntry.gid, gids))
+    session.execute(
+        insert(CampaignSuppression).from_select(
+            ["campaign_id", "run_id", "step_id", "touchpoint_id", "gid", "reason", "at"], rows
+        )
+    )
+
+
+# --- users of an ``all`` step --------------------------------------------------------------------
+
+
+def open_deliveries(
+    session: Session, run_id: int, step_id: str, gids: Sequence[int], count: int
+) -> None:
+    """The users have ``count`` deliveries open on the step, none successful yet."""
+    if gids:
+        session.execute(
+            update(CampaignStepUser)
+            .where(
+                CampaignStepUser.run_id == run_id,
+                CampaignStepUser.step_id == step_id,
+                gid_in(session, CampaignStepUser.gid, gids),
+            )
+            .values(open=count, ok=False)
+        )
+
+
+def close_deliveries(
+    session: Session, run_id: int, step_id: str, gids: Sequence[int], *, ok: bool
+) -> list[tuple[int, bool]]:
+    """One delivery of each user settled (``ok``: successfully); returns the users whose
+    last open delivery this was, with whether any of theirs succeeded."""
+    if not gids:
+        return []
+    rows = session.execute(
+        update(CampaignStepUser)
+        .where(
+            CampaignStepUser.run_id == run_id,
+            CampaignStepUser.step_id == step_id,
+            gid_in(session, CampaignStepUser.gid, gids),
+        )
+        .values(
+            open=CampaignStepUser.open - 1,
+            # A success closes the user's step successfully whatever else happens.
+            ok=literal(True) if ok else CampaignStepUser.ok,
+        )
+        .returning(CampaignStepUser.gid, CampaignStepUser.open, CampaignStepUser.ok)
+    ).all()
+    return [(gid, bool(done_ok)) for gid, left, done_ok in rows if left is not None and left <= 0]
+
+
+# --- result counters ---------------------------------------------------------------------------
+
+# (step_id, touchpoint_id, metric, reason): step_id '' and touchpoint_id 0 mean "all".
+CountKey = tuple[str, int, str, str]
+REASON_MAX = 200
+
+
+def add_counts(
+    session: Session, campaign_id: int, bucket: datetime, counts: Mapping[CountKey, int]
+) -> None:
+    """Append counter changes (one executemany; nothing waits on anything)."""
+    rows = [
+        {
+            "campaign_id": campaign_id,
+            "step_id": step,
+            "touchpoint_id": tp,
+            "metric": metric,
+            "reason": reason[:REASON_MAX],
+            "bucket": bucket,
+            "n": n,
+        }
+        for (step, tp, metric, reason), n in counts.items()
+        if n
+    ]
+    if rows:
+        session.execute(insert(CampaignCount), rows)
+
+
+def count_totals(session: Session, campaign_id: int) -> list[tuple[str, int, str, str, int]]:
+    """Every counter of the campaign, summed: ``(step_id, touchpoint_id, metric,
+    reason, n)``. Reads only ``campaign_counts`` by its campaign index."""
+    rows = session.execute(
+        select(
+            CampaignCount.step_id,
+            CampaignCount.touchpoint_id,
+            CampaignCount.metric,
+            CampaignCount.reason,
+            func.sum(CampaignCount.n),
+        )
+        .where(CampaignCount.campaign_id == campaign_id)
+        .group_by(
+            CampaignCount.step_id,
+            CampaignCount.touchpoint_id,
+            CampaignCount.metric,
+            CampaignCount.reason,
+        )
+    ).all()
+    return [(s, t, m, r, int(n or 0)) for s, t, m, r, n in rows]
+
+
+def count_series(
+    session: Session, campaign_id: int, metrics: Sequence[str]
+) -> list[tuple[datetime, str, int]]:
+    """Users per minute and metric, over the steps (touchpoint 0): ``(bucket, metric,
+    n)``; campaign-wide suppressions (step '') included."""
+    rows = session.execute(
+        select(CampaignCount.bucket, CampaignCount.metric, func.sum(CampaignCount.n))
+        .where(
+            CampaignCount.campaign_id == campaign_id,
+            CampaignCount.touchpoint_id == 0,
+            CampaignCount.metric.in_(list(metrics)),
+        )
+        .group_by(CampaignCount.bucket, CampaignCount.metric)
+        .order_by(CampaignCount.bucket)
+    ).all()
+    return [(b, m, int(n or 0)) for b, m, n in rows]
+
+
+def compact_counts(session: Session, campaign_id: int, before: datetime) -> int:
+    """Fold a campaign's counter rows older than ``before`` into one row per key and
+    minute (the series keeps its resolution). The rows are deleted and returned in
+    one statement, so a row appended by a transaction still in flight is never
+    folded without being counted. Returns how many rows fewer there are."""
+    deleted = session.execute(
+        delete(CampaignCount)
+        .where(CampaignCount.campaign_id == campaign_id, CampaignCount.bucket < _ts(before))
+        .returning(
+            CampaignCount.step_id,
+            CampaignCount.touchpoint_id,
+            CampaignCount.metric,
+            CampaignCount.reason,
+            CampaignCount.bucket,
+            CampaignCount.n,
+        )
+    ).all()
+    folded: dict[tuple[str, int, str, str, datetime], int] = defaultdict(int)
+    for step, tp, metric, reason, bucket, n in deleted:
+        folded[(step, tp, metric, reason, bucket)] += int(n)
+    rows = [
+        {
+            "campaign_id": campaign_id,
+            "step_id": step,
+            "touchpoint_id": tp,
+            "metric": metric,
+            "reason": reason,
+            "bucket": bucket,
+            "n": n,
+        }
+        for (step, tp, metric, reason, bucket), n in folded.items()
+        if n
+    ]
+    if rows:
+        session.execute(insert(CampaignCount), rows)
+    return len(deleted) - len(rows)
+
+
+def campaigns_with_many_counts(session: Session, threshold: int, limit: int) -> list[int]:
+    return list(
+        session.scalars(
+            select(CampaignCount.campaign_id)
+            .group_by(CampaignCount.campaign_id)
+            .having(func.count() > threshold)
+            .limit(limit)
+        )
+    )
+
+
+# --- per-user results (the reads of delivery's per-user rows are all here) ---------------------
+
+
+@dataclass(frozen=True)
+class DeliveryFilter:
+    status: str | None = None
+    gid: int | None = None
+    step_id: str | None = None
+    touchpoint_id: int | None = None
+
+
+def _results_query(session: Session, campaign_id: int, flt: DeliveryFilter) -> Rows:
+    """Per-user delivery results of the campaign (one row per user and order)."""
+    query = (
+        select(
+            OrderUser.gid,
+            Order.step_id,
+            Order.touchpoint_id,
+            Order.order_no,
+            OrderUser.status,
+            OrderUser.error_msg,
+            OrderUser.attempts,
+            func.coalesce(OrderUser.settled_at, Order.created_at).label("updated_at"),
+            Order.id.label("order_id"),
+        )
+        .join(Order, Order.id == OrderUser.order_id)
+        .where(Order.campaign_id == campaign_id)
+    )
+    return _where_given(
+        query,
+        (OrderUser.status, flt.status),
+        (OrderUser.gid, flt.gid),
+        (Order.step_id, flt.step_id),
+        (Order.touchpoint_id, flt.touchpoint_id),
+    )
+
+
+def _where_given(query: Rows, *pairs: tuple[Any, Any]) -> Rows:
+    """``column = value`` for each pair whose value is given."""
+    for column, value in pairs:
+        if value is not None:
+            query = query.where(column == value)
+    return query
+
+
+def _suppressions_query(campaign_id: int, flt: DeliveryFilter) -> Rows:
+    query = select(
+        CampaignSuppression.id,
+        CampaignSuppression.gid,
+        CampaignSuppression.step_id,
+        CampaignSuppression.touchpoint_id,
+        CampaignSuppression.reason,
+        CampaignSuppression.at,
+    ).where(CampaignSuppression.campaign_id == campaign_id)
+    return _where_given(
+        query,
+        (CampaignSuppression.gid, flt.gid),
+        (CampaignSuppression.step_id, flt.step_id),
+        (CampaignSuppression.touchpoint_id, flt.touchpoint_id),
+    )
+
+
+def _result_row(r: Any) -> dict[str, Any]:
+    return {
+        "gid": r.gid,
+        "step_id": r.step_id,
+        "touchpoint_id": r.touchpoint_id,
+        "order_no": r.order_no,
+        "status": r.status,
+        "reason": None,
+        "error_msg": r.error_msg,
+        "attempts": r.attempts,
+        "updated_at": r.updated_at,
+    }
+
+
+def _suppression_row(r: Any) -> dict[str, Any]:
+    return {
+        "gid": r.gid,
+        "step_id": r.step_id,
+        "touchpoint_id": r.touchpoint_id,
+        "order_no": None,
+        "status": "suppressed",
+        "reason": r.reason,
+        "error_msg": None,
+        "attempts": 0,
+        "updated_at": r.at,
+    }
+
+
+def list_deliveries(
+    session: Session, campaign_id: int, flt: DeliveryFilter, *, limit: int, offset: int
+) -> tuple[list[dict[str, Any]], int]:
+    """Per-user results (one per user and order), then the suppressed users."""
+    items: list[dict[str, Any]] = []
+    total = 0
+    if flt.status != "suppressed":
+        query = _results_query(session, campaign_id, flt)
+        n = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.execute(
+            query.order_by(Order.id, OrderUser.gid).limit(limit).offset(offset)
+        ).all()
+        items.extend(_result_row(r) for r in rows)
+        total += n
+        offset = max(0, offset - n)
+        limit -= len(rows)
+    if flt.status in (None, "suppressed"):
+        query_s = _suppressions_query(campaign_id, flt)
+        n = session.scalar(select(func.count()).select_from(query_s.subquery())) or 0
+        total += n
+        if limit > 0:
+            rows_s = session.execute(
+                query_s.order_by(CampaignSuppression.id).limit(limit).offset(offset)
+            ).all()
+            items.extend(_suppression_row(r) for r in rows_s)
+    return items, total
+
+
+def deliveries_page(
+    session: Session,
+    campaign_id: int,
+    flt: DeliveryFilter,
+    after: tuple[str, int, int] | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], tuple[str, int, int] | None]:
+    """A page of every matching row for an export, keyset-paged (results by order
+    and gid, then suppressions by id); returns the rows and where to go on."""
+    part, key1, key2 = after or ("results", 0, 0)
+    if part == "results" and flt.status != "suppressed":
+        query = _results_query(session, campaign_id, flt).where(
+            tuple_(Order.id, OrderUser.gid) > tuple_(literal(key1), literal(key2))
+        )
+        rows = session.execute(query.order_by(Order.id, OrderUser.gid).limit(limit)).all()
+        if len(rows) == limit:
+            last = rows[-1]
+            return [_result_row(r) for r in rows], ("results", last.order_id, last.gid)
+        part, key1 = "suppressed", 0
+        out = [_result_row(r) for r in rows]
+    else:
+        out = []
+    if flt.status not in (None, "suppressed"):
+        return out, None
+    if part != "suppressed":
+        key1 = 0
+    rows_s = session.execute(
+        _suppressions_query(campaign_id, flt)
+        .where(CampaignSuppression.id > key1)
+        .order_by(CampaignSuppression.id)
+        .limit(limit - len(out))
+    ).all()
+    out.extend(_suppression_row(r) for r in rows_s)
+    if len(out) < limit:
+        return out, None
+    return out, ("suppressed", rows_s[-1].id if rows_s else key1, 0)
+
+
+# --- protection settings and the blocklist -------------------------------------------------------
+
+
+def save_project_protection(
+    session: Session, project_id: int, frequency_cap: dict[str, Any] | None, now: datetime
+) -> ProjectProtection:
+    row = session.get(ProjectProtection, project_id)
+    if row is None:
+        row = ProjectProtection(project_id=project_id)
+        session.add(row)
+    row.frequency_cap = frequency_cap
+    row.updated_at = now
+    session.flush()
+    return row
+
+
+def save_touchpoint_protection(
+    session: Session, touchpoint_id: int, values: Mapping[str, Any], now: datetime
+) -> TouchpointProtection:
+    row = session.get(TouchpointProtection, touchpoint_id)
+    if row is None:
+        row = TouchpointProtection(touchpoint_id=touchpoint_id)
+        session.add(row)
+    for key, value in values.items():
+        setattr(row, key, value)
+    row.updated_at = now
+    session.flush()
+    return row
+
+
+def add_to_blocklist(
+    session: Session,
+    project_id: int,
+    gids: Sequence[int],
+    touchpoint_ids: Sequence[int | None],
+    reason: str | None,
+    now: datetime,
+) -> int:
+    """Insert entries, leaving existing ones as they are; returns how many are new."""
+    added = 0
+    for tid in touchpoint_ids:
+        rows = [
+            {
+                "project_id": project_id,
+                "gid": g,
+                "touchpoint_id": tid,
+                "reason": reason,
+                "created_at": now,
+            }
+            for g in gids
+        ]
+        keys = ["project_id", "gid"] + ([] if tid is None else ["touchpoint_id"])
+        where = (
+            BlocklistEntry.touchpoint_id.is_(None)
+            if tid is None
+            else BlocklistEntry.touchpoint_id.is_not(None)
+        )
+        if dialect_name(session) == "postgresql":
+            base: Any = postgresql.insert(BlocklistEntry)
+        else:
+            base = sqlite.insert(BlocklistEntry)
+        stmt = base.on_conflict_do_nothing(index_elements=keys, index_where=where).returning(
+            BlocklistEntry.id
+        )
+        for start in range(0, len(rows), 5000):
+            added += len(session.execute(stmt, rows[start : start + 5000]).all())
+    return added
+
+
+def _blocklist_where(
+    project_id: int, gid: int | None, touchpoint: int | None, every: bool
+) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [BlocklistEntry.project_id == project_id]
+    if gid is not None:
+        conds.append(BlocklistEntry.gid == gid)
+    if every:
+        conds.append(BlocklistEntry.touchpoint_id.is_(None))
+    elif touchpoint is not None:
+        conds.append(BlocklistEntry.touchpoint_id == touchpoint)
+    return conds
+
+
+def list_blocklist(
+    session: Session,
+    project_id: int,
+    *,
+    gid: int | None,
+    touchpoint_id: int | None,
+    every: bool,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[BlocklistEntry], int]:
+    conds = _blocklist_where(project_id, gid, touchpoint_id, every)
+    total = session.scalar(select(func.count()).select_from(BlocklistEntry).where(*conds)) or 0
+    rows = session.scalars(
+        select(BlocklistEntry).where(*conds).order_by(BlocklistEntry.id).limit(limit).offset(offset)
+    ).all()
+    return rows, total
+
+
+def delete_from_blocklist(
+    session: Session, project_id: int, *, gid: int | None, touchpoint_id: int | None, every: bool
+) -> int:
+    result = session.execute(
+        delete(BlocklistEntry).where(*_blocklist_where(project_id, gid, touchpoint_id, every))
+    )
+    return _rowcount(result)
+
+
+def purge_sent_messages(session: Session, before: datetime, limit: int = 10_000) -> int:
+    """Forget counted messages older than any cap looks back (a bounded batch)."""
+    oldest = (
+        select(SentMessage.project_id, SentMessage.gid, SentMessage.at)
+        .where(SentMessage.at < _ts(before))
+        .limit(limit)
+        .subquery()
+    )
+    result = session.execute(
+        delete(SentMessage).where(
+            tuple_(SentMessage.project_id, SentMessage.gid, SentMessage.at).in_(
+                select(oldest.c.project_id, oldest.c.gid, oldest.c.at)
+            )
+        )
+    )
+    return _rowcount(result)

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
@@ -34,6 +34,12 @@ log = logging.getLogger("touchgate.campaigns.scheduler")
 
 TICK_SECONDS = 1.0
 DUE_PER_TICK = 200
+# Housekeeping (folding counters, forgetting what caps no longer look at) runs at
+# most this often per process.
+MAINTENANCE_SECONDS = 600.0
+COUNT_ROWS_TO_FOLD = 10_000
+# Caps look back at most 365 days.
+SENT_MESSAGES_KEPT = timedelta(days=366)
 
 
 @dataclass
@@ -95,13 +101,34 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
     return report
 
 
+def maintain(runtime: Runtime, now: datetime) -> int:
+    """Fold the counters of campaigns with many rows; forget old counted messages.
+    Returns how many counter rows were folded away."""
+    folded = 0
+    with runtime.tx() as session:
+        busy = repo.campaigns_with_many_counts(session, COUNT_ROWS_TO_FOLD, limit=5)
+    for campaign_id in busy:
+        with runtime.tx() as session:
+            folded += repo.compact_counts(session, campaign_id, now - timedelta(minutes=10))
+    with runtime.tx() as session:
+        repo.purge_sent_messages(session, now - SENT_MESSAGES_KEPT)
+    return folded
+
+
 async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | None = None) -> None:
     """Tick until ``stop`` is set (the worker command and ``serve`` run this)."""
+    maintained = float("-inf")
     while not stop.is_set():
         try:
             await asyncio.to_thread(tick, runtime)
         except Exception:
             log.exception("campaign scheduler tick failed")
+        if time.monotonic() - maintained >= MAINTENANCE_SECONDS:
+            maintained = time.monotonic()
+            try:
+                await asyncio.to_thread(maintain, runtime, utcnow())
+            except Exception:
+                log.exception("campaign housekeeping failed; trying again later")
         # Wait in short slices and re-read the interval each time, so an embedding
         # process can slow its own scheduler down and speed it up again.
         started = time.monotonic()

@@ -120,6 +120,8 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
             "The client disconnected before the body was complete; the lines written "
             f"before were kept ({job.report.written}).",
             field="body",
+            field_code="body_incomplete",
+            params={"written": job.report.written},
         ) from None
     result = ImportResult(
         imported=report.imported,
@@ -187,7 +189,9 @@ def list_events(
     until: Annotated[AwareDatetime | None, Query(description="Exclusive, with a zone.")] = None,
 ) -> ListOf[EventOut]:
     if name is not None and "\x00" in name:
-        raise InvalidInput("name must not contain NUL characters.", field="name")
+        raise InvalidInput(
+            "name must not contain NUL characters.", field="name", field_code="nul_characters"
+        )
     with ctx.runtime.tx() as session:
         rows, total = service.list_events(
             session,

@@ -42,7 +42,7 @@ from typing import Any, cast
 
 import orjson
 
-from ..errors import InvalidInput, TouchgateError
+from ..errors import FieldErrors, InvalidInput, TouchgateError, field_detail
 from ..runtime import Runtime
 from . import repository as repo
 from . import sensitive, service
@@ -133,10 +133,13 @@ class ImportReport:
     errors_truncated: bool = False
     bytes_read: int = 0
 
-    def reject(self, line: int, message: str) -> None:
+    def reject(self, line: int, problems: list[dict[str, Any]]) -> None:
+        """Count a rejected line; ``problems`` are field details (``attributes.city``,
+        ``gid``, ``line``…), one a problem, and the English message joins them."""
         self.rejected += 1
         if len(self.errors) < MAX_ERRORS:
-            self.errors.append({"line": line, "message": message})
+            message = "; ".join(_said(p) for p in problems)
+            self.errors.append({"line": line, "message": message, "details": problems})
         else:
             self.errors_truncated = True
 
@@ -150,8 +153,36 @@ class ImportReport:
         return self.imported + self.updated + self.rejected
 
 
+def _said(problem: dict[str, Any]) -> str:
+    """A problem in the words the report has always used (``attribute 'city': …``)."""
+    field_name = str(problem["field"])
+    if field_name.startswith("attributes.") and problem["code"] != "attribute_unknown":
+        return f"attribute {field_name.removeprefix('attributes.')!r}: {problem['message']}"
+    return str(problem["message"])
+
+
 class LineRejected(Exception):
-    """A line that cannot be imported; the message says why."""
+    """A line that cannot be imported; ``problems`` (field details) say why."""
+
+    def __init__(self, problems: list[dict[str, Any]]) -> None:
+        super().__init__("; ".join(_said(p) for p in problems))
+        self.problems = problems
+
+
+def _line_problem(field_name: str, message: str, code: str, **params: Any) -> LineRejected:
+    return LineRejected([field_detail(field_name, message, code, params)])
+
+
+class BadValue(ValueError):
+    """A value the catalogue type refuses, with the code of the reason."""
+
+    def __init__(self, code: str, message: str, **params: Any) -> None:
+        super().__init__(message)
+        self.code = code
+        self.params = params
+
+    def detail(self, key: str) -> dict[str, Any]:
+        return field_detail(f"attributes.{key}", str(self), self.code, self.params)
 
 
 # ---------------------------------------------------------------------------
@@ -171,39 +202,39 @@ def _check_date(text: str) -> str:
             pass
         else:
             return text
-    raise ValueError(f"expected a date YYYY-MM-DD, got {_describe(text)}")
+    raise BadValue("not_date", f"expected a date YYYY-MM-DD, got {_describe(text)}", got=text)
 
 
 def _json_string(value: Any) -> Any:
     if isinstance(value, str):
         return _csv_string(value)
-    raise ValueError(f"expected a string, got {_describe(value)}")
+    raise BadValue("not_text", f"expected a string, got {_describe(value)}")
 
 
 def _json_number(value: Any) -> Any:
     if isinstance(value, int | float) and not isinstance(value, bool):
         if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("expected a finite number")
+            raise BadValue("not_finite", "expected a finite number")
         return value
-    raise ValueError(f"expected a number, got {_describe(value)}")
+    raise BadValue("not_number", f"expected a number, got {_describe(value)}")
 
 
 def _json_boolean(value: Any) -> Any:
     if isinstance(value, bool):
         return value
-    raise ValueError(f"expected true or false, got {_describe(value)}")
+    raise BadValue("not_boolean", f"expected true or false, got {_describe(value)}")
 
 
 def _json_date(value: Any) -> Any:
     if isinstance(value, str):
         return _check_date(value)
-    raise ValueError(f"expected a date string YYYY-MM-DD, got {_describe(value)}")
+    raise BadValue("not_date", f"expected a date string YYYY-MM-DD, got {_describe(value)}")
 
 
 def _csv_string(text: str) -> Any:
     # PostgreSQL cannot store NUL in text (JSONB included); refuse it on both backends.
     if "\x00" in text:
-        raise ValueError("text must not contain NUL characters")
+        raise BadValue("nul_characters", "text must not contain NUL characters")
     return text
 
 
@@ -213,13 +244,13 @@ def _csv_number(text: str) -> Any:
         number = int(text)
         if -MAX_GID - 1 <= number <= MAX_GID:
             return number
-        raise ValueError(f"the number {text} is outside the 64-bit range")
+        raise BadValue("integer_too_large", f"the number {text} is outside the 64-bit range")
     try:
         parsed = float(text)
     except ValueError:
-        raise ValueError(f"expected a number, got {_describe(text)}") from None
+        raise BadValue("not_number", f"expected a number, got {_describe(text)}") from None
     if not math.isfinite(parsed):
-        raise ValueError(f"expected a finite number, got {_describe(text)}")
+        raise BadValue("not_finite", f"expected a finite number, got {_describe(text)}")
     return parsed
 
 
@@ -229,7 +260,7 @@ def _csv_boolean(text: str) -> Any:
         return True
     if lowered in _FALSE:
         return False
-    raise ValueError(f"expected true or false, got {_describe(text)}")
+    raise BadValue("not_boolean", f"expected true or false, got {_describe(text)}")
 
 
 def _csv_date(text: str) -> Any:
@@ -281,7 +312,7 @@ CSV_CONVERTERS: dict[str, Callable[[str], Any]] = {
 def _gid_from_json(value: Any) -> int:
     if type(value) is int and 1 <= value <= MAX_GID:
         return value
-    raise LineRejected(f"gid must be a positive 64-bit integer, got {_describe(value)}")
+    raise _gid_rejected(_describe(value))
 
 
 def _gid_from_text(text: str) -> int:
@@ -290,7 +321,22 @@ def _gid_from_text(text: str) -> int:
         gid = int(text)
         if 1 <= gid <= MAX_GID:
             return gid
-    raise LineRejected(f"gid must be a positive 64-bit integer, got {_describe(text)}")
+    raise _gid_rejected(_describe(text))
+
+
+def _unknown_attribute(key: str) -> dict[str, Any]:
+    return field_detail(
+        f"attributes.{key}",
+        f"unknown attribute {key!r} (not in the project's catalogue)",
+        "attribute_unknown",
+        {"value": key},
+    )
+
+
+def _gid_rejected(shown: str) -> LineRejected:
+    return _line_problem(
+        "gid", f"gid must be a positive 64-bit integer, got {shown}", "gid_invalid", got=shown
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -334,6 +380,7 @@ def gunzip(chunks: Iterable[bytes]) -> Iterator[bytes]:
         raise InvalidInput(
             f"The body is not valid gzip ({exc}); lines before the damage were kept.",
             field="body",
+            field_code="invalid_gzip",
         ) from None
 
 
@@ -405,8 +452,15 @@ def split_lines(
             yield line + b"\n" if ended and isinstance(line, bytes) else line
 
 
-def _too_long_message(max_line_bytes: int) -> str:
-    return f"the line is longer than {max_line_bytes} bytes"
+def _too_long(max_line_bytes: int) -> list[dict[str, Any]]:
+    return [
+        field_detail(
+            "line",
+            f"the line is longer than {max_line_bytes} bytes",
+            "line_too_long",
+            {"max": max_line_bytes},
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -616,7 +670,7 @@ class UserImport:
         """Check one line on its own: add it, skip it (blank) or reject it with the reason."""
         report = self.report
         if isinstance(raw, _TooLong):
-            report.reject(number, _too_long_message(self.max_line_bytes))
+            report.reject(number, _too_long(self.max_line_bytes))
             return
         line = raw.strip()
         if not line:
@@ -624,7 +678,7 @@ class UserImport:
         try:
             gid, patch = self._parse_json_line(line)
         except LineRejected as exc:
-            report.reject(number, str(exc))
+            report.reject(number, exc.problems)
             return
         self._add(gid, patch)
 
@@ -632,36 +686,49 @@ class UserImport:
         try:
             record = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
-            raise LineRejected(f"not valid JSON: {exc}") from None
+            raise _line_problem(
+                "line", f"not valid JSON: {exc}", "invalid_json", error=str(exc)
+            ) from None
         if type(record) is not dict:
-            raise LineRejected('expected an object like {"gid": 1, "attributes": {...}}')
+            raise _line_problem(
+                "line", 'expected an object like {"gid": 1, "attributes": {...}}', "not_object"
+            )
         if "gid" not in record:
-            raise LineRejected("gid is missing")
+            raise _line_problem("gid", "gid is missing", "required")
         gid = _gid_from_json(record["gid"])
         attributes = record.get("attributes", {})
         if len(record) > 2 or (len(record) == 2 and "attributes" not in record):
             unknown = next(k for k in record if k not in ("gid", "attributes"))
-            raise LineRejected(f"unknown field {unknown!r}; a line has only gid and attributes")
+            raise _line_problem(
+                str(unknown),
+                f"unknown field {unknown!r}; a line has only gid and attributes",
+                "unknown_field",
+            )
         if type(attributes) is not dict:
-            raise LineRejected(f"attributes must be an object, got {_describe(attributes)}")
+            raise _line_problem(
+                "attributes",
+                f"attributes must be an object, got {_describe(attributes)}",
+                "not_object",
+            )
         accepts = self._json_accepts
-        problems: list[str] | None = None
+        problems: list[dict[str, Any]] | None = None
         for key, value in attributes.items():
             accept = accepts.get(key)
             if accept is None:
                 problems = problems or []
-                problems.append(f"unknown attribute {key!r} (not in the project's catalogue)")
+                problems.append(_unknown_attribute(key))
             elif value is not None and not accept(value):
                 problems = problems or []
                 expected = self.catalogue[key]
                 try:
                     JSON_CONVERTERS[expected](value)
-                    message = f"expected a {expected}"
-                except ValueError as exc:
-                    message = str(exc)
-                problems.append(f"attribute {key!r}: {message}")
+                    problems.append(
+                        BadValue("invalid", f"expected a {expected}", expected=expected).detail(key)
+                    )
+                except BadValue as exc:
+                    problems.append(exc.detail(key))
         if problems:
-            raise LineRejected("; ".join(problems))
+            raise LineRejected(problems)
         # Values are stored as parsed, so the parsed object is the patch.
         return gid, attributes
 
@@ -671,12 +738,12 @@ class UserImport:
         report = self.report
         # Physical lines that could not be read (bad UTF-8, too long): a record
         # touching one is rejected with that reason.
-        bad_lines: dict[int, str] = {}
+        bad_lines: dict[int, list[dict[str, Any]]] = {}
 
         def text_lines() -> Iterator[str]:
             for number, raw in enumerate(split_lines(chunks, report, self.max_line_bytes), 1):
                 if isinstance(raw, _TooLong):
-                    bad_lines[number] = _too_long_message(self.max_line_bytes)
+                    bad_lines[number] = _too_long(self.max_line_bytes)
                     yield "\n"
                     continue
                 if number == 1 and raw.startswith(_BOM):
@@ -684,7 +751,14 @@ class UserImport:
                 try:
                     yield raw.decode("utf-8")
                 except UnicodeDecodeError as exc:
-                    bad_lines[number] = f"not valid UTF-8: {exc.reason} at byte {exc.start}"
+                    bad_lines[number] = [
+                        field_detail(
+                            "line",
+                            f"not valid UTF-8: {exc.reason} at byte {exc.start}",
+                            "not_utf8",
+                            {"byte": exc.start},
+                        )
+                    ]
                     yield raw.decode("utf-8", "replace")
 
         reader = csv.reader(text_lines(), strict=True)
@@ -700,9 +774,19 @@ class UserImport:
             except csv.Error as exc:
                 if columns is None:
                     raise InvalidInput(
-                        f"The CSV header (line {start}) cannot be read: {exc}.", field="header"
+                        f"The CSV header (line {start}) cannot be read: {exc}.",
+                        field="header",
+                        field_code="csv_header_unreadable",
+                        params={"line": start},
                     ) from None
-                report.reject(start, f"malformed CSV: {exc}")
+                report.reject(
+                    start,
+                    [
+                        field_detail(
+                            "line", f"malformed CSV: {exc}", "csv_malformed", {"error": str(exc)}
+                        )
+                    ],
+                )
                 continue
             end = reader.line_num
             if bad_lines:
@@ -712,8 +796,11 @@ class UserImport:
                 if reason is not None:
                     if columns is None:
                         raise InvalidInput(
-                            f"The CSV header (line {start}) cannot be read: {reason}.",
+                            f"The CSV header (line {start}) cannot be read: "
+                            f"{reason[0]['message']}.",
                             field="header",
+                            field_code="csv_header_unreadable",
+                            params={"line": start},
                         )
                     report.reject(start, reason)
                     continue
@@ -724,15 +811,25 @@ class UserImport:
                 width = len(row)
                 continue
             if len(row) != width:
-                report.reject(start, f"expected {width} fields like the header, got {len(row)}")
+                report.reject(
+                    start,
+                    [
+                        field_detail(
+                            "line",
+                            f"expected {width} fields like the header, got {len(row)}",
+                            "csv_width",
+                            {"expected": width, "got": len(row)},
+                        )
+                    ],
+                )
                 continue
             try:
                 gid = _gid_from_text(row[gid_index])
             except LineRejected as exc:
-                report.reject(start, str(exc))
+                report.reject(start, exc.problems)
                 continue
             patch: dict[str, Any] = {}
-            problems: list[str] = []
+            problems: list[dict[str, Any]] = []
             for index, (key, convert) in enumerate(columns):
                 if index == gid_index:
                     continue
@@ -742,10 +839,10 @@ class UserImport:
                     continue
                 try:
                     patch[key] = convert(cell)
-                except ValueError as exc:
-                    problems.append(f"attribute {key!r}: {exc}")
+                except BadValue as exc:
+                    problems.append(exc.detail(key))
             if problems:
-                report.reject(start, "; ".join(problems))
+                report.reject(start, problems)
                 continue
             self._add(gid, patch)
 
@@ -754,9 +851,13 @@ class UserImport:
     ) -> tuple[list[tuple[str, Callable[[str], Any]]], int]:
         """Check the header names gid once and only catalogue keys (422 otherwise)."""
         names = [cell.strip() for cell in row]
-        problems: list[str] = []
+        problems = FieldErrors()
         if names.count("gid") != 1:
-            problems.append("the header must name a 'gid' column exactly once, like gid,<key>,...")
+            problems.add(
+                "header",
+                "the header must name a 'gid' column exactly once, like gid,<key>,...",
+                code="csv_gid_column",
+            )
         seen: set[str] = set()
         columns: list[tuple[str, Callable[[str], Any]]] = []
         for position, name in enumerate(names, 1):
@@ -764,21 +865,27 @@ class UserImport:
                 columns.append((name, _csv_string))
                 continue
             if not name:
-                problems.append(f"column {position} has no name")
+                problems.add(
+                    "header",
+                    f"column {position} has no name",
+                    code="csv_column_unnamed",
+                    position=position,
+                )
             elif name in seen:
-                problems.append(f"column {name!r} appears twice")
+                problems.add(
+                    "header", f"column {name!r} appears twice", code="csv_column_twice", name=name
+                )
             elif name not in self.catalogue:
-                problems.append(f"unknown attribute {name!r} (not in the project's catalogue)")
+                problems.add(
+                    "header",
+                    f"unknown attribute {name!r} (not in the project's catalogue)",
+                    code="attribute_unknown",
+                    value=name,
+                )
             else:
                 columns.append((name, CSV_CONVERTERS[self.catalogue[name]]))
             seen.add(name)
-        if problems:
-            raise InvalidInput(
-                f"The CSV header (line {line}) is invalid: {problems[0]}"
-                + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
-                + ".",
-                details=[{"field": "header", "message": p} for p in problems],
-            )
+        problems.raise_if_any(f"The CSV header (line {line}) is invalid:")
         return columns, names.index("gid")
 
     # -- writing ----------------------------------------------------------------

@@ -8,6 +8,9 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+from ..errors import FieldDetail
 
 MAX_GID = 2**63 - 1
 KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
@@ -21,52 +24,57 @@ MAX_JSON_DEPTH = 32
 INT_RANGE = (-(2**63), 2**64 - 1)
 
 
-def _storable(text: str) -> str | None:
-    """Why ``text`` cannot be stored, or None when it can."""
+def _storable(text: str) -> tuple[str, str] | None:
+    """Why ``text`` cannot be stored, as (code, English words), or None when it can."""
     if "\x00" in text:
-        return "must not contain NUL characters"
+        return "nul_characters", "must not contain NUL characters"
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return "must be valid Unicode (no lone surrogates)"
+        return "invalid_unicode", "must be valid Unicode (no lone surrogates)"
     return None
 
 
 def check_text(value: str) -> str:
     problem = _storable(value)
     if problem is not None:
-        raise ValueError(problem)
+        raise PydanticCustomError(*problem)
     return value
 
 
+def _unstorable(code: str, words: str, path: str, **params: Any) -> PydanticCustomError:
+    where = " at {path}" if path else ""
+    return PydanticCustomError(code, words + where, {**params, "path": path})
+
+
 def check_json(value: Any, path: str = "", depth: int = 0) -> None:
-    """Raise ValueError naming the first value that cannot be stored as JSON."""
-    where = f" at {path}" if path else ""
+    """Raise a ``PydanticCustomError`` naming the first value that cannot be stored
+    as JSON (``path`` is where it is inside the value)."""
     if depth > MAX_JSON_DEPTH:
-        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels{where}")
+        raise _unstorable("too_deep", "nested deeper than {max} levels", path, max=MAX_JSON_DEPTH)
     if isinstance(value, str):
         problem = _storable(value)
         if problem is not None:
-            raise ValueError(f"text {problem}{where}")
+            raise _unstorable(problem[0], "text " + problem[1], path)
     elif isinstance(value, bool) or value is None:
         return
     elif isinstance(value, int):
         if not INT_RANGE[0] <= value <= INT_RANGE[1]:
-            raise ValueError(f"integer out of the 64-bit range{where}")
+            raise _unstorable("integer_too_large", "integer out of the 64-bit range", path)
     elif isinstance(value, float):
         if not math.isfinite(value):
-            raise ValueError(f"numbers must be finite{where}")
+            raise _unstorable("not_finite", "numbers must be finite", path)
     elif isinstance(value, dict):
         for key, item in value.items():
             problem = _storable(str(key))
             if problem is not None:
-                raise ValueError(f"keys {problem}{where}")
+                raise _unstorable(problem[0], "keys " + problem[1], path)
             check_json(item, f"{path}.{key}" if path else str(key), depth + 1)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             check_json(item, f"{path}[{index}]", depth + 1)
     else:
-        raise ValueError(f"unsupported value{where}")
+        raise _unstorable("unsupported_value", "unsupported value", path)
 
 
 AttributeType = Literal["string", "number", "date", "boolean"]
@@ -87,9 +95,14 @@ class AttributeCreate(BaseModel):
     @classmethod
     def _key(cls, value: str) -> str:
         if not KEY_PATTERN.fullmatch(value):
-            raise ValueError("must be 1-64 letters, digits or '_', starting with a letter or '_'")
+            raise PydanticCustomError(
+                "attribute_key_invalid",
+                "must be 1-64 letters, digits or '_', starting with a letter or '_'",
+            )
         if value in RESERVED_KEYS:
-            raise ValueError(f"{value!r} is reserved for the user id")
+            raise PydanticCustomError(
+                "reserved_key", "'{key}' is reserved for the user id", {"key": value}
+            )
         return value
 
     @field_validator("name")
@@ -99,7 +112,7 @@ class AttributeCreate(BaseModel):
             return None
         value = check_text(value).strip()
         if not value:
-            raise ValueError("must not be blank")
+            raise PydanticCustomError("empty", "must not be blank")
         return value
 
 
@@ -125,6 +138,9 @@ class UserOut(BaseModel):
 class ImportLineError(BaseModel):
     line: int
     message: str
+    # What is wrong, a field detail each (``attributes.city``, ``gid``, ``line``…)
+    # with its code and params; ``message`` joins them in English.
+    details: list[FieldDetail]
 
 
 class ImportResult(BaseModel):
@@ -152,7 +168,7 @@ class EventIn(BaseModel):
     def _name(cls, value: str) -> str:
         value = check_text(value).strip()
         if not value:
-            raise ValueError("must not be blank")
+            raise PydanticCustomError("empty", "must not be blank")
         return value
 
     @field_validator("properties")

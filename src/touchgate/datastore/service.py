@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from ..errors import Conflict, FieldErrors, NotFound
+from ..errors import Conflict, FieldErrors, NotFound, field_detail, pydantic_details
 from ..models import Attribute, Event, User
 from ..models.base import utcnow
 from ..projects.service import get_project
@@ -31,7 +31,8 @@ def create_attribute(session: Session, project_id: int, data: AttributeCreate) -
         raise Conflict(
             f"The attribute {data.key!r} already exists in this project.",
             code="attribute_exists",
-            details=[{"field": "key", "message": "already in the project's catalogue"}],
+            params={"key": data.key},
+            details=[field_detail("key", "already in the project's catalogue", "attribute_exists")],
         )
     attribute = Attribute(
         project_id=project_id,
@@ -65,16 +66,6 @@ def get_user(session: Session, project_id: int, gid: int) -> User:
     return user
 
 
-def _field(prefix: str, loc: tuple[int | str, ...]) -> str:
-    name = prefix
-    for part in loc:
-        if isinstance(part, int):
-            name += f"[{part}]"
-        else:
-            name += f".{part}" if name else part
-    return name or "body"
-
-
 def parse_events(body: Any) -> list[EventIn]:
     """One event ``{name, gid, time?, properties?}`` or ``{"events": [...]}``.
 
@@ -83,13 +74,18 @@ def parse_events(body: Any) -> list[EventIn]:
     errors = FieldErrors()
     if isinstance(body, dict) and "events" in body:
         for extra in sorted(k for k in body if k != "events"):
-            errors.add(extra, "not allowed beside 'events'")
+            errors.add(extra, "not allowed beside 'events'", code="only_events")
         items = body["events"]
         if not isinstance(items, list):
-            errors.add("events", "must be a list of events")
+            errors.add("events", "must be a list of events", code="not_list")
             items = []
         elif len(items) > MAX_EVENTS_PER_REQUEST:
-            errors.add("events", f"at most {MAX_EVENTS_PER_REQUEST} events per request")
+            errors.add(
+                "events",
+                f"at most {MAX_EVENTS_PER_REQUEST} events per request",
+                code="too_many_items",
+                max=MAX_EVENTS_PER_REQUEST,
+            )
             items = []
         prefixes = [f"events[{i}]" for i in range(len(items))]
     else:
@@ -100,8 +96,7 @@ def parse_events(body: Any) -> list[EventIn]:
         try:
             events.append(EventIn.model_validate(item))
         except ValidationError as exc:
-            for err in exc.errors():
-                errors.add(_field(prefix, tuple(err["loc"])), err["msg"])
+            errors.extend(pydantic_details(exc.errors(), prefix))
     errors.raise_if_any("Some events are invalid.")
     return events
 

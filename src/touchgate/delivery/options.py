@@ -44,10 +44,17 @@ T = TypeVar("T")
 
 
 class OptionsApiFailed(TouchgateError):
-    """The options API could not give usable options (and none were cached)."""
+    """The options API could not give usable options (and none were cached).
+
+    ``params["problem"]`` says what went wrong as a code (``not_json``,
+    ``http_status``…), with the values its sentence needs beside it."""
 
     status_code = 502
     code = "options_api_failed"
+
+
+def _failed(problem: str, message: str, **params: Any) -> OptionsApiFailed:
+    return OptionsApiFailed(message, params={"problem": problem, **params})
 
 
 @dataclass(frozen=True)
@@ -83,45 +90,66 @@ def parse_options(body: bytes) -> list[dict[str, Any]]:
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise OptionsApiFailed(
-            f"The options API answered with something that is not JSON ({exc})."
+        raise _failed(
+            "not_json",
+            f"The options API answered with something that is not JSON ({exc}).",
+            error=str(exc),
         ) from None
     if not isinstance(doc, dict):
-        raise OptionsApiFailed("The options API answer is not a JSON object.")
+        raise _failed("not_object", "The options API answer is not a JSON object.")
     code = doc.get("code")
     if isinstance(code, bool) or not isinstance(code, int):
-        raise OptionsApiFailed("The options API answer has no integer 'code'.")
+        raise _failed("no_code", "The options API answer has no integer 'code'.")
     if code != 0:
         message = doc.get("message")
         said = f": {message}" if message else ""
-        raise OptionsApiFailed(f"The options API refused with code {code}{said}.")
+        raise _failed(
+            "refused",
+            f"The options API refused with code {code}{said}.",
+            api_code=code,
+            said=str(message or ""),
+        )
     raw = doc.get("enumArgs")
     if not isinstance(raw, list):
-        raise OptionsApiFailed("The options API answer has no 'enumArgs' list.")
+        raise _failed("no_enum_args", "The options API answer has no 'enumArgs' list.")
     return [_option(item, f"enumArgs[{i}]", depth=1) for i, item in enumerate(raw)]
 
 
 def _option(item: Any, where: str, *, depth: int) -> dict[str, Any]:
     if not isinstance(item, dict):
-        raise OptionsApiFailed(f"The options API answer's {where} is not an object.")
+        raise _failed(
+            "option_not_object", f"The options API answer's {where} is not an object.", where=where
+        )
     code = item.get("code")
     if isinstance(code, bool) or not isinstance(code, str | int) or str(code).strip() == "":
-        raise OptionsApiFailed(f"The options API answer's {where} has no 'code'.")
+        raise _failed(
+            "option_no_code", f"The options API answer's {where} has no 'code'.", where=where
+        )
     name = item.get("description")
     if name is None or (isinstance(name, str) and not name.strip()):
         name = code
     if not isinstance(name, str | int | float) or isinstance(name, bool):
-        raise OptionsApiFailed(f"The options API answer's {where}.description is not text.")
+        raise _failed(
+            "option_name_not_text",
+            f"The options API answer's {where}.description is not text.",
+            where=f"{where}.description",
+        )
     option: dict[str, Any] = {"code": str(code), "name": str(name)}
     children = item.get("childEnumArgs")
     if children:
         if depth >= 2:
-            raise OptionsApiFailed(
+            raise _failed(
+                "too_deep",
                 f"The options API answer nests options more than two levels deep "
-                f"({where}.childEnumArgs); only category → option is supported."
+                f"({where}.childEnumArgs); only category → option is supported.",
+                where=f"{where}.childEnumArgs",
             )
         if not isinstance(children, list):
-            raise OptionsApiFailed(f"The options API answer's {where}.childEnumArgs is not a list.")
+            raise _failed(
+                "children_not_list",
+                f"The options API answer's {where}.childEnumArgs is not a list.",
+                where=f"{where}.childEnumArgs",
+            )
         option["children"] = [
             _option(child, f"{where}.childEnumArgs[{j}]", depth=depth + 1)
             for j, child in enumerate(children)
@@ -139,12 +167,16 @@ def options_source(runtime: Runtime, touchpoint: Touchpoint, param_key: str) -> 
 
     param = next((p for p in touchpoint.template_params or [] if p.get("key") == param_key), None)
     if param is None:
-        raise NotFound(f"The touchpoint has no template parameter {param_key!r}.")
+        raise NotFound(
+            f"The touchpoint has no template parameter {param_key!r}.", params={"key": param_key}
+        )
     enum = param.get("enum") or {}
     if param.get("type") != "enum" or enum.get("source") != "api" or not enum.get("url"):
         raise InvalidInput(
             f"Template parameter {param_key!r} is not an enum whose options come from an API.",
             field="key",
+            field_code="not_api_enum",
+            params={"key": param_key},
         )
     return OptionsSource(
         touchpoint_id=touchpoint.id,
@@ -217,11 +249,19 @@ async def _call(runtime: Runtime, source: OptionsSource) -> list[dict[str, Any]]
         max_in_flight=source.max_in_flight,
     )
     if result.status is None or result.error_kind is not None:
-        raise OptionsApiFailed(
-            f"The options API at {source.url} could not be used: {result.error}."
+        raise _failed(
+            "unreachable",
+            f"The options API at {source.url} could not be used: {result.error}.",
+            url=source.url,
+            error=str(result.error),
         )
     if not 200 <= result.status <= 299:
-        raise OptionsApiFailed(f"The options API at {source.url} answered HTTP {result.status}.")
+        raise _failed(
+            "http_status",
+            f"The options API at {source.url} answered HTTP {result.status}.",
+            url=source.url,
+            status=result.status,
+        )
     return parse_options(result.body)
 
 

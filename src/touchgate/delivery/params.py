@@ -30,18 +30,19 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import date
 from typing import Any
 
-from ..errors import FieldErrors
+from ..errors import Coded, FieldErrors, TouchgateError, field_detail
 from ..models import Touchpoint
 from ..runtime import Runtime
 from .options import OptionsApiFailed, OptionsSource, fetch_options, options_source, run_async
-from .protocol import placeholders
+from .protocol import placeholder_keys, placeholders
 
 TEXT_MAX = 4000
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 Options = list[dict[str, Any]]
 # API enum options by parameter key: a mapping fetched beforehand, or a function
-# that fetches (``options.load_api_options`` wrapped for one touchpoint).
+# that fetches (``options.load_api_options`` wrapped for one touchpoint) and raises
+# LookupError (``from`` the options API's error) when it cannot.
 EnumOptions = Mapping[str, Options] | Callable[[str], Options]
 
 
@@ -58,16 +59,28 @@ def leaf_codes(options: Sequence[Mapping[str, Any]]) -> set[str]:
     return codes
 
 
+class OptionsNotLoaded(LookupError):
+    """The caller did not load the options of an API enum it asked to check."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no options were loaded for the API enum {key!r}")
+        self.key = key
+
+
+def _invalid_value(code: str, message: str, params: dict[str, Any] | None = None) -> Coded:
+    return Coded(code=code, message=message, params=params or {})
+
+
 def _enum_options(param: Mapping[str, Any], enum_options: EnumOptions | None) -> Options:
     spec = param.get("enum") or {}
     if spec.get("source", "manual") == "api":
         key = str(param.get("key"))
         if enum_options is None:
-            raise LookupError(f"no options were loaded for the API enum {key!r}")
+            raise OptionsNotLoaded(key)
         if callable(enum_options):
             return enum_options(key)
         if key not in enum_options:
-            raise LookupError(f"no options were loaded for the API enum {key!r}")
+            raise OptionsNotLoaded(key)
         return list(enum_options[key])
     return list(spec.get("options") or [])
 
@@ -77,48 +90,73 @@ def _check_value(
     value: Any,
     enum_options: EnumOptions | None,
     attribute_keys: Collection[str],
-) -> str | None:
+) -> Coded | None:
     """The problem with one non-null value, or ``None`` when it is valid."""
     kind = param.get("type")
     if kind == "date":
         if not isinstance(value, str) or not _DATE.fullmatch(value):
-            return "must be a date string YYYY-MM-DD"
+            return _invalid_value("not_date", "must be a date string YYYY-MM-DD")
         try:
             date.fromisoformat(value)
         except ValueError:
-            return f"{value!r} is not a real calendar date"
+            return _invalid_value(
+                "not_calendar_date", f"{value!r} is not a real calendar date", {"value": value}
+            )
         return None
     if kind == "number":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return "must be a number"
+            return _invalid_value("not_number", "must be a number")
         if isinstance(value, float) and not math.isfinite(value):
-            return "must be a finite number"
+            return _invalid_value("not_finite", "must be a finite number")
         return None
     if kind == "enum":
         if not isinstance(value, str):
-            return "must be one of the option codes (a string)"
+            return _invalid_value("option_not_text", "must be one of the option codes (a string)")
         codes = leaf_codes(_enum_options(param, enum_options))
         if value not in codes:
             shown = ", ".join(sorted(codes)[:20]) or "none"
             more = " …" if len(codes) > 20 else ""
-            return f"{value!r} is not one of the offered codes ({shown}{more})"
+            return _invalid_value(
+                "not_an_option",
+                f"{value!r} is not one of the offered codes ({shown}{more})",
+                {"value": value, "codes": shown + more},
+            )
         return None
     if kind == "text":
         if not isinstance(value, str):
-            return "must be a string"
+            return _invalid_value("not_text", "must be a string")
         if len(value) > TEXT_MAX:
-            return f"must be at most {TEXT_MAX} characters (got {len(value)})"
+            return _invalid_value(
+                "too_long",
+                f"must be at most {TEXT_MAX} characters (got {len(value)})",
+                {"max": TEXT_MAX, "got": len(value)},
+            )
         if param.get("required") and not value.strip():
-            return "is required and must not be blank"
+            return _invalid_value("required", "is required and must not be blank")
         unknown = [p for p in placeholders(value) if p not in attribute_keys]
         if unknown:
             allowed = ", ".join(attribute_keys) or "none"
-            return (
+            return _invalid_value(
+                "unknown_placeholder",
                 f"placeholder {{{{{unknown[0]}}}}} does not name one of the touchpoint's "
-                f"user attributes ({allowed})"
+                f"user attributes ({allowed})",
+                {"placeholder": unknown[0], "allowed": allowed},
             )
         return None
-    return f"the touchpoint declares an unknown parameter type {kind!r}"
+    return _invalid_value(
+        "unknown_param_type",
+        f"the touchpoint declares an unknown parameter type {kind!r}",
+        {"type": str(kind)},
+    )
+
+
+def _options_problem(key: str, exc: LookupError) -> Coded:
+    """A loader's failure (an ``EnumOptions`` function raises LookupError, from the
+    options API's own error when there is one) as the value's problem."""
+    cause = exc.__cause__
+    if isinstance(cause, TouchgateError):
+        return _invalid_value(cause.code, str(exc), dict(cause.params))
+    return _invalid_value("options_not_loaded", str(exc), {"key": key})
 
 
 def validate_params(
@@ -140,33 +178,37 @@ def validate_params(
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
-        errors.add(field_prefix, "must be an object of template parameter values")
+        errors.add(
+            field_prefix, "must be an object of template parameter values", code="not_object"
+        )
         errors.raise_if_any()
     declared = {str(p.get("key")): p for p in touchpoint_params}
     tem_data: dict[str, Any] = {}
-    text_keys: list[str] = []
     for key in values:
         if key not in declared:
-            errors.add(f"{field_prefix}.{key}", "is not a template parameter of this touchpoint")
+            errors.add(
+                f"{field_prefix}.{key}",
+                "is not a template parameter of this touchpoint",
+                code="not_a_param",
+                key=str(key),
+            )
     for key, param in declared.items():
         value = values.get(key)
-        field = f"{field_prefix}.{key}"
+        field_name = f"{field_prefix}.{key}"
         if value is None:
             if param.get("required"):
-                errors.add(field, "is required")
+                errors.add(field_name, "is required", code="required")
             continue
         try:
             problem = _check_value(param, value, enum_options, attribute_keys)
         except LookupError as exc:
-            problem = str(exc)
+            problem = _options_problem(key, exc)
         if problem is not None:
-            errors.add(field, problem)
+            errors.add(field_name, problem.message, code=problem.code, **problem.params)
             continue
         tem_data[key] = value
-        if param.get("type") == "text" and placeholders(value):
-            text_keys.append(key)
     errors.raise_if_any("Some template parameter values are invalid.")
-    return tem_data, text_keys
+    return tem_data, placeholder_keys(touchpoint_params, tem_data)
 
 
 def api_enum_keys(touchpoint_params: Sequence[Mapping[str, Any]], values: Any = None) -> list[str]:
@@ -209,7 +251,12 @@ async def fetch_enum_options(
         if isinstance(result, OptionsApiFailed):
             raise OptionsApiFailed(
                 f"The options of {field_prefix}.{key} could not be loaded: {result.message}",
-                details=[{"field": f"{field_prefix}.{key}", "message": result.message}],
+                params=result.params,
+                details=[
+                    field_detail(
+                        f"{field_prefix}.{key}", result.message, result.code, result.params
+                    )
+                ],
             )
         if isinstance(result, BaseException):
             raise result

@@ -107,6 +107,20 @@ def placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+def placeholder_keys(
+    template_params: Iterable[Mapping[str, Any]], tem_data: Mapping[str, Any]
+) -> list[str]:
+    """The template values rendered per user: those of text parameters (a key the
+    touchpoint does not declare counts as text) that hold ``{{placeholders}}``. The
+    one rule for enqueueing, test sends, campaign previews and value checks."""
+    types = {p.get("key"): p.get("type") for p in template_params}
+    return [
+        key
+        for key, value in tem_data.items()
+        if isinstance(value, str) and types.get(key, "text") == "text" and placeholders(value)
+    ]
+
+
 def data_entry(
     gid: int,
     attributes: Mapping[str, Any],

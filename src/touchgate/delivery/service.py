@@ -55,16 +55,6 @@ class EnqueueResult:
     user_count: int
 
 
-def _text_keys(touchpoint: Touchpoint, tem_data: Mapping[str, Any]) -> list[str]:
-    """Template values that hold ``{{attribute}}`` placeholders (rendered per user)."""
-    types = {p.get("key"): p.get("type") for p in touchpoint.template_params or []}
-    return [
-        key
-        for key, value in tem_data.items()
-        if isinstance(value, str) and "{{" in value and types.get(key, "text") == "text"
-    ]
-
-
 def _chunks(it: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(it)
     while chunk := list(itertools.islice(iterator, size)):
@@ -99,7 +89,7 @@ def enqueue_delivery(
     batch = max(1, min(int(touchpoint.batch_size or 500), 500))
     chunk_size = batch * max(1, ENQUEUE_CHUNK // batch)
     dynamic_keys = list(touchpoint.user_attributes or [])
-    text_keys = _text_keys(touchpoint, tem_data)
+    text_keys = protocol.placeholder_keys(touchpoint.template_params or [], tem_data)
     tem = dict(tem_data)
     project_id = touchpoint.project_id
     now = utcnow()

@@ -75,8 +75,10 @@ class CampaignRun(Base):
 
 
 class CampaignEntry(Base):
-    """A targeted user of a run: ``entered`` the strategy, or ``suppressed`` (with why).
-    Participation rules are checked against the ``entered`` rows.
+    """A user who entered a run. Participation rules are checked against these rows;
+    users the rules held back are :class:`CampaignSuppression` rows. ``event_id`` is
+    the event that triggered the entry (event-triggered campaigns), whose properties
+    event splits read.
 
     Like ``orders.campaign_id``, the per-user tables carry no foreign keys: on
     PostgreSQL a foreign key is a trigger fired per inserted row, which doubled the
@@ -92,14 +94,20 @@ class CampaignEntry(Base):
     campaign_id: Mapped[int] = mapped_column(Integer)
     run_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
     gid: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[str] = mapped_column(String(16))  # entered | suppressed
+    # Always ``entered`` since 0006 (suppressed users have their own table).
+    status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class CampaignStepUser(Base):
     """A user reaching a step of a run; ``outcome`` is ``entered`` or ``control``
-    (a ``timing: none`` step: counted, not sent). No foreign keys (see CampaignEntry)."""
+    (a ``timing: none`` step: counted, not sent). No foreign keys (see CampaignEntry).
+
+    A send step in mode ``all`` keeps each user's deliveries still open (``open``)
+    and whether one of them succeeded (``ok``): the user's result for the step is
+    known when the last one settles."""
 
     __tablename__ = "campaign_step_users"
     __table_args__ = (Index("ix_campaign_step_users_campaign", "campaign_id", "step_id"),)
@@ -112,12 +120,16 @@ class CampaignStepUser(Base):
     campaign_id: Mapped[int] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+    open: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    ok: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
 
 
 class CampaignDue(Base):
-    """Work a campaign must do later: a delayed send (``kind = send``) or a step that
-    follows a settled send (``kind = step``), for a chunk of users. The process that
-    deletes the row owns the work."""
+    """Work a campaign must do later, for a chunk of users: a delayed send
+    (``kind = send``), a step that follows a settled send (``kind = step``), or a
+    send held by quiet hours (``kind = hold``: ``channel`` of the step, and whether
+    the users are falling back from an earlier channel). The process that deletes
+    the row owns the work."""
 
     __tablename__ = "campaign_due"
     __table_args__ = (Index("ix_campaign_due_due_at", "due_at"),)
@@ -129,9 +141,11 @@ class CampaignDue(Base):
         ForeignKey("campaign_runs.id", ondelete="CASCADE"),
     )
     step_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(8))  # send | step
+    kind: Mapped[str] = mapped_column(String(8))  # send | step | hold
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     gids: Mapped[list[int]] = mapped_column(JSONType)
+    channel: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    fallback: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class CampaignListGid(Base):
@@ -156,3 +170,42 @@ class CampaignWait(Base):
     campaign_id: Mapped[int] = mapped_column(Integer)
     gid: Mapped[int] = mapped_column(BigInteger)
     event_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    event_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+class CampaignSuppression(Base):
+    """A user held back, with why: ``participation`` (at entry; no step), or
+    ``frequency_cap``, ``quiet_hours`` (dropped) or ``blocklist`` at one touchpoint
+    of a send step. No foreign keys (see CampaignEntry)."""
+
+    __tablename__ = "campaign_suppressions"
+    __table_args__ = (Index("ix_campaign_suppressions_campaign", "campaign_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    step_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    touchpoint_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gid: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CampaignCount(Base):
+    """A change to one of a campaign's result counters, appended where it happens
+    (entry, suppression, enqueue, settlement) and summed when stats are read: no
+    statement ever waits on another's counter row, and reading stats never scans
+    per-user rows. ``step_id`` is '' and ``touchpoint_id`` 0 for campaign-wide
+    figures; ``bucket`` is the minute it happened in (the time series)."""
+
+    __tablename__ = "campaign_counts"
+    __table_args__ = (Index("ix_campaign_counts_campaign", "campaign_id", "bucket"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(Integer)
+    step_id: Mapped[str] = mapped_column(String(64), default="")
+    touchpoint_id: Mapped[int] = mapped_column(Integer, default=0)
+    metric: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(200), default="")
+    bucket: Mapped[datetime] = mapped_column(UTCDateTime)
+    n: Mapped[int] = mapped_column(BigInteger)

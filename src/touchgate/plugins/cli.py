@@ -177,7 +177,7 @@ def try_plugin(
             if cfg.key not in plain_config and cfg.default is not None:
                 plain_config[cfg.key] = cfg.default
             elif cfg.key in plain_config and (reason := value_matches(cfg, plain_config[cfg.key])):
-                console.print(f"[yellow]config {cfg.key}: {reason}")
+                console.print(f"[yellow]config {cfg.key}: {reason.message}")
         directory = Path(tmp) / "plugin"
         shutil.move(str(staged.files_dir), directory)
         info = PluginInfo(0, 0, staged.manifest.entry, directory, staged.sha256)

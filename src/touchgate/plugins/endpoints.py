@@ -14,13 +14,13 @@ from ..api.deps import CtxDep, ListOf, PageDep, audit_created
 from ..api.guard import api_router
 from ..audit.service import state
 from ..auth import PROJECT_ADMIN, PROJECT_READ, requires
-from ..errors import InvalidInput
+from ..errors import InvalidInput, field_detail
 from ..projects import service as projects
 from ..runtime import Runtime
 from . import repository as repo
 from . import service
 from .host import PluginHost, ensure_plugin_host
-from .package import MAX_PACKAGE_BYTES, InvalidPlugin, stage_package
+from .package import MAX_PACKAGE_BYTES, InvalidPlugin, stage_package, too_large_problem
 from .schemas import PluginOut
 
 router = api_router(tags=["plugins"])
@@ -70,26 +70,22 @@ async def upload_plugin(pid: int, request: Request, ctx: CtxDep) -> PluginOut:
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise InvalidPlugin(
-            "The plugin package is larger than 10 MiB.",
-            details=[
-                {
-                    "field": "file",
-                    "message": f"the upload is {length} bytes; at most "
-                    f"{MAX_PACKAGE_BYTES} (10 MiB)",
-                }
-            ],
+            "The plugin package is larger than 10 MiB.", details=[too_large_problem(length)]
         )
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise InvalidInput(
             "Upload the package as multipart/form-data with a field named 'file'.",
             field="file",
+            field_code="multipart_required",
         )
     form = await _read_form(request)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
-            raise InvalidInput("The form needs a file field named 'file'.", field="file")
+            raise InvalidInput(
+                "The form needs a file field named 'file'.", field="file", field_code="file_missing"
+            )
         fileobj = upload.file
 
         def _store() -> PluginOut:
@@ -170,16 +166,21 @@ async def _read_form(request: Request) -> FormData:
         raise InvalidPlugin(
             "The plugin package is larger than 10 MiB.",
             details=[
-                {
-                    "field": "file",
-                    "message": f"the upload exceeds {MAX_BODY_BYTES} bytes; a package may "
+                field_detail(
+                    "file",
+                    f"the upload exceeds {MAX_BODY_BYTES} bytes; a package may "
                     f"have at most {MAX_PACKAGE_BYTES} (10 MiB)",
-                }
+                    "upload_too_large",
+                    {"max": MAX_PACKAGE_BYTES},
+                )
             ],
         ) from None
     except MultiPartException as exc:
         raise InvalidInput(
-            f"The multipart body cannot be read: {exc.message}", field="file"
+            f"The multipart body cannot be read: {exc.message}",
+            field="file",
+            field_code="multipart_unreadable",
+            params={"error": exc.message},
         ) from None
 
 

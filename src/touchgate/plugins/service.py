@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from ..config import Settings
 from ..crypto import SecretBox
-from ..errors import Conflict, FieldErrors, InvalidInput, NotFound
+from ..errors import Conflict, FieldErrors, InvalidInput, NotFound, field_detail
 from ..models import Plugin, Touchpoint
 from . import repository as repo
 from .manifest import ConfigField, value_matches
@@ -59,7 +59,15 @@ def create_plugin(
             f"Plugin {manifest.name} {manifest.version} is already uploaded to this project; "
             "bump the version in touchgate-plugin.toml.",
             code="plugin_version_exists",
-            details=[{"field": "file", "message": "this name and version already exist"}],
+            params={"name": manifest.name, "version": manifest.version},
+            details=[
+                field_detail(
+                    "file",
+                    "this name and version already exist",
+                    "plugin_version_exists",
+                    {"name": manifest.name, "version": manifest.version},
+                )
+            ],
         )
     plugin = Plugin(
         project_id=project_id,
@@ -94,6 +102,7 @@ def delete_plugin(session: Session, settings: Settings, project_id: int, plugin_
             f"Plugin {plugin.name} {plugin.version} is used by touchpoint(s) {names}; "
             "switch them to another plugin or delete them first.",
             code="plugin_in_use",
+            params={"name": plugin.name, "version": plugin.version, "count": len(users)},
             details={"touchpoints": [{"id": tid, "name": name} for tid, name in users]},
         )
     session.delete(plugin)
@@ -109,12 +118,15 @@ def _plugin_for_touchpoint(session: Session, project_id: int, plugin_id: Any) ->
         raise InvalidInput(
             "plugin_id: a plugin touchpoint needs the id of an uploaded plugin.",
             field="plugin_id",
+            field_code="required_for_plugin",
         )
     plugin = repo.get_plugin(session, plugin_id)
     if plugin is None or plugin.project_id != project_id:
         raise InvalidInput(
             f"plugin_id: plugin {plugin_id} does not exist in this project.",
             field="plugin_id",
+            field_code="plugin_unknown",
+            params={"id": plugin_id},
         )
     return plugin
 
@@ -137,7 +149,9 @@ def prepare_touchpoint_config(
     if config is None:
         config = {}
     if not isinstance(config, dict):
-        raise InvalidInput("plugin_config must be an object.", field="plugin_config")
+        raise InvalidInput(
+            "plugin_config must be an object.", field="plugin_config", field_code="not_object"
+        )
     previous = previous if isinstance(previous, dict) else {}
     fields = config_fields(plugin)
     known = {cfg.key for cfg in fields}
@@ -145,7 +159,12 @@ def prepare_touchpoint_config(
     for key in config:
         if key not in known:
             allowed = ", ".join(sorted(known)) or "(none)"
-            errors.add(f"plugin_config.{key}", f"unknown field; this plugin accepts: {allowed}")
+            errors.add(
+                f"plugin_config.{key}",
+                f"unknown field; this plugin accepts: {allowed}",
+                code="unknown_config_field",
+                allowed=allowed,
+            )
     stored: dict[str, Any] = {}
     for cfg in fields:
         name = f"plugin_config.{cfg.key}"
@@ -157,15 +176,19 @@ def prepare_touchpoint_config(
                 if isinstance(kept, str) and kept:
                     stored[cfg.key] = kept
                 elif cfg.required:
-                    errors.add(name, "required (a secret: send it once, it is never shown again)")
+                    errors.add(
+                        name,
+                        "required (a secret: send it once, it is never shown again)",
+                        code="secret_required",
+                    )
                 continue
             if value is None or value == "":
                 if cfg.required:
-                    errors.add(name, "required")
+                    errors.add(name, "required", code="required")
                 continue
             reason = value_matches(cfg, value)
             if reason:
-                errors.add(name, reason)
+                errors.add(name, reason.message, code=reason.code, **reason.params)
                 continue
             stored[cfg.key] = secrets.encrypt(value)
             continue
@@ -173,14 +196,14 @@ def prepare_touchpoint_config(
             if cfg.default is not None:
                 stored[cfg.key] = cfg.default
             elif cfg.required:
-                errors.add(name, "required")
+                errors.add(name, "required", code="required")
             continue
         reason = value_matches(cfg, value)
         if reason:
-            errors.add(name, reason)
+            errors.add(name, reason.message, code=reason.code, **reason.params)
             continue
         if cfg.required and cfg.type == "text" and not value.strip():
-            errors.add(name, "required")
+            errors.add(name, "required", code="required")
             continue
         stored[cfg.key] = value
     errors.raise_if_any("The plugin configuration is invalid.")

@@ -3,13 +3,18 @@ from __future__ import annotations
 from zoneinfo import available_timezones
 
 from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic_core import PydanticCustomError
 
 from ..names import Name, OptionalName
 
 
 def _check_timezone(value: str) -> str:
     if value not in available_timezones() and value != "UTC":
-        raise ValueError(f"unknown time zone {value!r}; use an IANA name like 'Asia/Shanghai'")
+        raise PydanticCustomError(
+            "unknown_timezone",
+            "unknown time zone '{value}'; use an IANA name like 'Asia/Shanghai'",
+            {"value": value},
+        )
     return value
 
 

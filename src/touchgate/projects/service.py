@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
-from ..errors import Conflict, NotFound
+from ..errors import Conflict, NotFound, field_detail
 from ..models import Project, Space
 from . import repository as repo
 from .schemas import ProjectCreate, ProjectUpdate, SpaceCreate
@@ -30,7 +30,8 @@ def create_project(session: Session, data: ProjectCreate) -> Project:
         raise Conflict(
             f"A project named {data.name!r} already exists.",
             code="name_taken",
-            details=[{"field": "name", "message": "already used by another project"}],
+            params={"name": data.name},
+            details=[field_detail("name", "already used by another project", "name_taken")],
         )
     project = Project(
         name=data.name, timezone=data.timezone, approval_required=data.approval_required
@@ -49,7 +50,8 @@ def update_project(session: Session, project_id: int, data: ProjectUpdate) -> Pr
             raise Conflict(
                 f"A project named {changes['name']!r} already exists.",
                 code="name_taken",
-                details=[{"field": "name", "message": "already used by another project"}],
+                params={"name": changes["name"]},
+                details=[field_detail("name", "already used by another project", "name_taken")],
             )
     for key, value in changes.items():
         setattr(project, key, value)
@@ -71,7 +73,8 @@ def create_space(session: Session, project_id: int, data: SpaceCreate) -> Space:
         raise Conflict(
             f"A space named {data.name!r} already exists in this project.",
             code="name_taken",
-            details=[{"field": "name", "message": "already used by another space"}],
+            params={"name": data.name},
+            details=[field_detail("name", "already used by another space", "name_taken")],
         )
     space = Space(project_id=project_id, name=data.name)
     session.add(space)

@@ -6,20 +6,17 @@ list, access to the space). The test send (``…/test``) lives in ``delivery``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Body as FastAPIBody
-from fastapi import Query, Request, Response
-from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel
+from fastapi import Query, Response
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import Ctx, CtxDep, ListOf, PageDep
-from ..api.guard import GuardedRoute, api_router
+from ..api.guard import api_router
+from ..api.openapi import documented_body as _documented_body
 from ..auth import PROJECT_ADMIN, PROJECT_READ, SPACE_READ, Role, requires
-from ..errors import InvalidInput
 from ..runtime import Runtime
 from . import service
 from .schemas import (
@@ -34,70 +31,11 @@ from .schemas import (
     TouchpointPatch,
     TouchpointSaved,
     TouchpointType,
-    error_message,
-    field_path,
 )
 
-
-def _as_invalid_input(exc: RequestValidationError) -> InvalidInput:
-    details = []
-    for err in exc.errors():
-        field = "body" if err.get("type") == "json_invalid" else field_path(err.get("loc", ()))
-        details.append({"field": field, "message": error_message(err)})
-    if not details:
-        details = [{"field": "body", "message": "invalid"}]
-    first = details[0]
-    message = f"Invalid input: {first['field']}: {first['message']}"
-    if len(details) > 1:
-        message += f" (and {len(details) - 1} more)"
-    return InvalidInput(message, details=details)
-
-
-class TouchpointRoute(GuardedRoute):
-    """Reports request validation errors with bracketed paths (``space_ids[2]``),
-    like every other field error of this domain."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handler = super().get_route_handler()
-
-        async def route(request: Request) -> Response:
-            try:
-                return await handler(request)
-            except RequestValidationError as exc:
-                raise _as_invalid_input(exc) from None
-
-        return route
-
-
-router = api_router(tags=["touchpoints"], route_class=TouchpointRoute)
+router = api_router(tags=["touchpoints"])
 
 BASE = "/projects/{pid}/touchpoints"
-
-
-def _documented_body(model: type[BaseModel]) -> dict[str, Any]:
-    """The request body's schema for OpenAPI. The routes read the body as a plain
-    object so the service can check every field at once, values and rules
-    together; the schema (with its definitions inlined) still documents it."""
-    schema = model.model_json_schema()
-    definitions = schema.pop("$defs", {})
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            rest = {k: inline(v) for k, v in node.items() if k != "$ref"}
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return {**inline(definitions[ref.removeprefix("#/$defs/")]), **rest}
-            return rest
-        if isinstance(node, list):
-            return [inline(item) for item in node]
-        return node
-
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": inline(schema)}},
-        }
-    }
 
 
 Body = Annotated[dict[str, Any], FastAPIBody()]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from ..errors import FieldDetail
 from ..names import BIDI_CONTROLS
 
 NAME_MAX = 15
@@ -50,33 +51,6 @@ ParamType = Literal["date", "number", "enum", "text"]
 INPUT = ConfigDict(extra="forbid", strict=True)
 
 
-def field_path(loc: tuple[int | str, ...] | list[int | str]) -> str:
-    """A pydantic error location as the API names fields: ``("body",
-    "template_params", 1, "key")`` → ``template_params[1].key``."""
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:]
-    path = ""
-    for part in parts:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"
-
-
-_PLAIN_MESSAGES = {"missing": "required", "extra_forbidden": "unknown field"}
-
-
-def error_message(error: Mapping[str, Any]) -> str:
-    """A pydantic error's message without pydantic's wording where ours is clearer."""
-    kind = str(error.get("type"))
-    if kind == "json_invalid":
-        return "The body is not valid JSON: " + str(error.get("ctx", {}).get("error", "invalid"))
-    message = _PLAIN_MESSAGES.get(kind) or str(error.get("msg", "invalid"))
-    return message.removeprefix("Value error, ")
-
-
 def _has_control(value: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in value)
 
@@ -88,11 +62,15 @@ def _text(max_len: int) -> Any:
         # NFC first, so a length and a uniqueness check see one spelling per name.
         value = unicodedata.normalize("NFC", value).strip()
         if not value:
-            raise ValueError("must not be empty")
+            raise PydanticCustomError("empty", "must not be empty")
         if len(value) > max_len:
-            raise ValueError(f"must be at most {max_len} characters (got {len(value)})")
+            raise PydanticCustomError(
+                "text_too_long",
+                "must be at most {max} characters (got {got})",
+                {"max": max_len, "got": len(value)},
+            )
         if _has_control(value) or not BIDI_CONTROLS.isdisjoint(value):
-            raise ValueError("must not contain control characters")
+            raise PydanticCustomError("control_characters", "must not contain control characters")
         return value
 
     return AfterValidator(check)
@@ -101,61 +79,78 @@ def _text(max_len: int) -> Any:
 def check_http_url(value: str) -> str:
     value = value.strip()
     if not value:
-        raise ValueError("must not be empty")
+        raise PydanticCustomError("empty", "must not be empty")
     if len(value) > URL_MAX:
-        raise ValueError(f"must be at most {URL_MAX} characters")
+        raise PydanticCustomError(
+            "text_too_long",
+            "must be at most {max} characters (got {got})",
+            {"max": URL_MAX, "got": len(value)},
+        )
     if _has_control(value) or any(ch.isspace() for ch in value):
-        raise ValueError("must not contain spaces or control characters")
+        raise PydanticCustomError("url_spaces", "must not contain spaces or control characters")
     try:
         parts = urlsplit(value)
         parts.port  # noqa: B018 — raises ValueError on a malformed port
     except ValueError as exc:
-        raise ValueError(f"is not a valid URL ({exc})") from None
+        raise PydanticCustomError(
+            "invalid_url", "is not a valid URL ({reason})", {"reason": str(exc)}
+        ) from None
     if parts.scheme.lower() not in ("http", "https"):
-        raise ValueError("must be an http:// or https:// URL")
+        raise PydanticCustomError("url_not_http", "must be an http:// or https:// URL")
     if not parts.hostname:
-        raise ValueError("must name a host, like https://example.com/touch")
+        raise PydanticCustomError("url_no_host", "must name a host, like https://example.com/touch")
     if parts.username is not None or parts.password is not None:
         # Credentials in a URL end up in logs and responses; the token is the
         # place for a secret.
-        raise ValueError("must not contain credentials; use the token field for secrets")
+        raise PydanticCustomError(
+            "url_credentials", "must not contain credentials; use the token field for secrets"
+        )
     return value
 
 
 def _check_token(value: str) -> str:
     if not value:
-        raise ValueError("must not be empty; send null to remove the token")
+        raise PydanticCustomError("token_empty", "must not be empty; send null to remove the token")
     if _has_control(value):
-        raise ValueError("must not contain control characters")
+        raise PydanticCustomError("control_characters", "must not contain control characters")
     return value
 
 
 def _check_identifier(value: str) -> str:
     if not IDENTIFIER.fullmatch(value):
-        raise ValueError("must be an identifier: letters, digits and _, not starting with a digit")
+        raise PydanticCustomError(
+            "not_identifier",
+            "must be an identifier: letters, digits and _, not starting with a digit",
+        )
     return value
 
 
 def _check_description(value: str) -> str:
     if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in value):
-        raise ValueError("must not contain control characters other than tabs and line breaks")
+        raise PydanticCustomError(
+            "control_characters",
+            "must not contain control characters other than tabs and line breaks",
+        )
     return value.strip()
 
 
 def _check_retry_schedule(value: list[int]) -> list[int]:
     total = sum(value)
     if total > MAX_RETRY_TOTAL_SECONDS:
-        raise ValueError(
-            f"the steps add up to {total} s; at most {MAX_RETRY_TOTAL_SECONDS} s (72 h) in total"
+        raise PydanticCustomError(
+            "retry_total_too_long",
+            "the steps add up to {total} s; at most {max} s (72 h) in total",
+            {"total": total, "max": MAX_RETRY_TOTAL_SECONDS},
         )
     return value
 
 
 def _no_grandchildren(value: list[Any] | None) -> list[Any] | None:
     if value:
-        raise ValueError(
+        raise PydanticCustomError(
+            "options_too_deep",
             "options nest at most two levels (category → option); an option inside a "
-            "category cannot have children"
+            "category cannot have children",
         )
     return None
 
@@ -292,7 +287,7 @@ class TouchpointPatch(BaseModel):
     @classmethod
     def _not_null(cls, value: Any) -> Any:
         if value is None:
-            raise ValueError("must not be null")
+            raise PydanticCustomError("not_null", "must not be null")
         return value
 
 
@@ -351,6 +346,8 @@ class TouchpointSaved(TouchpointOut):
     """The answer to a create or an update: the touchpoint plus advice."""
 
     warnings: list[str]
+    # The same warnings with a code and params each, for rendering in any language.
+    warning_details: list[FieldDetail]
 
 
 class TouchpointCreated(TouchpointSaved):

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..crypto import SecretBox, new_signing_secret
 from ..datastore import repository as datastore
-from ..errors import Conflict, FieldErrors, InvalidInput, NotFound
+from ..errors import Conflict, FieldErrors, InvalidInput, NotFound, field_detail, pydantic_details
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..projects import service as projects
@@ -39,8 +39,6 @@ from .schemas import (
     TemplateParam,
     TouchpointCreate,
     TouchpointPatch,
-    error_message,
-    field_path,
 )
 
 ENABLED = "enabled"
@@ -148,7 +146,9 @@ def list_touchpoints(
     offset: int = 0,
 ) -> tuple[list[View], int]:
     if q is not None and "\x00" in q:
-        raise InvalidInput("q: must not contain NUL characters.", field="q")
+        raise InvalidInput(
+            "q: must not contain NUL characters.", field="q", field_code="nul_characters"
+        )
     _get_project(session, project_id)
     rows, total = repo.list_touchpoints(
         session,
@@ -225,13 +225,15 @@ def _parse(body: dict[str, Any], errors: _Errors) -> TouchpointPatch:
     for key, value in body.items():
         nul = _nul_path(value, key)
         if nul is not None:
-            errors.refuse(nul, "must not contain NUL characters")
+            errors.refuse(nul, "must not contain NUL characters", code="nul_characters")
             continue
         try:
             parsed = TouchpointPatch.model_validate({key: value})
         except ValidationError as exc:
-            for err in exc.errors():
-                errors.refuse(field_path(err["loc"]), error_message(err))
+            for detail in pydantic_details(exc.errors()):
+                errors.refuse(
+                    detail["field"], detail["message"], code=detail["code"], **detail["params"]
+                )
             continue
         values[key] = getattr(parsed, key)
     return TouchpointPatch.model_construct(_fields_set=set(values), **values)
@@ -249,17 +251,23 @@ def _check_transport(
     the fields this request sets to a value."""
     if transport == "http":
         if url is None:
-            errors.add("url", "required for an http touchpoint")
+            errors.add("url", "required for an http touchpoint", code="required_for_http")
         for name in ("plugin_id", "plugin_config"):
             if name in given:
-                errors.add(name, 'only for "transport": "plugin"')
+                errors.add(name, 'only for "transport": "plugin"', code="only_for_plugin")
     else:
         if plugin_id is None:
-            errors.add("plugin_id", "required for a plugin touchpoint")
+            errors.add("plugin_id", "required for a plugin touchpoint", code="required_for_plugin")
         if "url" in given:
-            errors.add("url", "a plugin touchpoint has no URL: the plugin delivers")
+            errors.add(
+                "url", "a plugin touchpoint has no URL: the plugin delivers", code="plugin_no_url"
+            )
         if "token" in given:
-            errors.add("token", "a plugin touchpoint has no token: secrets go in plugin_config")
+            errors.add(
+                "token",
+                "a plugin touchpoint has no token: secrets go in plugin_config",
+                code="plugin_no_token",
+            )
 
 
 def _check_receipt(errors: FieldErrors, transport: str, receipt: Receipt) -> dict[str, Any]:
@@ -267,18 +275,25 @@ def _check_receipt(errors: FieldErrors, transport: str, receipt: Receipt) -> dic
     if receipt.mode == "sync":
         for name in ("url", "poll_seconds", "timeout_minutes"):
             if name in receipt.model_fields_set:
-                errors.add(f"receipt.{name}", 'only used with "mode": "async"')
+                errors.add(
+                    f"receipt.{name}", 'only used with "mode": "async"', code="only_for_async"
+                )
         return {"mode": "sync"}
     stored: dict[str, Any] = {"mode": "async"}
     if transport == "http":
         if receipt.url is None:
-            errors.add("receipt.url", "required for async receipts: the URL to fetch them from")
+            errors.add(
+                "receipt.url",
+                "required for async receipts: the URL to fetch them from",
+                code="receipt_url_required",
+            )
         stored["url"] = receipt.url
     elif receipt.url is not None:
         errors.add(
             "receipt.url",
             "a plugin touchpoint fetches receipts through its plugin (query_receipts); "
             "leave url out",
+            code="plugin_no_receipt_url",
         )
     stored["poll_seconds"] = receipt.poll_seconds
     stored["timeout_minutes"] = receipt.timeout_minutes
@@ -286,23 +301,29 @@ def _check_receipt(errors: FieldErrors, transport: str, receipt: Receipt) -> dic
 
 
 def _check_enum(
-    errors: FieldErrors, path: str, label: str, enum: EnumSource, warnings: list[str]
+    errors: FieldErrors, path: str, label: str, enum: EnumSource, warnings: FieldErrors
 ) -> dict[str, Any]:
     if enum.source == "api":
         if enum.options is not None:
             errors.add(
-                f"{path}.options", 'only for "source": "manual"; the options API supplies them'
+                f"{path}.options",
+                'only for "source": "manual"; the options API supplies them',
+                code="options_from_api",
             )
         if enum.url is None:
-            errors.add(f"{path}.url", 'required for "source": "api": the options API URL')
+            errors.add(
+                f"{path}.url",
+                'required for "source": "api": the options API URL',
+                code="options_url_required",
+            )
         return {"source": "api", "url": enum.url}
     if enum.url is not None:
-        errors.add(f"{path}.url", 'only for "source": "api"')
+        errors.add(f"{path}.url", 'only for "source": "api"', code="only_for_options_api")
     if enum.options is None:
-        errors.add(f"{path}.options", 'required for "source": "manual"')
+        errors.add(f"{path}.options", 'required for "source": "manual"', code="options_required")
         return {"source": "manual", "options": []}
     if not enum.options:
-        errors.add(f"{path}.options", "needs at least one option")
+        errors.add(f"{path}.options", "needs at least one option", code="options_empty")
     # Codes identify what an operator picked, so they are unique over both levels.
     seen: dict[str, str] = {}
     leaves = 0
@@ -310,7 +331,13 @@ def _check_enum(
 
     def claim(code: str, where: str) -> None:
         if code in seen:
-            errors.add(f"{where}.code", f"duplicate code {code!r} (also {seen[code]})")
+            errors.add(
+                f"{where}.code",
+                f"duplicate code {code!r} (also {seen[code]})",
+                code="duplicate_code",
+                value=code,
+                other_field=f"{seen[code]}.code",
+            )
         else:
             seen[code] = where
 
@@ -329,16 +356,20 @@ def _check_enum(
             leaves += 1
         options.append(item)
     if leaves > OPTIONS_WARN_THRESHOLD:
-        warnings.append(
+        warnings.add(
+            f"{path}.options",
             f"{path.removesuffix('.enum')} ({label}) has {leaves} options; more than "
             f"{OPTIONS_WARN_THRESHOLD} make the dropdown hard to use. Consider the options "
-            "API or two levels."
+            "API or two levels.",
+            code="many_options",
+            count=leaves,
+            max=OPTIONS_WARN_THRESHOLD,
         )
     return {"source": "manual", "options": options}
 
 
 def _check_template_params(
-    errors: FieldErrors, params: list[TemplateParam], warnings: list[str]
+    errors: FieldErrors, params: list[TemplateParam], warnings: FieldErrors
 ) -> list[dict[str, Any]]:
     keys: dict[str, int] = {}
     stored: list[dict[str, Any]] = []
@@ -348,6 +379,9 @@ def _check_template_params(
             errors.add(
                 f"{path}.key",
                 f"duplicate key {param.key!r} (also template_params[{keys[param.key]}])",
+                code="duplicate_key",
+                value=param.key,
+                other_field=f"template_params[{keys[param.key]}].key",
             )
         else:
             keys[param.key] = i
@@ -363,12 +397,16 @@ def _check_template_params(
                     f"{path}.enum",
                     'required for an enum parameter: {"source": "manual", "options": [...]} '
                     'or {"source": "api", "url": "..."}',
+                    code="enum_required",
                 )
             else:
                 item["enum"] = _check_enum(errors, f"{path}.enum", param.key, param.enum, warnings)
         elif param.enum is not None:
             errors.add(
-                f"{path}.enum", f"only enum parameters have options; this one is {param.type}"
+                f"{path}.enum",
+                f"only enum parameters have options; this one is {param.type}",
+                code="only_enum_has_options",
+                type=param.type,
             )
         stored.append(item)
     return stored
@@ -382,17 +420,30 @@ def _check_user_attributes(
     for i, key in enumerate(keys):
         path = f"user_attributes[{i}]"
         if key in seen:
-            errors.add(path, f"{key!r} is listed twice (also user_attributes[{seen[key]}])")
+            errors.add(
+                path,
+                f"{key!r} is listed twice (also user_attributes[{seen[key]}])",
+                code="listed_twice",
+                value=key,
+                other_field=f"user_attributes[{seen[key]}]",
+            )
             continue
         seen[key] = i
         attribute = catalogue.get(key)
         if attribute is None:
-            errors.add(path, f"{key!r} is not in the project's attribute catalogue")
+            errors.add(
+                path,
+                f"{key!r} is not in the project's attribute catalogue",
+                code="attribute_unknown",
+                value=key,
+            )
         elif attribute.sensitive:
             errors.add(
                 path,
                 f"{key!r} is sensitive (masked or encrypted in the data store) and cannot be "
                 "sent to a touchpoint",
+                code="attribute_not_sendable",
+                value=key,
             )
 
 
@@ -410,11 +461,11 @@ def _prepare_plugin_config(
             session, secrets, project_id, plugin_id, config, previous
         )
     except InvalidInput as exc:
-        for detail in exc.details or [{"field": "plugin_config", "message": exc.message}]:
-            errors.add(str(detail.get("field") or "plugin_config"), str(detail.get("message")))
+        for detail in exc.details or [field_detail("plugin_config", exc.message)]:
+            errors.add(detail["field"], detail["message"], code=detail["code"], **detail["params"])
         return None
     except NotFound as exc:
-        errors.add("plugin_id", exc.message)
+        errors.add("plugin_id", exc.message, code="plugin_unknown", id=plugin_id)
         return None
     return prepared
 
@@ -431,7 +482,8 @@ def _name_conflict(name: str) -> Conflict:
     return Conflict(
         f"A touchpoint named {name!r} already exists in this project.",
         code="name_taken",
-        details=[{"field": "name", "message": "already used by another touchpoint"}],
+        params={"name": name},
+        details=[field_detail("name", "already used by another touchpoint", "name_taken")],
     )
 
 
@@ -450,10 +502,19 @@ def _enabled_conflict(touchpoint: Touchpoint, action: str) -> Conflict:
     return Conflict(
         f"Touchpoint {touchpoint.name!r} is enabled; disable it first, then {action} it.",
         code="touchpoint_enabled",
+        params={"name": touchpoint.name},
     )
 
 
 # ---------------------------------------------------------------- writing
+
+
+def _advice(warnings: FieldErrors) -> dict[str, Any]:
+    """Warnings in English (``warnings``) and with codes for the console."""
+    return {
+        "warnings": [w["message"] for w in warnings.items],
+        "warning_details": warnings.items,
+    }
 
 
 def _as_body(data: TouchpointCreate | TouchpointPatch | Mapping[str, Any]) -> dict[str, Any]:
@@ -475,11 +536,11 @@ def create_touchpoint(
     _get_project(session, project_id)
     body = _as_body(data)
     errors = _Errors()
-    warnings: list[str] = []
+    warnings = FieldErrors()
     sent = _parse(body, errors)
     for name in ("name", "type"):
         if name not in body:
-            errors.refuse(name, "required")
+            errors.refuse(name, "required", code="required")
     values = {name: getattr(sent, name) for name in sent.model_fields_set}
     draft = TouchpointCreate.model_construct(_fields_set=set(values), **values)
     given = {name for name, value in values.items() if value is not None}
@@ -529,7 +590,7 @@ def create_touchpoint(
     )
     session.add(touchpoint)
     _flush(session, draft.name)
-    return {**view(session, touchpoint), "warnings": warnings, "signing_secret": signing_secret}
+    return {**view(session, touchpoint), **_advice(warnings), "signing_secret": signing_secret}
 
 
 def update_touchpoint(
@@ -544,7 +605,7 @@ def update_touchpoint(
     reported before the state conflict."""
     touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
     errors = _Errors()
-    warnings: list[str] = []
+    warnings = FieldErrors()
     data = _parse(_as_body(changes), errors)
     sent = data.model_fields_set
     given = {name for name in sent if getattr(data, name) is not None}
@@ -556,6 +617,8 @@ def update_touchpoint(
             "type",
             f"the type of a touchpoint cannot change (this one is {touchpoint.type!r}); "
             "add a new touchpoint instead",
+            code="type_fixed",
+            type=touchpoint.type,
         )
     transport = data.transport or touchpoint.transport
     switching = transport != touchpoint.transport
@@ -638,7 +701,7 @@ def update_touchpoint(
             touchpoint.plugin_config = plugin_config
     touchpoint.updated_at = utcnow()
     _flush(session, touchpoint.name)
-    return {**view(session, touchpoint), "warnings": warnings}
+    return {**view(session, touchpoint), **_advice(warnings)}
 
 
 def set_spaces(session: Session, project_id: int, touchpoint_id: int, space_ids: list[int]) -> View:
@@ -649,7 +712,10 @@ def set_spaces(session: Session, project_id: int, touchpoint_id: int, space_ids:
     for i, space_id in enumerate(space_ids):
         if space_id not in existing:
             errors.add(
-                f"space_ids[{i}]", f"space {space_id} does not exist in project {project_id}"
+                f"space_ids[{i}]",
+                f"space {space_id} does not exist in project {project_id}",
+                code="space_unknown",
+                id=space_id,
             )
     errors.raise_if_any()
     repo.replace_spaces(session, touchpoint.id, space_ids)
@@ -681,6 +747,7 @@ def disable_touchpoint(session: Session, project_id: int, touchpoint_id: int) ->
             f"Touchpoint {touchpoint.name!r} cannot be disabled: campaigns that are running, "
             f"paused, not started, awaiting publish or in approval use it: {listed}.",
             code="touchpoint_in_use",
+            params={"name": touchpoint.name, "count": len(campaigns)},
             details={"campaigns": campaigns},
         )
     touchpoint.status = DISABLED
@@ -701,6 +768,7 @@ def delete_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> 
             f"Touchpoint {touchpoint.name!r} still has {pending} unsettled order(s) "
             "(being delivered or waiting for receipts); delete it once they are done.",
             code="touchpoint_has_pending_orders",
+            params={"name": touchpoint.name, "count": pending},
             details={"pending_orders": pending},
         )
     repo.clear_spaces(session, touchpoint.id)
@@ -733,6 +801,8 @@ def enum_param(session: Session, project_id: int, touchpoint_id: int, key: str) 
                     f"Parameter {key!r} is a {param.get('type')} parameter; only enum "
                     "parameters have options.",
                     field="key",
+                    field_code="not_enum_param",
+                    params={"key": key, "type": param.get("type")},
                 )
             enum: dict[str, Any] = param["enum"]
             return enum

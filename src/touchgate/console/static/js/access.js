@@ -4,7 +4,7 @@
 
 import { api, listAll } from "./api.js";
 import { badge, busy, confirmDialog, emptyState, field, h, modal, replace, spinner, toast } from "./dom.js";
-import { errorBox } from "./errors.js";
+import { errorBox, errorText } from "./errors.js";
 import { formatDateTime, formatRelative, t, tMaybe } from "./i18n.js";
 
 const ROLES = ["viewer", "operator", "admin"];
@@ -67,7 +67,7 @@ function keyRow(key, spaceName, reload) {
         toast(t("keys.revoked", { name: key.name }));
         await reload();
       } catch (err) {
-        toast(err.message, "error");
+        toast(errorText(err), "error");
       }
     }),
   );
@@ -206,7 +206,7 @@ export async function renderAudit(ctx) {
       reloadShowingErrors();
     }, 250);
   });
-  more.addEventListener("click", busy(more, () => load(false).catch((err) => toast(err.message, "error"))));
+  more.addEventListener("click", busy(more, () => load(false).catch((err) => toast(errorText(err), "error"))));
   await reloadShowingErrors();
 }
 

@@ -6,14 +6,16 @@ const BASE = "/api/v1";
 const KEY_NAME = "touchgate.key";
 
 export class ApiError extends Error {
-  constructor(status, code, message, details) {
+  constructor(status, code, message, details, params) {
     super(message);
     this.status = status;
     this.code = code;
     this.details = details;
+    // The values the error's sentence needs (errors.js renders code + params).
+    this.params = params || {};
   }
 
-  /** The field errors of a 4xx as [{field, message}] (empty when there are none). */
+  /** The field errors of a 4xx as [{field, code, message, params}] (empty when there are none). */
   get fieldErrors() {
     return Array.isArray(this.details) ? this.details.filter((d) => d && d.field) : [];
   }
@@ -71,8 +73,7 @@ async function send(method, path, { body, headers = {}, key, query } = {}) {
     data = null;
   }
   const e = (data && data.error) || {};
-  const err = new ApiError(res.status, e.code || `http_${res.status}`, e.message || text.slice(0, 300) || res.statusText, e.details ?? null);
-  err.params = e.params || {};
+  const err = new ApiError(res.status, e.code || `http_${res.status}`, e.message || text.slice(0, 300) || res.statusText, e.details ?? null, e.params);
   if (res.status === 401 && key === undefined) onUnauthorized(err);
   throw err;
 }

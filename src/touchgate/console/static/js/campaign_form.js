@@ -6,7 +6,7 @@
 import { ApiError, api, listAll } from "./api.js";
 import { createCanvas } from "./canvas.js";
 import { busy, field, h, replace, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorHeading, messageEl, normalizePath } from "./errors.js";
+import { applyFieldErrors, clearFieldErrors, formError, normalizePath } from "./errors.js";
 import { filterEditor } from "./filters.js";
 import { formatDateTime, formatNumber, formatRelative, t } from "./i18n.js";
 import { newStep } from "./strategy.js";
@@ -536,15 +536,7 @@ export async function renderCampaignForm(ctx, campaign) {
           unplaced = canvas.showErrors(onCanvas);
           if (elsewhere.length) unplaced = [...unplaced, ...applyFieldErrors(formTop, { fieldErrors: elsewhere })];
         }
-        topErrors.appendChild(
-          h(
-            "div",
-            { class: "alert alert-error", role: "alert", "data-testid": "form-error", "data-code": err.code },
-            h("div", { class: "alert-title" }, errorHeading(err)),
-            fields.length ? h("div", {}, t("tp.form.fix_fields", { n: fields.length })) : h("div", { lang: "en" }, err.message),
-            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", messageEl("span", {}, f.message)))) : null,
-          ),
-        );
+        topErrors.appendChild(formError(err, unplaced));
         if (!fields.length || unplaced.length) topErrors.scrollIntoView({ block: "nearest" });
       }
     }),

@@ -118,14 +118,22 @@ function paramValue(param, value) {
   return valueText(value);
 }
 
-function channelSummary(ch, touchpoints, spaceId) {
+function channelSummary(ch, touchpoints, history, spaceId) {
   const tp = touchpoints.get(Number(ch.touchpoint_id));
+  // A touchpoint no longer in the live list keeps the name the campaign recorded for it.
+  const past = history.get(Number(ch.touchpoint_id));
   const params = Object.entries(ch.params || {});
   const declared = new Map(((tp && tp.template_params) || []).map((p) => [p.key, p]));
   return h(
     "li",
     { class: "summary-channel", "data-testid": "summary-channel" },
-    h("div", {}, h("span", { class: "strong" }, tp ? tp.name : t("campaign.touchpoint_unknown", { id: ch.touchpoint_id })), " ", tp ? readinessBadges(tp, { spaceId }) : badge(t("campaign.summary.unavailable"), "error")),
+    h(
+      "div",
+      {},
+      h("span", { class: "strong" }, tp ? tp.name : touchpointLabel(ch.touchpoint_id, past)),
+      " ",
+      tp ? readinessBadges(tp, { spaceId }) : badge(t("campaign.summary.unavailable"), "error"),
+    ),
     params.length
       ? h(
           "dl",
@@ -139,7 +147,7 @@ function channelSummary(ch, touchpoints, spaceId) {
   );
 }
 
-function stepSummary(step, names, touchpoints, spaceId) {
+function stepSummary(step, names, touchpoints, history, spaceId) {
   const name = names.get(String(step.id));
   if (step.type === "split" || step.type === "ab") {
     const branches = (step.branches || []).map((b) => new Intl.NumberFormat(lang(), { style: "percent" }).format((b.percent || 0) / 100));
@@ -151,7 +159,7 @@ function stepSummary(step, names, touchpoints, spaceId) {
     "li",
     { class: "summary-step", "data-testid": "summary-step" },
     h("div", {}, h("span", { class: "strong" }, name), h("span", { class: "muted small" }, `${when} · ${t(`campaign.mode.${step.mode || "first_success"}`)}`)),
-    timing.type === "none" ? null : h("ol", { class: "summary-channels" }, (step.channels || []).map((ch) => channelSummary(ch, touchpoints, spaceId))),
+    timing.type === "none" ? null : h("ol", { class: "summary-channels" }, (step.channels || []).map((ch) => channelSummary(ch, touchpoints, history, spaceId))),
   );
 }
 
@@ -161,6 +169,7 @@ function stepSummary(step, names, touchpoints, spaceId) {
  */
 export function summaryCard(campaign, { catalogue, touchpoints, spaceId, audienceSize, byStep }) {
   const names = stepNames(campaign.strategy, byStep);
+  const history = new Map((campaign.touchpoints || []).map((tp) => [Number(tp.id), tp]));
   const win = windowSummary(campaign.trigger);
   const row = (label, ...value) => [h("dt", {}, label), h("dd", {}, ...value)];
   return h(
@@ -179,6 +188,6 @@ export function summaryCard(campaign, { catalogue, touchpoints, spaceId, audienc
       ),
     ),
     h("div", { class: "sub-title" }, t("campaign.summary.steps")),
-    h("ol", { class: "summary-steps" }, stepsOf(campaign.strategy).map((step) => stepSummary(step, names, touchpoints, spaceId))),
+    h("ol", { class: "summary-steps" }, stepsOf(campaign.strategy).map((step) => stepSummary(step, names, touchpoints, history, spaceId))),
   );
 }

@@ -5,7 +5,7 @@
 // the step they belong to by their path and shown on that node and in its inspector.
 
 import { badge, confirmDialog, field, h, replace } from "./dom.js";
-import { applyFieldErrors, messageEl } from "./errors.js";
+import { applyFieldErrors, fieldErrorItem } from "./errors.js";
 import { blankFilter, filterEditor, filterSummary } from "./filters.js";
 import { formatRelative, t } from "./i18n.js";
 import { paramControl } from "./param_inputs.js";
@@ -785,7 +785,7 @@ export function createCanvas(opts) {
     if (inspectorEl) {
       const mine = errorsOf(state.selected);
       const unplaced = mine.length ? applyFieldErrors(inspectorEl, { fieldErrors: mine }) : [];
-      if (unplaced.length) inspectorEl.insertBefore(h("ul", { class: "alert alert-error alert-list" }, unplaced.map((f) => h("li", {}, messageEl("span", {}, f.message)))), inspectorEl.children[1]);
+      if (unplaced.length) inspectorEl.insertBefore(h("ul", { class: "alert alert-error alert-list" }, unplaced.map(fieldErrorItem)), inspectorEl.children[1]);
       if (mine.length && state.focusAfter === "inspector") state.focusAfter = null;
     }
     const chosen = state.selected && cards.get(state.selected);

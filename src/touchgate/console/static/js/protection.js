@@ -4,7 +4,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, confirmDialog, field, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorBox } from "./errors.js";
+import { applyFieldErrors, clearFieldErrors, errorBox, errorText } from "./errors.js";
 import { formatDateTime, formatNumber, t } from "./i18n.js";
 
 const PAGE = 20;
@@ -270,7 +270,7 @@ function blocklistCard(ctx, touchpoints) {
       await deleteEntry(pid, entry);
       toast(t("blocklist.removed", { gid: entry.gid }));
     } catch (err) {
-      toast(`${err.message || err}`, "error");
+      toast(errorText(err), "error");
     }
     await load();
   };

@@ -3,8 +3,8 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, codeBlock, field, h, modal, replace } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorBox } from "./errors.js";
-import { t, tMaybe } from "./i18n.js";
+import { applyFieldErrors, clearFieldErrors, codedNodes, errorBox } from "./errors.js";
+import { t } from "./i18n.js";
 import { paramControl } from "./param_inputs.js";
 
 function typedValue(type, raw) {
@@ -154,11 +154,14 @@ function summary(out) {
 }
 
 function diagnosisItem(item) {
-  if (item && typeof item === "object") {
-    const known = item.code ? tMaybe(`diag.${item.code}`) : null;
-    return h("li", {}, known ? h("strong", {}, known, " ") : null, h("span", { lang: "en" }, item.message || JSON.stringify(item)));
-  }
+  if (item && typeof item === "object") return h("li", { title: item.message || null, "data-code": item.code || null }, codedNodes(item, "diagnosis", "error.unknown_finding"));
   return h("li", { lang: "en" }, String(item));
+}
+
+/** Why one user got its status, in the reader's language (the endpoint's own words as a value). */
+function statusNote(out, s) {
+  const note = (out.status_details || []).find((n) => n.gid === s.gid);
+  return note ? codedNodes(note, "status_note", "error.unknown_finding") : s.error_msg || "";
 }
 
 function renderResult(out) {
@@ -175,8 +178,8 @@ function renderResult(out) {
       h("div", {}, summary(out)),
       out.order_no ? h("div", { class: "muted small" }, t("test.order_no"), " ", h("code", {}, out.order_no)) : null,
     ),
-    (out.diagnosis || []).length
-      ? h("div", { class: "diagnosis", "data-testid": "test-diagnosis" }, h("div", { class: "strong small" }, t("test.diagnosis")), h("ul", {}, out.diagnosis.map(diagnosisItem)))
+    (out.diagnosis_details || out.diagnosis || []).length
+      ? h("div", { class: "diagnosis", "data-testid": "test-diagnosis" }, h("div", { class: "strong small" }, t("test.diagnosis")), h("ul", {}, (out.diagnosis_details || out.diagnosis).map(diagnosisItem)))
       : null,
     statuses.length
       ? h(
@@ -192,7 +195,7 @@ function renderResult(out) {
                 {},
                 h("td", {}, String(s.gid)),
                 h("td", {}, badge(s.status === "TOU_SUCC" ? t("status.TOU_SUCC") : s.status === "TOU_FAIL" ? t("status.TOU_FAIL") : s.status, s.status === "TOU_SUCC" ? "ok" : s.status === "TOU_FAIL" ? "error" : "neutral")),
-                h("td", { lang: "en" }, s.error_msg || ""),
+                h("td", { title: s.error_msg || null, "data-testid": "test-status-note" }, statusNote(out, s)),
               ),
             ),
           ),

@@ -4,7 +4,7 @@
 
 import { ApiError, api, listAll, upload } from "./api.js";
 import { add, badge, busy, field, h, modal, replace, toast } from "./dom.js";
-import { applyFieldErrors, clearFieldErrors, errorBox, errorHeading, messageEl } from "./errors.js";
+import { applyFieldErrors, clearFieldErrors, codedText, errorBox, fieldLabel, formError } from "./errors.js";
 import { t } from "./i18n.js";
 
 const NAME_MAX = 15;
@@ -807,7 +807,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
           ? await api.patch(`/projects/${pid}/touchpoints/${touchpoint.id}`, body)
           : await api.post(`/projects/${pid}/touchpoints`, body);
         m.close();
-        for (const w of (saved && saved.warnings) || []) toast(t("tp.form.warning_toast", { text: w }), "warn");
+        for (const w of (saved && saved.warning_details) || []) toast(t("tp.form.warning_toast", { text: `${fieldLabel(w.field)}${t("error.label_sep")}${codedText(w, "field_error")}` }), "warn");
         if (!editing && saved && saved.signing_secret) showSecret(saved);
         else toast(t("tp.form.saved", { name: saved ? saved.name : body.name }));
         await onSaved();
@@ -819,17 +819,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
           return path;
         };
         const unplaced = err.fieldErrors.length ? applyFieldErrors(m.body, err, alias) : [];
-        topErrors.appendChild(
-          h(
-            "div",
-            { class: "alert alert-error", role: "alert", "data-testid": "form-error", "data-code": err.code },
-            h("div", { class: "alert-title" }, errorHeading(err)),
-            err.fieldErrors.length
-              ? h("div", { class: "alert-text" }, t("tp.form.fix_fields", { n: err.fieldErrors.length }))
-              : h("div", { class: "alert-text", lang: "en" }, err.message),
-            unplaced.length ? h("ul", { class: "alert-list" }, unplaced.map((f) => h("li", {}, h("code", {}, f.field), " ", messageEl("span", {}, f.message)))) : null,
-          ),
-        );
+        topErrors.appendChild(formError(err, unplaced));
         if (!err.fieldErrors.length) topErrors.scrollIntoView({ block: "nearest" });
       }
     }),

@@ -4,7 +4,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, confirmDialog, emptyState, h, menu, modal, replace, spinner, toast } from "./dom.js";
-import { errorBox, errorHeading } from "./errors.js";
+import { errorBox, errorText } from "./errors.js";
 import { formatRelative, t } from "./i18n.js";
 import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
 
@@ -293,7 +293,7 @@ function row(tp, spaceName, actions) {
 
 /** An action's failure as a toast: the translated heading and the server's words. */
 function failed(err) {
-  toast(t("tp.action_failed", { what: errorHeading(err), why: err.message || "" }), "error");
+  toast(errorText(err), "error");
 }
 
 async function resetHealth(tp, actions) {
