@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from touchgate.datastore.importer import (
     CHUNK_LINES,
@@ -408,18 +408,44 @@ def test_careful_and_fast_lines_keep_their_order(client: httpx.Client, pid: int)
     assert attrs(client, pid, 7) == {"city": "after"}
 
 
-def test_a_failed_write_stops_the_import(runtime: Runtime, pid: int) -> None:
-    """A chunk the database refuses ends the import with that error (no thread left
-    waiting); chunks committed before it stay."""
-    job = UserImport(runtime, pid + 1_000, ImportFormat.NDJSON, {}, chunk_lines=2)
-    with pytest.raises(IntegrityError):
-        job.run([lines(*({"gid": gid} for gid in range(1, 50)))])
-    assert job.report.written == 0
-    assert user_count(runtime, pid + 1_000) == 0
-    # the same job object is not reused, but a new import of the project works
-    ok = UserImport.open(runtime, pid, ImportFormat.NDJSON)
-    ok.chunk_lines = 2
-    assert ok.run([lines({"gid": 1}, {"gid": 2}, {"gid": 3})]).imported == 3
+@pytest.fixture
+def refuse_gid_13(runtime: Runtime) -> Iterator[None]:
+    """A trigger in the test database that refuses to store user 13."""
+    with runtime.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'user 13 refused'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_13 BEFORE INSERT ON users FOR EACH ROW "
+                "WHEN (NEW.gid = 13) EXECUTE FUNCTION refuse_13()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_13 BEFORE INSERT ON users WHEN NEW.gid = 13 "
+                "BEGIN SELECT RAISE(ABORT, 'user 13 refused'); END"
+            )
+    yield
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER refuse_13 ON users"
+            if conn.dialect.name == "postgresql"
+            else "DROP TRIGGER refuse_13"
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP FUNCTION refuse_13()")
+
+
+def test_a_failed_write_stops_the_import(runtime: Runtime, pid: int, refuse_gid_13: None) -> None:
+    """A chunk the database refuses ends the import with the database's error (no
+    thread is left waiting); the chunks committed before it stay."""
+    job = UserImport.open(runtime, pid, ImportFormat.NDJSON)
+    job.chunk_lines = 2
+    with pytest.raises(DBAPIError, match="user 13 refused"):
+        job.run(pieces(lines(*({"gid": gid} for gid in range(1, 50))), (40,)))
+    assert (job.report.imported, job.report.written) == (12, 12)
+    assert user_count(runtime, pid) == 12
 
 
 # -- CSV ------------------------------------------------------------------------------------
