@@ -558,6 +558,29 @@ def test_csv_bad_records_report_their_first_line(client: httpx.Client, pid: int)
     }
 
 
+def test_csv_line_numbers_when_chunks_decode_at_once(client: httpx.Client, pid: int) -> None:
+    """Chunks of good lines are decoded whole; one with a line that is not UTF-8 or too
+    long goes line by line. Numbers stay those of the file either way."""
+    good = "".join(f'{gid},"city {gid}\nsecond line",{gid}\n' for gid in range(1, 41)).encode()
+    body = (
+        b"gid,city,level\n"
+        + good  # lines 2-81
+        + b"41,\xff,1\n"  # 82
+        + b"42,fine,2\n"  # 83
+        + b'43,"'
+        + b"x" * MAX_LINE_BYTES
+        + b'",3\n'  # 84
+        + b'44,"after\r\nall",4'  # 85-86, no final newline
+    )
+    result = post_import(client, pid, pieces(body, (100_000, 333, 7)), CSV)
+    errors = {e["line"]: e["message"] for e in result["errors"]}
+    assert sorted(errors) == [82, 84], errors
+    assert "UTF-8" in errors[82] and "longer than" in errors[84]
+    assert (result["imported"], result["rejected"]) == (42, 2)
+    assert attrs(client, pid, 40) == {"city": "city 40\nsecond line", "level": 40}
+    assert attrs(client, pid, 44) == {"city": "after\r\nall", "level": 4}
+
+
 @pytest.mark.parametrize(
     ("header", "message"),
     [

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import codecs
 import csv
+import io
 import math
 import queue
 import re
@@ -57,7 +58,6 @@ MAX_LINE_BYTES = 1 << 20
 
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _INT = re.compile(r"[+-]?\d+")
-_DIGITS = re.compile(r"\d+")
 _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 _BOM = codecs.BOM_UTF8
@@ -317,7 +317,7 @@ def _gid_from_json(value: Any) -> int:
 
 def _gid_from_text(text: str) -> int:
     text = text.strip()
-    if _DIGITS.fullmatch(text):
+    if text.isdecimal():  # what r"\d+" matches: Unicode category Nd
         gid = int(text)
         if 1 <= gid <= MAX_GID:
             return gid
@@ -741,25 +741,23 @@ class UserImport:
         bad_lines: dict[int, list[dict[str, Any]]] = {}
 
         def text_lines() -> Iterator[str]:
-            for number, raw in enumerate(split_lines(chunks, report, self.max_line_bytes), 1):
-                if isinstance(raw, _TooLong):
-                    bad_lines[number] = _too_long(self.max_line_bytes)
-                    yield "\n"
-                    continue
-                if number == 1 and raw.startswith(_BOM):
-                    raw = raw[len(_BOM) :]
+            # A chunk's lines are decoded at once and split again in C (on "\n"
+            # only, like the bytes); a chunk with a line too long or not UTF-8
+            # goes line by line, to say which.
+            number = 0
+            for lines, ended in line_batches(chunks, report, self.max_line_bytes):
+                first = lines[0]
+                if number == 0 and isinstance(first, bytes) and first.startswith(_BOM):
+                    lines[0] = first[len(_BOM) :]
                 try:
-                    yield raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    bad_lines[number] = [
-                        field_detail(
-                            "line",
-                            f"not valid UTF-8: {exc.reason} at byte {exc.start}",
-                            "not_utf8",
-                            {"byte": exc.start},
-                        )
-                    ]
-                    yield raw.decode("utf-8", "replace")
+                    text = b"\n".join(cast(list[bytes], lines)).decode("utf-8")
+                except (TypeError, UnicodeDecodeError):  # TypeError: a TOO_LONG marker
+                    for raw in lines:
+                        number += 1
+                        yield self._decode_line(number, raw, ended, bad_lines)
+                    continue
+                number += len(lines)
+                yield from io.StringIO(text + "\n" if ended else text, newline="\n")
 
         reader = csv.reader(text_lines(), strict=True)
         columns: list[tuple[str, Callable[[str], Any]]] | None = None
@@ -846,6 +844,36 @@ class UserImport:
                 continue
             self._add(gid, patch)
 
+    def _csv_date(self, text: str) -> Any:
+        """A date cell, remembered once valid (see :data:`MAX_REMEMBERED_DATES`)."""
+        if text in self._dates:
+            return text
+        value = _csv_date(text)
+        if len(self._dates) < MAX_REMEMBERED_DATES:
+            self._dates.add(value)
+        return value
+
+    def _decode_line(
+        self, number: int, raw: Line, ended: bool, bad_lines: dict[int, list[dict[str, Any]]]
+    ) -> str:
+        """One line as text for the CSV reader, noting in ``bad_lines`` why it cannot be read."""
+        if isinstance(raw, _TooLong):
+            bad_lines[number] = _too_long(self.max_line_bytes)
+            return "\n"
+        newline = "\n" if ended else ""
+        try:
+            return raw.decode("utf-8") + newline
+        except UnicodeDecodeError as exc:
+            bad_lines[number] = [
+                field_detail(
+                    "line",
+                    f"not valid UTF-8: {exc.reason} at byte {exc.start}",
+                    "not_utf8",
+                    {"byte": exc.start},
+                )
+            ]
+            return raw.decode("utf-8", "replace") + newline
+
     def _read_header(
         self, row: list[str], line: int
     ) -> tuple[list[tuple[str, Callable[[str], Any]]], int]:
@@ -883,7 +911,8 @@ class UserImport:
                     value=name,
                 )
             else:
-                columns.append((name, CSV_CONVERTERS[self.catalogue[name]]))
+                type_ = self.catalogue[name]
+                columns.append((name, self._csv_date if type_ == "date" else CSV_CONVERTERS[type_]))
             seen.add(name)
         problems.raise_if_any(f"The CSV header (line {line}) is invalid:")
         return columns, names.index("gid")
