@@ -271,6 +271,19 @@ export function codeBlock(value, testid) {
   return h("pre", { class: "code", "data-testid": testid || null }, text ?? "");
 }
 
+/**
+ * Where a page sits: links to the pages above it and the current one's name. items:
+ * [{label, href}], the last without href.
+ */
+export function breadcrumb(items, { label } = {}) {
+  const parts = [];
+  items.forEach((item, i) => {
+    if (i) parts.push(h("span", { class: "sep", "aria-hidden": "true" }, "›"));
+    parts.push(item.href ? h("a", { href: item.href }, item.label) : h("span", { class: "current", "data-testid": "breadcrumb-current" }, item.label));
+  });
+  return h("nav", { class: "breadcrumb", "aria-label": label || t("common.breadcrumb") }, parts);
+}
+
 export function emptyState(title, text, action) {
   return h("div", { class: "empty" }, h("div", { class: "empty-title" }, title), text ? h("p", {}, text) : null, action || null);
 }
