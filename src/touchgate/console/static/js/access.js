@@ -3,7 +3,7 @@
 // Both pages need an admin key; for others the API's 403 is shown as it is.
 
 import { api, listAll } from "./api.js";
-import { badge, busy, confirmDialog, emptyState, field, h, modal, replace, spinner, toast } from "./dom.js";
+import { badge, busy, confirmDialog, emptyState, field, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorText } from "./errors.js";
 import { formatRelative, t, tMaybe } from "./i18n.js";
 import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
@@ -201,13 +201,9 @@ export async function renderAudit(ctx) {
     auditFilters.resource_type = typeSel.value;
     reloadShowingErrors();
   });
-  let timer = null;
-  idInput.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      auditFilters.resource_id = idInput.value.trim();
-      reloadShowingErrors();
-    }, 250);
+  onTypingPause(idInput, () => {
+    auditFilters.resource_id = idInput.value.trim();
+    reloadShowingErrors();
   });
   more.addEventListener("click", busy(more, () => load(false).catch((err) => toast(errorText(err), "error"))));
   await reloadShowingErrors();

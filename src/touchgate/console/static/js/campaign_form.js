@@ -5,7 +5,7 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { createCanvas } from "./canvas.js";
-import { breadcrumb, busy, field, h, replace, toast } from "./dom.js";
+import { breadcrumb, busy, charCounter, field, h, replace, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, formError, normalizePath } from "./errors.js";
 import { filterEditor } from "./filters.js";
 import { formatNumber, formatRelative, t } from "./i18n.js";
@@ -125,12 +125,8 @@ export async function renderCampaignForm(ctx, campaign) {
     return cap.days === 1 ? t("protection.explain.project_cap_day", { n: cap.max_messages }) : t("protection.explain.project_cap", { n: cap.max_messages, days: cap.days });
   };
   const basics = () => {
-    const counter = h("span", { class: "counter", "data-testid": "campaign-name-count" });
-    const count = () => {
-      const n = [...name.trim()].length;
-      counter.textContent = `${n}/${NAME_MAX}`;
-      counter.classList.toggle("over", n > NAME_MAX);
-    };
+    const counter = charCounter(NAME_MAX, "campaign-name-count");
+    const count = () => counter.update(name);
     count();
     const nameInput = h("input", { type: "text", value: name, "data-field": "name", "data-testid": "campaign-name-input", placeholder: t("campaign.form.name_placeholder"), onInput: (e) => { name = e.target.value; count(); } });
     const explain = h("div", { class: "hint", "data-testid": "anti-disturb-explain" });
@@ -151,7 +147,7 @@ export async function renderCampaignForm(ctx, campaign) {
       h(
         "div",
         { class: "grid-2" },
-        field(t("campaign.form.name"), h("div", { class: "with-counter" }, nameInput, counter), { required: true, hint: t("campaign.form.name_hint") }),
+        field(t("campaign.form.name"), h("div", { class: "with-counter" }, nameInput, counter.el), { required: true, hint: t("campaign.form.name_hint") }),
         jsonMode
           ? h("div")
           : field(

@@ -7,7 +7,7 @@ import { ApiError, api, download, listAll } from "./api.js";
 import { stepNames, summaryCard, touchpointLabel, triggerSummary } from "./campaign_summary.js";
 import { actionButtons, audienceSize, lastErrorText, nextRun, statusBadge } from "./campaigns.js";
 import { barChart, timeChart } from "./chart.js";
-import { add, badge, breadcrumb, busy, codeBlock, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, breadcrumb, busy, codeBlock, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
 import { formatNumber, lang, t, tMaybe } from "./i18n.js";
 import { formatZoned, projectZone } from "./time.js";
@@ -431,14 +431,10 @@ function deliveriesCard(ctx, cid, page, touchpoints) {
     state.offset = 0;
     load();
   });
-  let timer = null;
-  gidInput.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      state.gid = gidInput.value.trim();
-      state.offset = 0;
-      load();
-    }, 300);
+  onTypingPause(gidInput, () => {
+    state.gid = gidInput.value.trim();
+    state.offset = 0;
+    load();
   });
   const el = h("div", { class: "card", "data-testid": "deliveries" }, h("div", { class: "card-pad toolbar" }, h("h3", { class: "spacer" }, t("campaign.deliveries")), statusSel, gidInput, exportBtn), body);
   return { el, load };

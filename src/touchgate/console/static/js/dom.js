@@ -78,6 +78,20 @@ export function field(label, control, { hint, field: path, extra, required, test
   );
 }
 
+/**
+ * The "7/20" under a name input, red past `max`: {el, update(text)}. Characters are
+ * counted as people see them (an emoji or a Chinese character is one).
+ */
+export function charCounter(max, testid) {
+  const el = h("span", { class: "counter", "data-testid": testid });
+  const update = (text) => {
+    const n = [...String(text ?? "").trim()].length;
+    el.textContent = `${n}/${max}`;
+    el.classList.toggle("over", n > max);
+  };
+  return { el, update };
+}
+
 let toastBox = null;
 
 /** A short message in the corner; errors stay until clicked. */

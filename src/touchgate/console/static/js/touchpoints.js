@@ -3,7 +3,7 @@
 // The frequent actions are buttons; the rest sit under "More" so the row fits.
 
 import { ApiError, api, listAll } from "./api.js";
-import { add, badge, busy, confirmDialog, emptyState, h, menu, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, confirmDialog, emptyState, h, menu, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorText } from "./errors.js";
 import { formatRelative, t } from "./i18n.js";
 import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
@@ -114,13 +114,9 @@ export async function renderTouchpoints(ctx) {
     );
   };
 
-  let timer = null;
-  search.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      filters.q = search.value.trim();
-      reload().catch(showError);
-    }, 250);
+  onTypingPause(search, () => {
+    filters.q = search.value.trim();
+    reload().catch(showError);
   });
   statusSel.addEventListener("change", () => {
     filters.status = statusSel.value;
