@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], Access] = {
     # team access
     ("POST", "/api-keys"): KEY_ADMIN,
     ("GET", "/api-keys"): KEY_ADMIN,
+    ("GET", "/api-keys/current"): ANY_KEY,
     ("DELETE", "/api-keys/{key_id}"): KEY_ADMIN,
     ("GET", "/projects/{pid}/audit"): PROJECT_ADMIN,
     ("GET", "/audit"): SERVICE_ADMIN,

@@ -190,7 +190,7 @@ def test_blocklist_routes_json_csv_ndjson(
     assert fields_of(r) == {"gids[0]": "out_of_range"}
     r = client.post(url, json={"gids": [5], "touchpoint_ids": [999999]})
     assert fields_of(r) == {"touchpoint_ids[0]": "touchpoint_not_found"}
-    assert fields_of(client.post(url, json={"gids": []})) == {"gids": "too_few"}
+    assert fields_of(client.post(url, json={"gids": []})) == {"gids": "too_few_items"}
     assert fields_of(
         client.post(url, content=b"{", headers={"Content-Type": "application/json"})
     ) == {"body": "not_json"}

@@ -409,6 +409,8 @@ def test_not_started_becomes_running_and_broken_campaign_is_closed(
     c = client.get(f"{base}/{cid}").json()
     assert c["status"] == "closed"
     assert "no longer usable" in c["last_error"]
+    assert c["last_error_code"] == "touchpoint_unusable"
+    assert c["last_error_params"] == {"touchpoint_id": tid, "name": "SMS"}
     assert c["allowed_actions"] == ["copy", "delete"]
     with runtime.tx() as session:
         assert session.scalar(select(func.count()).select_from(CampaignRun)) == 0

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
+from sqlalchemy import update
 
-from conftest import LiveServer
+from conftest import ADMIN_TOKEN, LiveServer
 from test_campaign_support import campaign_body, wait_for
 from test_console_api import import_shanghai_users
 from test_console_browser import (  # noqa: F401 (fixtures)
@@ -36,6 +37,7 @@ from test_console_browser import (  # noqa: F401 (fixtures)
     sign_in,
     texts,
 )
+from touchgate.models import Campaign
 
 pytestmark = pytest.mark.browser
 
@@ -80,7 +82,9 @@ def open_page(
     contexts = []
     errors: list[str] = []
 
-    def make(lang: str, viewport: dict[str, int] = DESKTOP, timezone: str = "UTC") -> Page:
+    def make(
+        lang: str, viewport: dict[str, int] = DESKTOP, timezone: str = "UTC", key: str = ADMIN_TOKEN
+    ) -> Page:
         context = browser.new_context(
             locale=lang, viewport=viewport, timezone_id=timezone, base_url=live_server.url
         )
@@ -88,7 +92,7 @@ def open_page(
         contexts.append(context)
         pg = context.new_page()
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        sign_in(pg)
+        sign_in(pg, key)
         return pg
 
     yield make
@@ -427,3 +431,113 @@ def test_results_keep_a_deleted_touchpoints_name_and_export_csv(
     assert sorted(int(r["gid"]) for r in rows) == [100, 102, 103]
     assert {r["status"] for r in rows} == {"TOU_SUCC"}
     assert {r["touchpoint_name"] for r in rows} == {"Coupons"}
+
+
+def test_the_phone_nav_scrolls_by_itself_and_shows_where_you_are(
+    open_page: Callable[..., Page], lang: str, shanghai: dict[str, Any]
+) -> None:
+    """Five entries do not fit 390 px in English: the nav scrolls inside itself (the
+    page never does), with the current entry in view."""
+    page = open_page(lang, PHONE)
+    page.goto(f"/#/p/{shanghai['id']}/audit")
+    expect(page.get_by_test_id("audit-row").first).to_be_visible()
+    check_layout(page, "audit log at 390 px")
+    nav = page.locator(".topbar .nav")
+    assert nav.evaluate("n => n.getBoundingClientRect().right") <= PHONE["width"]
+    active = page.get_by_test_id("nav-audit")
+    box = active.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= PHONE["width"] + 1
+    shot(page, lang, "day-13-phone-nav")
+
+
+def test_a_viewer_sees_what_its_key_can_do(
+    open_page: Callable[..., Page], lang: str, shanghai: dict[str, Any], client: httpx.Client
+) -> None:
+    """Keys and the audit log need an admin: a viewer's nav has no entry for them and
+    the page says why before the API would refuse; touchpoints, protection and
+    campaigns read without the actions the key cannot take."""
+    t = texts(lang)
+    pid = shanghai["id"]
+    made = client.post(
+        "/api-keys", json={"name": "analyst", "role": "viewer", "project_id": pid}
+    ).json()
+    me = client.get("/api-keys/current", headers={"Authorization": f"Bearer {made['key']}"})
+    assert me.json() == {
+        "id": made["id"],
+        "name": "analyst",
+        "role": "viewer",
+        "project_id": pid,
+        "space_ids": None,
+    }
+    run = campaign(client, shanghai, "Shanghai coupons", {"type": "once"})
+    page = open_page(lang, key=made["key"])
+    expect(page.get_by_test_id("nav-campaigns")).to_be_visible()
+    expect(page.get_by_test_id("nav-keys")).to_have_count(0)
+    expect(page.get_by_test_id("nav-audit")).to_have_count(0)
+    expect(page.get_by_test_id("read-only")).to_have_text(t["tp.read_only"])
+    expect(page.get_by_test_id("tp-add")).to_have_count(0)
+    expect(row(page, "Coupons").get_by_test_id("tp-test")).to_have_count(0)
+    page.goto(f"/#/p/{pid}/keys")
+    explained = page.get_by_test_id("admin-only")
+    expect(explained).to_contain_text(t["nav.keys"])
+    role = t["keys.role.viewer"]
+    expect(explained).to_contain_text(
+        t["access.admin_only"].replace("{name}", "analyst").replace("{role}", role)
+    )
+    expect(page.get_by_test_id("error-box")).to_have_count(0)
+    shot(page, lang, "day-14-viewer-keys")
+    page.goto(f"/#/p/{pid}/protection")
+    expect(page.get_by_test_id("project-cap-summary")).to_be_visible()
+    expect(page.get_by_test_id("tp-protection-edit")).to_have_count(0)
+    expect(page.get_by_test_id("bl-add")).to_have_count(0)
+    page.goto(f"/#/p/{pid}/s/{shanghai['space']['id']}/campaigns")
+    expect(page.locator(f"[data-testid=campaign-row][data-id='{run['id']}']")).to_be_visible()
+    expect(page.get_by_test_id("campaign-new")).to_have_count(0)
+    expect(page.get_by_test_id("campaign-pause")).to_have_count(0)
+
+
+def test_server_and_json_errors_read_in_the_readers_language(
+    open_page: Callable[..., Page],
+    lang: str,
+    shanghai: dict[str, Any],
+    client: httpx.Client,
+    runtime: Any,
+) -> None:
+    """A campaign the system ended says why from its code (not the English
+    ``last_error``), and the JSON view's parse error says where, in words of the
+    reader's language."""
+    t = texts(lang)
+    made = campaign(client, shanghai, "Broken", {"type": "once"}, actions=())
+    # What the scheduler writes when a touchpoint disappears behind a running campaign
+    # (tests/test_campaign_runs.py makes it happen for real).
+    with runtime.tx() as session:
+        session.execute(
+            update(Campaign)
+            .where(Campaign.id == made["id"])
+            .values(
+                status="closed",
+                last_error="Touchpoint 1 is no longer usable.",
+                last_error_code="touchpoint_unusable",
+                last_error_params={"touchpoint_id": shanghai["touchpoint"]["id"], "name": None},
+            )
+        )
+    reason = t["error.code.touchpoint_unusable"].replace("{name}", "Coupons")
+    page = open_page(lang)
+    page.goto(f"/#/p/{shanghai['id']}/s/{shanghai['space']['id']}/campaigns")
+    listed = page.locator(f"[data-testid=campaign-row][data-id='{made['id']}']")
+    expect(listed.get_by_test_id("campaign-last-error")).to_have_text(reason)
+    listed.get_by_test_id("campaign-link").click()
+    expect(page.get_by_test_id("campaign-last-error")).to_contain_text(reason)
+    shot(page, lang, "day-15-ended-by-the-system")
+
+    page.goto(f"/#/p/{shanghai['id']}/s/{shanghai['space']['id']}/campaigns/new")
+    page.get_by_test_id("campaign-json-toggle").click()
+    page.get_by_test_id("campaign-json").fill('{\n  "trigger": {"type": "once"},\n  oops\n}')
+    page.get_by_test_id("campaign-json-toggle").click()
+    error = page.get_by_test_id("form-error")
+    expect(error).to_have_attribute("data-code", "json_syntax")
+    expect(error.get_by_test_id("json-error-place")).to_have_text(
+        t["canvas.json_syntax"].replace("{line}", "3").replace("{column}", "3")
+    )
+    expect(page.get_by_test_id("breadcrumb-current")).to_have_text(t["campaign.new"])
+    shot(page, lang, "day-16-json-error")

@@ -239,6 +239,8 @@ PYDANTIC_CODES: dict[str, tuple[str, dict[str, str]]] = {
     "url_syntax_violation": ("invalid_url", {}),
     "url_scheme": ("invalid_url", {}),
     "url_too_long": ("invalid_url", {}),
+    "recursion_loop": ("too_deep", {}),
+    "recursion_depth_exceeded": ("too_deep", {}),
 }
 PYDANTIC_TYPES = frozenset(get_args(ErrorType))
 _LENGTH_CODES = {"too_long": "too_long", "too_short": "too_short"}

@@ -52,7 +52,15 @@ OptionalBody = Annotated[Any, Body()]
 StepId = Annotated[str | None, Query(max_length=64)]
 Gid = Annotated[int | None, Query(ge=1, le=MAX_GID)]
 # Fields that change on their own (a run, a clock): not part of what a write changed.
-_NOT_AUDITED = {"updated_at", "allowed_actions", "next_run_at", "last_error", "warnings"}
+_NOT_AUDITED = {
+    "updated_at",
+    "allowed_actions",
+    "next_run_at",
+    "last_error",
+    "last_error_code",
+    "last_error_params",
+    "warnings",
+}
 
 
 def _state(campaign: CampaignOut | None) -> dict[str, Any] | None:

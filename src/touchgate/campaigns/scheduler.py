@@ -65,6 +65,8 @@ def _guarded(runtime: Runtime, campaign_id: int | None, work: Callable[[Session]
                     campaign.status = "closed"
                     campaign.next_run_at = None
                     campaign.last_error = exc.message
+                    campaign.last_error_code = exc.code
+                    campaign.last_error_params = exc.params
                     repo.drop_due(session, campaign_id)
             log.warning("campaign %s closed: %s", campaign_id, exc.message)
         return "closed"

@@ -109,6 +109,10 @@ class CampaignOut(BaseModel):
     published_at: datetime | None
     rejection_reason: str | None
     last_error: str | None
+    last_error_code: str | None = Field(
+        default=None, description="Why the system closed it, as a code (with its params)."
+    )
+    last_error_params: dict[str, Any] | None = None
     created_at: datetime
     updated_at: datetime
     allowed_actions: list[str] = Field(default_factory=list)

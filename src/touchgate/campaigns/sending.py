@@ -85,7 +85,11 @@ class RunContext:
             found = repo.touchpoints_by_id(self.session, self.campaign.project_id, [touchpoint_id])
             tp = found.get(touchpoint_id)
             if tp is None or tp.status != "enabled":
-                raise CampaignBroken(f"Touchpoint {touchpoint_id} is no longer usable.")
+                raise CampaignBroken(
+                    f"Touchpoint {touchpoint_id} is no longer usable.",
+                    code="touchpoint_unusable",
+                    params={"touchpoint_id": touchpoint_id, "name": tp.name if tp else None},
+                )
             self.touchpoints[touchpoint_id] = tp
         return tp
 

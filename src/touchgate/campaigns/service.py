@@ -648,6 +648,8 @@ def act(
                 _events_from_now(session, campaign, now)
             campaign.published_at = now
             campaign.last_error = None
+            campaign.last_error_code = None
+            campaign.last_error_params = None
     elif action == "approve":
         campaign.status = "awaiting_publish"
     elif action == "reject":

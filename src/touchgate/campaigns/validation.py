@@ -9,13 +9,19 @@ from field names and left out of the paths.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar, cast, get_args
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
-from pydantic_core.core_schema import ErrorType
 
-from ..errors import FieldErrors, InvalidInput, field_path
+from ..errors import (
+    PYDANTIC_TYPES,
+    FieldErrors,
+    InvalidInput,
+    field_detail,
+    field_path,
+    pydantic_detail,
+)
 from ..names import normalize_name
 
 # A request naming a million bad gids gets the first ones, not a million details.
@@ -49,62 +55,15 @@ class Problems:
             kind = str(err["type"])
             detail = InitErrorDetails(
                 type=PydanticCustomError(kind, str(err["msg"]), dict(err.get("ctx") or {}))
-                if kind not in _BUILTIN_ERRORS
+                if kind not in PYDANTIC_TYPES
                 else cast(Any, kind),
                 loc=tuple(err["loc"]),
                 input=err.get("input"),
             )
-            if kind in _BUILTIN_ERRORS and "ctx" in err:
+            if kind in PYDANTIC_TYPES and "ctx" in err:
                 detail["ctx"] = err["ctx"]
             carried.append(detail)
         raise ValidationError.from_exception_data(exc.title, carried + self.items)
-
-
-_WRONG_TYPES = {
-    "string_type": "string",
-    "int_type": "integer",
-    "int_from_float": "integer",
-    "int_parsing": "integer",
-    "float_type": "number",
-    "float_parsing": "number",
-    "bool_type": "boolean",
-    "list_type": "list",
-    "dict_type": "object",
-    "model_type": "object",
-    "model_attributes_type": "object",
-}
-
-
-def _translate(err: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    """(code, message, params) of one Pydantic error, in this project's words."""
-    kind = str(err.get("type"))
-    ctx = dict(err.get("ctx") or {})
-    if kind == "missing":
-        return "required", "required", {}
-    if kind == "extra_forbidden":
-        return "unknown_field", "unknown field", {}
-    if kind in _WRONG_TYPES:
-        expected = _WRONG_TYPES[kind]
-        return (
-            "wrong_type",
-            f"must be a{'n' if expected[0] in 'aeiou' else ''} {expected}",
-            {"expected": expected},
-        )
-    if kind == "too_short":
-        n = ctx.get("min_length", 1)
-        return "too_few", f"must list at least {n}", {"min": n}
-    if kind == "too_long":
-        n = ctx.get("max_length")
-        return "too_many", f"at most {n}", {"max": n}
-    if kind in ("recursion_loop", "recursion_depth_exceeded"):
-        return "too_deep", "nested too deeply", {}
-    if kind not in _BUILTIN_ERRORS:
-        # Our own PydanticCustomError: the type is the code, the context its params.
-        return kind, str(err.get("msg")), ctx
-    return "invalid", str(err.get("msg", "invalid")).removeprefix("Value error, "), {}
-
-
-_BUILTIN_ERRORS = frozenset(get_args(ErrorType))
 
 
 def field_errors(exc: ValidationError, errors: FieldErrors) -> None:
@@ -113,14 +72,16 @@ def field_errors(exc: ValidationError, errors: FieldErrors) -> None:
         loc: list[str | int] = [
             p for p in err["loc"] if not (isinstance(p, str) and p.startswith("<"))
         ]
-        code, message, params = _translate(err)
-        discriminator = params.pop("discriminator", None)
+        # One mapping from Pydantic's error types to codes, the API's (errors.py).
+        detail = pydantic_detail({**err, "loc": loc})
+        discriminator = detail["params"].pop("discriminator", None)
         if discriminator is not None:
+            # A tagged union: a value that is no object at all, or the tag word.
             if not isinstance(err.get("input"), dict):
-                code, message, params = "wrong_type", "must be an object", {"expected": "object"}
+                detail = field_detail(detail["field"], "must be an object", "not_object")
             else:
-                loc.append(str(discriminator))
-        errors.add(field_path(loc), message, code=code, **params)
+                detail["field"] = field_path([*loc, str(discriminator)])
+        errors.extend([detail])
 
 
 # --- small typed values -------------------------------------------------------------

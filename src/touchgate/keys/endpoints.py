@@ -8,10 +8,10 @@ from fastapi import Path, Response
 
 from ..api.deps import CtxDep, ListOf, PageDep
 from ..api.guard import api_router
-from ..auth import KEY_ADMIN, requires
+from ..auth import ANY_KEY, KEY_ADMIN, requires
 from ..models.base import utcnow
 from . import service
-from .schemas import KeyCreate, KeyCreated, KeyOut
+from .schemas import KeyCreate, KeyCreated, KeyIdentity, KeyOut
 
 router = api_router(tags=["team access"])
 KeyId = Annotated[int, Path(description="The key's id (from the list).")]
@@ -33,6 +33,23 @@ def list_keys(ctx: CtxDep, page: PageDep) -> ListOf[KeyOut]:
     with ctx.runtime.tx() as session:
         rows, total = service.list_keys(session, ctx.principal, page.limit, page.offset)
         return ListOf[KeyOut](items=[KeyOut.model_validate(r) for r in rows], total=total)
+
+
+@router.get("/api-keys/current", response_model=KeyIdentity)
+@requires(ANY_KEY)
+def current_key(ctx: CtxDep) -> KeyIdentity:
+    """The key making this call: its name, role, project and spaces."""
+    p = ctx.principal
+    spaces = sorted(p.space_ids) if p.space_ids is not None else None
+    return KeyIdentity.model_validate(
+        {
+            "id": p.key_id,
+            "name": p.name,
+            "role": p.role,
+            "project_id": p.project_id,
+            "space_ids": spaces,
+        }
+    )
 
 
 @router.delete("/api-keys/{key_id}", status_code=204, response_class=Response)

@@ -38,5 +38,16 @@ class KeyOut(BaseModel):
     last_used_at: datetime | None
 
 
+class KeyIdentity(BaseModel):
+    """The calling key: what it may do and where (the console shows only the pages it
+    can use)."""
+
+    id: int | None
+    name: str
+    role: RoleName
+    project_id: int | None
+    space_ids: list[int] | None
+
+
 class KeyCreated(KeyOut):
     key: str = Field(description="The key itself, shown this once; only its hash is kept.")

@@ -52,6 +52,9 @@ class Campaign(Base):
     event_horizon_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     rejection_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Why, as a code and the values its sentence needs (the console's language).
+    last_error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_error_params: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

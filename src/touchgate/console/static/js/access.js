@@ -3,13 +3,16 @@
 // Both pages need an admin key; for others the API's 403 is shown as it is.
 
 import { api, listAll } from "./api.js";
-import { badge, busy, confirmDialog, emptyState, field, h, modal, replace, spinner, toast } from "./dom.js";
+import { badge, busy, confirmDialog, emptyState, field, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorText } from "./errors.js";
-import { formatDateTime, formatRelative, t, tMaybe } from "./i18n.js";
+import { formatRelative, t, tMaybe } from "./i18n.js";
+import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
 
 const ROLES = ["viewer", "operator", "admin"];
 const RESOURCE_TYPES = ["project", "space", "attribute", "users", "touchpoint", "plugin", "campaign", "order", "api_key"];
 const PAGE = 50;
+// Columns of times, whose heading names the project's zone.
+const TIMES = new Set(["expires", "created"]);
 
 function pageHead(titleKey, subtitleKey, action) {
   return h("div", { class: "page-head" }, h("div", {}, h("h1", {}, t(titleKey)), h("p", { class: "muted" }, t(subtitleKey))), action || null);
@@ -41,8 +44,8 @@ export async function renderKeys(ctx) {
       tableSlot,
       h(
         "table",
-        { class: "table stack-table", "data-testid": "keys-table" },
-        h("thead", {}, h("tr", {}, ["name", "role", "spaces", "expires", "last_used", "created", "actions"].map((c) => h("th", { class: `col-${c}` }, t(`keys.col.${c}`))))),
+        { class: "table table-stack", "data-testid": "keys-table" },
+        h("thead", {}, h("tr", {}, ["name", "role", "spaces", "expires", "last_used", "created", "actions"].map((c) => h("th", { class: `col-${c}` }, t(`keys.col.${c}`), TIMES.has(c) ? h("div", { class: "th-note" }, projectZone()) : null)))),
         h("tbody", {}, mine.map((k) => keyRow(k, spaceName, reload))),
       ),
     );
@@ -74,12 +77,12 @@ function keyRow(key, spaceName, reload) {
   return h(
     "tr",
     { "data-testid": "key-row", "data-key-id": key.id },
-    h("td", { class: "strong" }, key.name),
-    h("td", {}, badge(t(`keys.role.${key.role}`), key.role === "admin" ? "warn" : "info")),
-    h("td", {}, key.space_ids ? h("div", { class: "chips" }, key.space_ids.map((id) => h("span", { class: "chip" }, spaceName.get(id) || `#${id}`))) : h("span", { class: "muted" }, t("keys.all_spaces"))),
-    h("td", {}, key.expires_at ? (expired ? badge(t("keys.expired"), "error") : formatDateTime(key.expires_at)) : h("span", { class: "muted" }, t("keys.never"))),
-    h("td", { title: key.last_used_at ? formatDateTime(key.last_used_at) : "" }, key.last_used_at ? formatRelative(key.last_used_at) : h("span", { class: "muted" }, t("keys.never_used"))),
-    h("td", {}, formatDateTime(key.created_at)),
+    h("td", { class: "strong col-name" }, key.name),
+    h("td", { "data-label": t("keys.col.role") }, badge(t(`keys.role.${key.role}`), key.role === "admin" ? "warn" : "info")),
+    h("td", { "data-label": t("keys.col.spaces") }, key.space_ids ? h("div", { class: "chips" }, key.space_ids.map((id) => h("span", { class: "chip" }, spaceName.get(id) || `#${id}`))) : h("span", { class: "muted" }, t("keys.all_spaces"))),
+    h("td", { "data-label": zoned(t("keys.col.expires")) }, key.expires_at ? (expired ? badge(t("keys.expired"), "error") : timeEl(key.expires_at, { label: false })) : h("span", { class: "muted" }, t("keys.never"))),
+    h("td", { "data-label": t("keys.col.last_used"), title: key.last_used_at ? formatZoned(key.last_used_at) : null }, key.last_used_at ? formatRelative(key.last_used_at) : h("span", { class: "muted" }, t("keys.never_used"))),
+    h("td", { "data-label": zoned(t("keys.col.created")) }, timeEl(key.created_at, { label: false })),
     h("td", { class: "col-actions" }, h("div", { class: "row-actions" }, revoke)),
   );
 }
@@ -187,7 +190,7 @@ export async function renderAudit(ctx) {
       listSlot,
       h(
         "table",
-        { class: "table stack-table", "data-testid": "audit-table" },
+        { class: "table table-stack", "data-testid": "audit-table" },
         h("thead", {}, h("tr", {}, ["time", "who", "action", "resource", "summary"].map((c) => h("th", { class: `col-${c}` }, t(`audit.col.${c}`))))),
         h("tbody", {}, items.map((e) => auditRow(e))),
       ),
@@ -198,13 +201,9 @@ export async function renderAudit(ctx) {
     auditFilters.resource_type = typeSel.value;
     reloadShowingErrors();
   });
-  let timer = null;
-  idInput.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      auditFilters.resource_id = idInput.value.trim();
-      reloadShowingErrors();
-    }, 250);
+  onTypingPause(idInput, () => {
+    auditFilters.resource_id = idInput.value.trim();
+    reloadShowingErrors();
   });
   more.addEventListener("click", busy(more, () => load(false).catch((err) => toast(errorText(err), "error"))));
   await reloadShowingErrors();
@@ -232,10 +231,10 @@ function auditRow(entry) {
   return h(
     "tr",
     { "data-testid": "audit-row" },
-    h("td", { title: formatDateTime(entry.time) }, formatRelative(entry.time)),
-    h("td", {}, entry.key_name || "—"),
-    h("td", {}, badge(entry.action, "muted")),
-    h("td", {}, h("span", { class: "stack-xs" }, tMaybe(`audit.type.${entry.resource_type}`) || entry.resource_type, h("span", { class: "muted small" }, `#${entry.resource_id}`))),
-    h("td", {}, h("div", {}, entry.summary), changes),
+    h("td", { "data-label": t("audit.col.time"), title: formatZoned(entry.time) }, formatRelative(entry.time)),
+    h("td", { "data-label": t("audit.col.who") }, entry.key_name || "—"),
+    h("td", { "data-label": t("audit.col.action") }, badge(tMaybe(`audit.action.${entry.action}`) || entry.action, "muted", { "data-action": entry.action })),
+    h("td", { "data-label": t("audit.col.resource") }, h("span", { class: "stack-xs" }, tMaybe(`audit.type.${entry.resource_type}`) || entry.resource_type, h("span", { class: "muted small" }, `#${entry.resource_id}`))),
+    h("td", { "data-label": t("audit.col.summary") }, h("div", {}, h("div", {}, entry.summary), changes)),
   );
 }

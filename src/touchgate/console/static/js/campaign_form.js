@@ -5,10 +5,11 @@
 
 import { ApiError, api, listAll } from "./api.js";
 import { createCanvas } from "./canvas.js";
-import { busy, field, h, replace, toast } from "./dom.js";
+import { breadcrumb, busy, charCounter, field, h, replace, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, formError, normalizePath } from "./errors.js";
 import { filterEditor } from "./filters.js";
-import { formatDateTime, formatNumber, formatRelative, t } from "./i18n.js";
+import { formatNumber, formatRelative, t } from "./i18n.js";
+import { zoned } from "./time.js";
 import { newStep } from "./strategy.js";
 
 const NAME_MAX = 20;
@@ -58,6 +59,14 @@ function typedNumber(raw) {
   const text = String(raw ?? "").trim();
   const n = Number(text);
   return text !== "" && Number.isFinite(n) ? n : text === "" ? null : text;
+}
+
+/** Where a JSON.parse error points ({line, column}, from 1), from the browser's message. */
+export function jsonPlace(text, message) {
+  const m = String(message).match(/position (\d+)/);
+  const at = m ? Math.min(Number(m[1]), text.length) : text.length;
+  const before = text.slice(0, at).split("\n");
+  return { line: before.length, column: before[before.length - 1].length + 1 };
 }
 
 function parseGids(text) {
@@ -116,12 +125,8 @@ export async function renderCampaignForm(ctx, campaign) {
     return cap.days === 1 ? t("protection.explain.project_cap_day", { n: cap.max_messages }) : t("protection.explain.project_cap", { n: cap.max_messages, days: cap.days });
   };
   const basics = () => {
-    const counter = h("span", { class: "counter", "data-testid": "campaign-name-count" });
-    const count = () => {
-      const n = [...name.trim()].length;
-      counter.textContent = `${n}/${NAME_MAX}`;
-      counter.classList.toggle("over", n > NAME_MAX);
-    };
+    const counter = charCounter(NAME_MAX, "campaign-name-count");
+    const count = () => counter.update(name);
     count();
     const nameInput = h("input", { type: "text", value: name, "data-field": "name", "data-testid": "campaign-name-input", placeholder: t("campaign.form.name_placeholder"), onInput: (e) => { name = e.target.value; count(); } });
     const explain = h("div", { class: "hint", "data-testid": "anti-disturb-explain" });
@@ -142,7 +147,7 @@ export async function renderCampaignForm(ctx, campaign) {
       h(
         "div",
         { class: "grid-2" },
-        field(t("campaign.form.name"), h("div", { class: "with-counter" }, nameInput, counter), { required: true, hint: t("campaign.form.name_hint") }),
+        field(t("campaign.form.name"), h("div", { class: "with-counter" }, nameInput, counter.el), { required: true, hint: t("campaign.form.name_hint") }),
         jsonMode
           ? h("div")
           : field(
@@ -436,7 +441,7 @@ export async function renderCampaignForm(ctx, campaign) {
     if (tr.type === "event") when = t("canvas.entry.event", { event: tr.event || "…" });
     else if (tr.type === "event_without") when = t("canvas.entry.event_without", { event: tr.event || "…", without: tr.without || "…" });
     else if (tr.type === "recurring") when = tr.cron ? t("campaign.trigger.cron_summary", { cron: tr.cron }) : t(`campaign.trigger.every.${tr.every || "daily"}`);
-    else when = tr.at ? t("campaign.trigger.once_at", { at: formatDateTime(tr.at) }) : t("campaign.trigger.once_now");
+    else when = tr.at ? t("campaign.trigger.once_at", { at: zoned(wallTime(tr.at).replace("T", " ")) }) : t("campaign.trigger.once_now");
     const a = doc.audience || {};
     const who = a.match === "filter" ? t("canvas.entry.filtered") : a.match === "list" ? t("campaign.audience.list") : t("campaign.audience.all");
     return [when, who];
@@ -478,8 +483,18 @@ export async function renderCampaignForm(ctx, campaign) {
       strategyCard.hidden = false;
     }
   };
-  const jsonError = (err) =>
-    h("div", { class: "alert alert-error", role: "alert", "data-testid": "form-error" }, h("div", { class: "alert-title" }, t("campaign.form.json_invalid")), h("span", { lang: "en" }, String(err.message)));
+  // The browser's own sentence is English: the reader gets where the text stops being
+  // JSON (line and column), the browser's words stay in the tooltip.
+  const jsonError = (err) => {
+    const syntax = err instanceof SyntaxError;
+    const text = syntax ? t("canvas.json_syntax", jsonPlace(jsonArea.value, err.message)) : String(err.message);
+    return h(
+      "div",
+      { class: "alert alert-error", role: "alert", "data-testid": "form-error", "data-code": syntax ? "json_syntax" : "json_not_object", title: syntax ? err.message : null },
+      h("div", { class: "alert-title" }, t("campaign.form.json_invalid")),
+      h("span", { "data-testid": "json-error-place" }, text),
+    );
+  };
   const parseJson = () => {
     const parsed = JSON.parse(jsonArea.value);
     if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error(t("canvas.json_not_object"));
@@ -544,7 +559,7 @@ export async function renderCampaignForm(ctx, campaign) {
 
   replace(
     view,
-    h("div", { class: "breadcrumb" }, h("a", { href: `#/p/${pid}/s/${sid}/campaigns` }, t("campaign.title")), "›", ctx.space.name),
+    breadcrumb([{ label: t("campaign.title"), href: `#/p/${pid}/s/${sid}/campaigns` }, { label: ctx.space.name, href: `#/p/${pid}/s/${sid}/campaigns` }, { label: editing ? campaign.name : t("campaign.new") }], { label: t("campaign.breadcrumb") }),
     h("div", { class: "page-head" }, h("h1", {}, editing ? t("campaign.form.edit_title", { name: campaign.name }) : t("campaign.form.new_title")), modeBtn),
     editing && campaign.status !== "draft" ? h("div", { class: "alert alert-info" }, t("campaign.form.back_to_draft")) : null,
     topErrors,

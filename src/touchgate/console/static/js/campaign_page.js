@@ -5,9 +5,9 @@
 
 import { ApiError, api, download, listAll } from "./api.js";
 import { stepNames, summaryCard, touchpointLabel, triggerSummary } from "./campaign_summary.js";
-import { actionButtons, audienceSize, nextRun, statusBadge } from "./campaigns.js";
+import { actionButtons, audienceSize, lastErrorText, nextRun, statusBadge } from "./campaigns.js";
 import { barChart, timeChart } from "./chart.js";
-import { add, badge, busy, codeBlock, h, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, breadcrumb, busy, codeBlock, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorHeading } from "./errors.js";
 import { formatNumber, lang, t, tMaybe } from "./i18n.js";
 import { formatZoned, projectZone } from "./time.js";
@@ -67,15 +67,7 @@ export async function renderCampaignPage(ctx, cid) {
 
   replace(
     view,
-    h(
-      "nav",
-      { class: "breadcrumb", "aria-label": t("campaign.breadcrumb") },
-      h("a", { href: `#/p/${pid}/s/${sid}/campaigns` }, t("campaign.title")),
-      h("span", { class: "sep", "aria-hidden": "true" }, "›"),
-      h("a", { href: `#/p/${pid}/s/${sid}/campaigns` }, ctx.space.name),
-      h("span", { class: "sep", "aria-hidden": "true" }, "›"),
-      h("span", { class: "current", "data-testid": "breadcrumb-current" }, first.name),
-    ),
+    breadcrumb([{ label: t("campaign.title"), href: `#/p/${pid}/s/${sid}/campaigns` }, { label: ctx.space.name, href: `#/p/${pid}/s/${sid}/campaigns` }, { label: first.name }], { label: t("campaign.breadcrumb") }),
     head,
     alerts,
     summarySlot,
@@ -122,7 +114,7 @@ export async function renderCampaignPage(ctx, cid) {
     replace(
       alerts,
       campaign.rejection_reason && campaign.status === "rejected" ? h("div", { class: "alert alert-warn" }, h("div", { class: "alert-title" }, t("campaign.rejected_because")), campaign.rejection_reason) : null,
-      campaign.last_error ? h("div", { class: "alert alert-error" }, h("div", { class: "alert-title" }, t("campaign.last_error")), h("span", { lang: "en" }, campaign.last_error)) : null,
+      campaign.last_error ? h("div", { class: "alert alert-error", title: campaign.last_error, "data-testid": "campaign-last-error" }, h("div", { class: "alert-title" }, t("campaign.last_error")), h("span", {}, lastErrorText(campaign))) : null,
     );
     // The summary changes only when the campaign's content does.
     if (summaryOf !== campaign.updated_at) {
@@ -439,14 +431,10 @@ function deliveriesCard(ctx, cid, page, touchpoints) {
     state.offset = 0;
     load();
   });
-  let timer = null;
-  gidInput.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      state.gid = gidInput.value.trim();
-      state.offset = 0;
-      load();
-    }, 300);
+  onTypingPause(gidInput, () => {
+    state.gid = gidInput.value.trim();
+    state.offset = 0;
+    load();
   });
   const el = h("div", { class: "card", "data-testid": "deliveries" }, h("div", { class: "card-pad toolbar" }, h("h3", { class: "spacer" }, t("campaign.deliveries")), statusSel, gidInput, exportBtn), body);
   return { el, load };

@@ -33,7 +33,8 @@ export function statusBadge(status) {
 /** parts: what follows /p/{pid}/ in the hash. */
 export async function renderCampaigns(ctx, parts) {
   const { pid, view, navigate } = ctx;
-  const spaces = await listAll(`/projects/${pid}/spaces`);
+  // A key bound to some spaces sees only those.
+  const spaces = (await listAll(`/projects/${pid}/spaces`)).filter((s) => !ctx.spaceIds || ctx.spaceIds.has(s.id));
   if (!ctx.isCurrent()) return;
   if (parts[0] === "campaign" && parts[1]) {
     await findCampaign(ctx, spaces, Number(parts[1]));
@@ -95,6 +96,20 @@ function spaceTabs(ctx, suffix = "") {
   );
 }
 
+/**
+ * Why the system closed a campaign, in the reader's language (its English sentence in
+ * `last_error` stays for the tooltip); null when it was not closed by the system.
+ */
+export function lastErrorText(campaign) {
+  if (!campaign.last_error) return null;
+  const params = { ...(campaign.last_error_params || {}) };
+  if (params.touchpoint_id !== undefined && !params.name) {
+    const ref = (campaign.touchpoints || []).find((r) => r.id === params.touchpoint_id);
+    params.name = ref && ref.name ? ref.name : `#${params.touchpoint_id}`;
+  }
+  return errorHeading({ status: 409, code: campaign.last_error_code || "campaign_broken", params });
+}
+
 /** The next run, for campaigns that have one (running or not started). */
 export function nextRun(campaign) {
   return SCHEDULED.has(campaign.status) && campaign.next_run_at ? campaign.next_run_at : null;
@@ -124,7 +139,7 @@ async function renderList(ctx) {
       "div",
       { class: "page-head" },
       h("div", {}, h("h1", {}, t("campaign.title")), h("p", { class: "muted" }, t("campaign.subtitle"))),
-      h("a", { class: "btn btn-primary", href: `#/p/${pid}/s/${sid}/campaigns/new`, "data-testid": "campaign-new" }, h("span", { class: "plus" }, "+"), t("campaign.new")),
+      ctx.writer ? h("a", { class: "btn btn-primary", href: `#/p/${pid}/s/${sid}/campaigns/new`, "data-testid": "campaign-new" }, h("span", { class: "plus" }, "+"), t("campaign.new")) : null,
     ),
     spaceTabs(ctx),
     h("div", { class: "toolbar" }, statusSel),
@@ -140,7 +155,7 @@ async function renderList(ctx) {
         emptyState(
           listFilter.status ? t("campaign.none_match") : t("campaign.none_title"),
           listFilter.status ? "" : t("campaign.none_text", { space: ctx.space.name }),
-          listFilter.status ? null : h("a", { class: "btn btn-primary", href: `#/p/${pid}/s/${sid}/campaigns/new` }, t("campaign.new")),
+          listFilter.status || !ctx.writer ? null : h("a", { class: "btn btn-primary", href: `#/p/${pid}/s/${sid}/campaigns/new` }, t("campaign.new")),
         ),
       );
       return;
@@ -158,7 +173,7 @@ async function renderList(ctx) {
             h(
               "tr",
               { "data-testid": "campaign-row", "data-id": c.id, "data-name": c.name },
-              h("td", {}, h("a", { class: "strong", href: `#/p/${pid}/s/${sid}/campaigns/${c.id}`, "data-testid": "campaign-link" }, c.name), c.last_error ? h("div", { class: "small field-error", lang: "en" }, c.last_error) : null),
+              h("td", {}, h("a", { class: "strong", href: `#/p/${pid}/s/${sid}/campaigns/${c.id}`, "data-testid": "campaign-link" }, c.name), c.last_error ? h("div", { class: "small field-error", title: c.last_error, "data-testid": "campaign-last-error" }, lastErrorText(c)) : null),
               h("td", { "data-label": t("campaign.col.status") }, statusBadge(c.status)),
               h("td", { class: "small", "data-label": t("campaign.col.trigger") }, triggerSummary(c.trigger)),
               h("td", { class: "small muted", "data-label": zoned(t("campaign.col.next_run")), "data-testid": "campaign-next-run" }, timeEl(nextRun(c), { label: false })),
@@ -176,7 +191,8 @@ async function renderList(ctx) {
 /** The buttons for exactly the actions the campaign's state allows. */
 export function actionButtons(ctx, campaign, reload, { compact = false } = {}) {
   const { pid, sid, base, navigate } = ctx;
-  const allowed = campaign.allowed_actions || [];
+  // A viewer's key reads campaigns; every action needs an operator's.
+  const allowed = ctx.writer ? campaign.allowed_actions || [] : [];
   const buttons = [];
   const mk = (action, label, handler, kind) => {
     const b = h("button", { class: `btn ${compact ? "btn-sm" : ""} ${kind || "btn-ghost"}`, type: "button", "data-testid": `campaign-${action}` }, label);

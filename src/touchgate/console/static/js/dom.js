@@ -78,6 +78,20 @@ export function field(label, control, { hint, field: path, extra, required, test
   );
 }
 
+/**
+ * The "7/20" under a name input, red past `max`: {el, update(text)}. Characters are
+ * counted as people see them (an emoji or a Chinese character is one).
+ */
+export function charCounter(max, testid) {
+  const el = h("span", { class: "counter", "data-testid": testid });
+  const update = (text) => {
+    const n = [...String(text ?? "").trim()].length;
+    el.textContent = `${n}/${max}`;
+    el.classList.toggle("over", n > max);
+  };
+  return { el, update };
+}
+
 let toastBox = null;
 
 /** A short message in the corner; errors stay until clicked. */
@@ -269,6 +283,19 @@ export function codeBlock(value, testid) {
     }
   } else text = JSON.stringify(value, null, 2);
   return h("pre", { class: "code", "data-testid": testid || null }, text ?? "");
+}
+
+/**
+ * Where a page sits: links to the pages above it and the current one's name. items:
+ * [{label, href}], the last without href.
+ */
+export function breadcrumb(items, { label } = {}) {
+  const parts = [];
+  items.forEach((item, i) => {
+    if (i) parts.push(h("span", { class: "sep", "aria-hidden": "true" }, "›"));
+    parts.push(item.href ? h("a", { href: item.href }, item.label) : h("span", { class: "current", "data-testid": "breadcrumb-current" }, item.label));
+  });
+  return h("nav", { class: "breadcrumb", "aria-label": label || t("common.breadcrumb") }, parts);
 }
 
 export function emptyState(title, text, action) {

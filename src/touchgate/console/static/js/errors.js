@@ -100,6 +100,9 @@ function render(key, params = {}) {
       nodes.push(...(problemNodes(params) ?? [valueEl(params.problem)]));
     } else if (piece.endsWith("field") && typeof params[piece] === "string") {
       nodes.push(h("span", { class: "msg-field" }, fieldLabelNodes(params[piece])));
+    } else if (piece === "expected" && typeof params.expected === "string") {
+      // A type's name ("integer", "object") in the reader's words; choices stay as they are.
+      nodes.push(valueEl(tMaybe(`type_name.${params.expected}`) ?? params.expected));
     } else {
       nodes.push(valueEl(params[piece]));
     }

@@ -17,9 +17,24 @@ const PAGES = [
   { name: "touchpoints", paths: ["touchpoints"], render: (ctx) => import("./touchpoints.js").then((m) => m.renderTouchpoints(ctx)) },
   { name: "campaigns", paths: ["campaigns", "s", "campaign"], render: (ctx, rest) => import("./campaigns.js").then((m) => m.renderCampaigns(ctx, rest)) },
   { name: "protection", paths: ["protection"], render: (ctx) => import("./protection.js").then((m) => m.renderProtection(ctx)) },
-  { name: "keys", paths: ["keys"], render: (ctx) => import("./access.js").then((m) => m.renderKeys(ctx)) },
-  { name: "audit", paths: ["audit"], render: (ctx) => import("./access.js").then((m) => m.renderAudit(ctx)) },
+  { name: "keys", paths: ["keys"], admin: true, render: (ctx) => import("./access.js").then((m) => m.renderKeys(ctx)) },
+  { name: "audit", paths: ["audit"], admin: true, render: (ctx) => import("./access.js").then((m) => m.renderAudit(ctx)) },
 ];
+
+/**
+ * What the signed-in key may do, for the pages to offer only that: `admin` (manage
+ * the project), `writer` (operators too: campaigns, imports, the blocklist) and
+ * `spaceIds` (null: every space). Without an answer the API still decides.
+ */
+function reach(me) {
+  const role = me ? me.role : "admin";
+  return { admin: role === "admin", writer: role !== "viewer", spaceIds: me && me.space_ids ? new Set(me.space_ids) : null };
+}
+
+/** Whether the signed-in key may use a page (keys and the audit log need an admin). */
+function canUse(page) {
+  return !page.admin || !session.me || session.me.role === "admin";
+}
 
 function pageFor(segment) {
   return PAGES.find((page) => page.paths.includes(segment)) || PAGES[0];
@@ -27,6 +42,8 @@ function pageFor(segment) {
 
 export const session = {
   projects: [],
+  /** The signed-in key ({name, role, project_id, space_ids}; GET /api-keys/current). */
+  me: null,
   /** Bumped on every navigation so slow responses of an old view are dropped. */
   generation: 0,
 };
@@ -45,6 +62,7 @@ function parseHash() {
 async function signIn(key, remember) {
   // The key is valid when it can list projects; that list also feeds the switcher.
   const data = await request("GET", "/projects", undefined, { key, query: { limit: 1000 } });
+  session.me = await request("GET", "/api-keys/current", undefined, { key });
   storeKey(key, remember);
   session.projects = data.items;
 }
@@ -52,6 +70,7 @@ async function signIn(key, remember) {
 function signOut() {
   forgetKey();
   session.projects = [];
+  session.me = null;
   navigate("#/login");
 }
 
@@ -154,22 +173,42 @@ function header(active, pid) {
     session.projects.length
       ? h("div", { class: "project-pick" }, h("span", { class: "muted small" }, t("nav.project")), projectSelect)
       : null,
-    pid ? h("nav", { class: "nav" }, PAGES.map((page) => link(page.name))) : null,
+    pid ? h("nav", { class: "nav", "aria-label": t("nav.pages") }, PAGES.filter(canUse).map((page) => link(page.name))) : null,
     h("div", { class: "topbar-tools" }, langSwitch(), h("button", { class: "btn btn-ghost", type: "button", "data-testid": "sign-out", onClick: signOut }, t("auth.sign_out"))),
   );
 }
 
 function shell(active, pid) {
   const view = h("main", { class: "view", id: "view" }, spinner());
-  replace(root, header(active, pid), view);
+  const top = header(active, pid);
+  replace(root, top, view);
   root.classList.remove("boot");
+  const nav = top.querySelector(".nav");
+  if (nav) keepInView(nav);
   return view;
+}
+
+/**
+ * On a phone the nav scrolls sideways: show its current entry, and fade the edges
+ * that have more entries beyond them.
+ */
+function keepInView(nav) {
+  const edges = () => {
+    nav.classList.toggle("more-before", nav.scrollLeft > 1);
+    nav.classList.toggle("more-after", nav.scrollLeft + nav.clientWidth < nav.scrollWidth - 1);
+  };
+  const active = nav.querySelector(".active");
+  if (active && nav.scrollWidth > nav.clientWidth) nav.scrollLeft = active.offsetLeft + active.offsetWidth / 2 - nav.clientWidth / 2;
+  edges();
+  nav.addEventListener("scroll", edges, { passive: true });
+  new ResizeObserver(edges).observe(nav);
 }
 
 async function ensureProjects() {
   if (!session.projects.length) {
     session.projects = await listAll("/projects");
   }
+  if (!session.me) session.me = await request("GET", "/api-keys/current");
 }
 
 function defaultProject() {
@@ -220,7 +259,13 @@ async function route() {
   setZone(project.timezone);
   const page = pageFor(parts[2] || "");
   const view = shell(page.name, pid);
-  const ctx = { pid, project, view, navigate, isCurrent: () => generation === session.generation };
+  if (!canUse(page)) {
+    // Said before the API would refuse: this key cannot use the page.
+    replace(view, emptyState(t(`nav.${page.name}`), t("access.admin_only", { name: session.me.name, role: t(`keys.role.${session.me.role}`) }), h("a", { class: "btn", href: `#/p/${pid}/${PAGES[0].name}` }, t("common.back"))));
+    view.firstChild.dataset.testid = "admin-only";
+    return;
+  }
+  const ctx = { pid, project, view, navigate, isCurrent: () => generation === session.generation, ...reach(session.me) };
   try {
     await page.render(ctx, parts.slice(2));
   } catch (err) {

@@ -5,7 +5,8 @@
 import { ApiError, api, listAll } from "./api.js";
 import { add, badge, busy, confirmDialog, field, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, errorBox, errorText } from "./errors.js";
-import { formatDateTime, formatNumber, t } from "./i18n.js";
+import { formatNumber, t } from "./i18n.js";
+import { projectZone, timeEl, zoned } from "./time.js";
 
 const PAGE = 20;
 // gids per request when adding a large list (the API takes JSON arrays).
@@ -158,6 +159,11 @@ async function loadProjectCap(ctx, card) {
     replace(card, head, errorBox(err));
     return;
   }
+  if (!ctx.admin) {
+    // Read-only: the cap is set with an admin key.
+    replace(card, head, h("p", { "data-testid": "project-cap-summary" }, capText(current.frequency_cap)));
+    return;
+  }
   const cap = capInputs(current.frequency_cap, "project-cap", "frequency_cap");
   const capRule = rule(t("protection.project_cap_on"), Boolean(current.frequency_cap), "project-cap-on", cap.row, t("protection.counting"));
   const errSlot = h("div");
@@ -195,7 +201,7 @@ async function loadTouchpointRules(ctx, card, touchpoints) {
             { "data-testid": "tp-protection-row", "data-name": tp.name },
             h("td", {}, h("div", { class: "strong" }, tp.name), tp.status === "enabled" ? null : badge(t("tp.status.disabled"), "muted")),
             h("td", { class: "small", "data-testid": "tp-protection-summary" }, r.status === "fulfilled" ? h("ul", { class: "summary-list" }, touchpointRules(r.value).map((line) => h("li", {}, line))) : h("span", { class: "muted" }, "—")),
-            h("td", { class: "col-actions" }, edit),
+            ctx.admin ? h("td", { class: "col-actions" }, edit) : null,
           );
         }),
       ),
@@ -229,8 +235,8 @@ function blocklistCard(ctx, touchpoints) {
         items.length
           ? h(
               "table",
-              { class: "table table-compact", "data-testid": "bl-table" },
-              h("thead", {}, h("tr", {}, ["gid", "touchpoint", "reason", "added", ""].map((c) => h("th", {}, c ? t(`blocklist.col.${c}`) : "")))),
+              { class: "table table-compact table-stack", "data-testid": "bl-table" },
+              h("thead", {}, h("tr", {}, ["gid", "touchpoint", "reason", "added", ctx.writer ? "" : null].filter((c) => c !== null).map((c) => h("th", {}, c ? t(`blocklist.col.${c}`) : "", c === "added" ? h("div", { class: "th-note" }, projectZone()) : null)))),
               h(
                 "tbody",
                 {},
@@ -240,11 +246,11 @@ function blocklistCard(ctx, touchpoints) {
                   return h(
                     "tr",
                     { "data-testid": "bl-row", "data-gid": entry.gid },
-                    h("td", {}, String(entry.gid)),
-                    h("td", {}, entry.touchpoint_id === null || entry.touchpoint_id === undefined ? badge(t("blocklist.all_touchpoints"), "info") : names.get(entry.touchpoint_id) || `#${entry.touchpoint_id}`),
-                    h("td", { class: "small" }, entry.reason || ""),
-                    h("td", { class: "small muted" }, formatDateTime(entry.created_at)),
-                    h("td", { class: "col-actions" }, remove),
+                    h("td", { class: "col-name" }, String(entry.gid)),
+                    h("td", { "data-label": t("blocklist.col.touchpoint") }, entry.touchpoint_id === null || entry.touchpoint_id === undefined ? badge(t("blocklist.all_touchpoints"), "info") : names.get(entry.touchpoint_id) || `#${entry.touchpoint_id}`),
+                    h("td", { class: "small", "data-label": t("blocklist.col.reason") }, entry.reason || "—"),
+                    h("td", { class: "small muted", "data-label": zoned(t("blocklist.col.added")) }, timeEl(entry.created_at, { label: false })),
+                    ctx.writer ? h("td", { class: "col-actions" }, remove) : null,
                   );
                 }),
               ),
@@ -289,7 +295,7 @@ function blocklistCard(ctx, touchpoints) {
   return h(
     "section",
     { class: "card", "data-testid": "blocklist" },
-    h("div", { class: "card-pad toolbar" }, h("h3", { class: "spacer" }, t("blocklist.title")), gidInput, tpSelect, addBtn),
+    h("div", { class: "card-pad toolbar" }, h("h3", { class: "spacer" }, t("blocklist.title")), gidInput, tpSelect, ctx.writer ? addBtn : null),
     h("p", { class: "muted small card-pad" }, t("blocklist.intro")),
     body,
   );

@@ -3,7 +3,7 @@
 // The service validates; its field errors appear next to the inputs they name.
 
 import { ApiError, api, listAll, upload } from "./api.js";
-import { add, badge, busy, field, h, modal, replace, toast } from "./dom.js";
+import { add, badge, busy, charCounter, field, h, modal, replace, toast } from "./dom.js";
 import { applyFieldErrors, clearFieldErrors, codedText, errorBox, fieldLabel, formError } from "./errors.js";
 import { t } from "./i18n.js";
 
@@ -18,10 +18,6 @@ function num(value) {
   if (text === "") return undefined;
   const n = Number(text);
   return Number.isFinite(n) ? n : text;
-}
-
-function countChars(text) {
-  return [...String(text || "").trim()].length;
 }
 
 export function leafCount(options) {
@@ -159,12 +155,8 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
   const topErrors = h("div", { class: "form-errors", "data-testid": "form-errors" });
 
   // ---- basic information -------------------------------------------------------------
-  const counter = h("span", { class: "counter", "data-testid": "name-count" });
-  const updateCounter = () => {
-    const n = countChars(st.name);
-    counter.textContent = `${n}/${NAME_MAX}`;
-    counter.classList.toggle("over", n > NAME_MAX);
-  };
+  const counter = charCounter(NAME_MAX, "name-count");
+  const updateCounter = () => counter.update(st.name);
   const nameInput = h("input", {
     type: "text",
     value: st.name,
@@ -402,7 +394,7 @@ export async function openTouchpointForm(ctx, touchpoint, onSaved) {
     h(
       "div",
       { class: "grid-2" },
-      field(t("tp.form.name"), h("div", { class: "with-counter" }, nameInput, counter), { required: true, hint: t("tp.form.name_hint") }),
+      field(t("tp.form.name"), h("div", { class: "with-counter" }, nameInput, counter.el), { required: true, hint: t("tp.form.name_hint") }),
       field(t("tp.form.type"), typeSelect, { required: true, hint: editing ? t("tp.form.type_fixed") : t("tp.form.type_hint") }),
     ),
     field(t("tp.form.transport"), transportRadios),

@@ -3,7 +3,7 @@
 // The frequent actions are buttons; the rest sit under "More" so the row fits.
 
 import { ApiError, api, listAll } from "./api.js";
-import { add, badge, busy, confirmDialog, emptyState, h, menu, modal, replace, spinner, toast } from "./dom.js";
+import { add, badge, busy, confirmDialog, emptyState, h, menu, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
 import { errorBox, errorText } from "./errors.js";
 import { formatRelative, t } from "./i18n.js";
 import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
@@ -46,8 +46,9 @@ export async function renderTouchpoints(ctx) {
       "div",
       { class: "page-head" },
       h("div", {}, h("h1", {}, t("tp.title")), h("p", { class: "muted" }, t("tp.subtitle"))),
-      addBtn,
+      ctx.admin ? addBtn : null,
     ),
+    ctx.admin ? null : h("div", { class: "alert alert-info", "data-testid": "read-only" }, t("tp.read_only")),
     h("div", { class: "toolbar" }, search, statusSel, typeSel),
     tableSlot,
   );
@@ -82,7 +83,7 @@ export async function renderTouchpoints(ctx) {
           : emptyState(
               t("tp.none_title"),
               t("tp.none_text"),
-              h("button", { class: "btn btn-primary", type: "button", onClick: () => openForm(ctx, null, actions) }, t("tp.add")),
+              ctx.admin ? h("button", { class: "btn btn-primary", type: "button", onClick: () => openForm(ctx, null, actions) }, t("tp.add")) : null,
             ),
       );
       return;
@@ -99,7 +100,7 @@ export async function renderTouchpoints(ctx) {
           h(
             "tr",
             {},
-            ["name", "type", "status", "spaces", "last_test", "updated", "actions"].map((c) =>
+            ["name", "type", "status", "spaces", "last_test", "updated", ctx.admin ? "actions" : null].filter(Boolean).map((c) =>
               h("th", { class: `col-${c}` }, t(`tp.col.${c}`), c === "updated" ? h("div", { class: "th-note" }, projectZone()) : null),
             ),
           ),
@@ -113,13 +114,9 @@ export async function renderTouchpoints(ctx) {
     );
   };
 
-  let timer = null;
-  search.addEventListener("input", () => {
-    clearTimeout(timer);
-    timer = setTimeout(() => {
-      filters.q = search.value.trim();
-      reload().catch(showError);
-    }, 250);
+  onTypingPause(search, () => {
+    filters.q = search.value.trim();
+    reload().catch(showError);
   });
   statusSel.addEventListener("change", () => {
     filters.status = statusSel.value;
@@ -273,7 +270,8 @@ function row(tp, spaceName, actions) {
     h("td", { "data-testid": "tp-spaces", "data-label": t("tp.col.spaces") }, spacesCell),
     h("td", { "data-testid": "tp-last-test", "data-label": t("tp.col.last_test") }, lastTest(tp)),
     h("td", { class: "muted small col-updated", "data-label": zoned(t("tp.col.updated")) }, timeEl(tp.updated_at, { label: false })),
-    h(
+    // Every action on a touchpoint needs an admin key.
+    !actions.ctx.admin ? null : h(
       "td",
       { class: "col-actions" },
       h(
