@@ -29,7 +29,7 @@ class User(Base):
     __tablename__ = "users"
 
     # No foreign key to projects: PostgreSQL would check it row by row, a third of
-    # a bulk import's time (migration 0008). Projects are never deleted, and an
+    # a bulk import's time (migration 0009). Projects are never deleted, and an
     # import checks its project before writing.
     project_id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
