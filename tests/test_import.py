@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -16,13 +17,17 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from touchgate.datastore.importer import (
+    CHUNK_LINES,
     INFLATE_STEP,
     MAX_ERRORS,
     MAX_LINE_BYTES,
     TOO_LONG,
+    ImportFormat,
     ImportReport,
+    UserImport,
     gunzip,
     split_lines,
 )
@@ -174,12 +179,16 @@ def test_duplicate_gid_later_line_wins(client: httpx.Client, pid: int) -> None:
 def test_duplicate_gid_across_chunks(client: httpx.Client, pid: int) -> None:
     def body() -> Iterator[bytes]:
         yield lines({"gid": 1, "attributes": {"city": "first", "level": 1}})
-        for gid in range(2, 6_002):
+        for gid in range(2, CHUNK_LINES + 1_002):
             yield lines({"gid": gid})
         yield lines({"gid": 1, "attributes": {"city": "last"}})
 
     result = post_import(client, pid, body())
-    assert (result["imported"], result["updated"], result["rejected"]) == (6_001, 1, 0)
+    assert (result["imported"], result["updated"], result["rejected"]) == (
+        CHUNK_LINES + 1_001,
+        1,
+        0,
+    )
     assert attrs(client, pid, 1) == {"city": "last", "level": 1}
 
 
@@ -327,6 +336,118 @@ def test_unknown_attribute_with_an_empty_catalogue(
     assert post_import(client, project["id"], lines({"gid": 1}))["imported"] == 1
 
 
+def _apply_one_by_one(
+    stored: dict[int, dict[str, Any]], records: list[tuple[int, dict[str, Any]]]
+) -> tuple[int, int]:
+    """The documented semantics, line by line: merge, null removes, count new and updated."""
+    imported = updated = 0
+    for gid, patch in records:
+        if gid in stored:
+            updated += 1
+        else:
+            imported += 1
+            stored[gid] = {}
+        stored[gid].update(patch)
+        stored[gid] = {k: v for k, v in stored[gid].items() if v is not None}
+    return imported, updated
+
+
+def _random_records(seed: int, count: int, gids: int) -> list[tuple[int, dict[str, Any]]]:
+    rng = random.Random(seed)
+    records = []
+    for _ in range(count):
+        patch: dict[str, Any] = {}
+        for key, values in (
+            ("city", ["A", "B", "上海", None]),
+            ("level", [1, 2.5, -3, None]),
+            ("vip", [True, False, None]),
+            ("birthday", ["2000-02-29", "1999-12-31", None]),
+        ):
+            if rng.random() < 0.5:
+                patch[key] = rng.choice(values)
+        records.append((rng.randint(1, gids), patch))
+    return records
+
+
+@pytest.mark.parametrize("chunk_lines", [1, 2, 3, 7, 10_000])
+def test_counts_and_values_match_line_by_line_semantics(
+    runtime: Runtime, pid: int, chunk_lines: int
+) -> None:
+    """Repeated gids within and across chunks, nulls for new and stored users, two imports:
+    the counts and the stored attributes are those of importing the lines one by one."""
+    expected: dict[int, dict[str, Any]] = {}
+    for seed in (1, 2):
+        records = _random_records(seed, 300, 60)
+        body = lines(*({"gid": gid, "attributes": patch} for gid, patch in records))
+        job = UserImport.open(runtime, pid, ImportFormat.NDJSON)
+        job.chunk_lines = chunk_lines
+        report = job.run(pieces(body, (4096, 17)))
+        assert (report.imported, report.updated) == _apply_one_by_one(expected, records)
+        assert report.rejected == 0
+        with runtime.tx() as session:
+            stored = {u.gid: u.attributes for u in session.scalars(select(User))}
+        assert stored == expected
+
+
+def test_careful_and_fast_lines_keep_their_order(client: httpx.Client, pid: int) -> None:
+    """Lines the fast check doubts (a form feed before the object, an escaped NUL nearby)
+    are taken in their place: the later line still wins."""
+    first = lines(*({"gid": gid, "attributes": {"city": "fast"}} for gid in range(1, 400)))
+    body = (
+        first
+        + b'\x0c{"gid": 5, "attributes": {"city": "careful", "level": 1}}\n'
+        + lines({"gid": 6, "attributes": {"city": "nul\x00"}})
+        + lines({"gid": 7, "attributes": {"city": "after"}})
+        + lines({"gid": 5, "attributes": {"vip": True}})
+    )
+    result = post_import(client, pid, body)
+    assert (result["imported"], result["updated"], result["rejected"]) == (399, 3, 1)
+    assert result["errors"][0]["line"] == 401
+    assert attrs(client, pid, 5) == {"city": "careful", "level": 1, "vip": True}
+    assert attrs(client, pid, 6) == {"city": "fast"}
+    assert attrs(client, pid, 7) == {"city": "after"}
+
+
+@pytest.fixture
+def refuse_gid_13(runtime: Runtime) -> Iterator[None]:
+    """A trigger in the test database that refuses to store user 13."""
+    with runtime.engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_13() RETURNS trigger LANGUAGE plpgsql AS "
+                "$$ BEGIN RAISE EXCEPTION 'user 13 refused'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_13 BEFORE INSERT ON users FOR EACH ROW "
+                "WHEN (NEW.gid = 13) EXECUTE FUNCTION refuse_13()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_13 BEFORE INSERT ON users WHEN NEW.gid = 13 "
+                "BEGIN SELECT RAISE(ABORT, 'user 13 refused'); END"
+            )
+    yield
+    with runtime.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "DROP TRIGGER refuse_13 ON users"
+            if conn.dialect.name == "postgresql"
+            else "DROP TRIGGER refuse_13"
+        )
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("DROP FUNCTION refuse_13()")
+
+
+def test_a_failed_write_stops_the_import(runtime: Runtime, pid: int, refuse_gid_13: None) -> None:
+    """A chunk the database refuses ends the import with the database's error (no
+    thread is left waiting); the chunks committed before it stay."""
+    job = UserImport.open(runtime, pid, ImportFormat.NDJSON)
+    job.chunk_lines = 2
+    with pytest.raises(DBAPIError, match="user 13 refused"):
+        job.run(pieces(lines(*({"gid": gid} for gid in range(1, 50))), (40,)))
+    assert (job.report.imported, job.report.written) == (12, 12)
+    assert user_count(runtime, pid) == 12
+
+
 # -- CSV ------------------------------------------------------------------------------------
 
 
@@ -435,6 +556,29 @@ def test_csv_bad_records_report_their_first_line(client: httpx.Client, pid: int)
         "vip": False,
         "birthday": "2024-02-29",
     }
+
+
+def test_csv_line_numbers_when_chunks_decode_at_once(client: httpx.Client, pid: int) -> None:
+    """Chunks of good lines are decoded whole; one with a line that is not UTF-8 or too
+    long goes line by line. Numbers stay those of the file either way."""
+    good = "".join(f'{gid},"city {gid}\nsecond line",{gid}\n' for gid in range(1, 41)).encode()
+    body = (
+        b"gid,city,level\n"
+        + good  # lines 2-81
+        + b"41,\xff,1\n"  # 82
+        + b"42,fine,2\n"  # 83
+        + b'43,"'
+        + b"x" * MAX_LINE_BYTES
+        + b'",3\n'  # 84
+        + b'44,"after\r\nall",4'  # 85-86, no final newline
+    )
+    result = post_import(client, pid, pieces(body, (100_000, 333, 7)), CSV)
+    errors = {e["line"]: e["message"] for e in result["errors"]}
+    assert sorted(errors) == [82, 84], errors
+    assert "UTF-8" in errors[82] and "longer than" in errors[84]
+    assert (result["imported"], result["rejected"]) == (42, 2)
+    assert attrs(client, pid, 40) == {"city": "city 40\nsecond line", "level": 40}
+    assert attrs(client, pid, 44) == {"city": "after\r\nall", "level": 4}
 
 
 @pytest.mark.parametrize(
@@ -571,7 +715,7 @@ def test_streamed_import_of_200k_lines(client: httpx.Client, pid: int, runtime: 
 def test_client_disconnect_keeps_committed_chunks(
     client: httpx.Client, pid: int, runtime: Runtime, live_server: Any
 ) -> None:
-    data = lines(*({"gid": gid} for gid in range(1, 7_001)))
+    data = lines(*({"gid": gid} for gid in range(1, CHUNK_LINES + 2_001)))
     head = (
         f"POST /api/v1/projects/{pid}/users/import HTTP/1.1\r\n"
         f"Host: 127.0.0.1\r\nAuthorization: {client.headers['Authorization']}\r\n"
@@ -580,16 +724,17 @@ def test_client_disconnect_keeps_committed_chunks(
     with socket.create_connection(("127.0.0.1", live_server.port)) as sock:
         sock.sendall(head.encode() + b"%x\r\n%s\r\n" % (len(data), data))
         deadline = time.monotonic() + 60
-        while user_count(runtime, pid) < 5_000:
+        while user_count(runtime, pid) < CHUNK_LINES:
             assert time.monotonic() < deadline
             time.sleep(0.05)
     # The body never ended: the first full chunk was committed, the rest dropped,
     # and the server goes on serving.
     time.sleep(0.5)
-    assert user_count(runtime, pid) == 5_000
-    assert attrs(client, pid, 5_000) == {}
-    assert client.get(f"/projects/{pid}/users/6500").status_code == 404
-    assert post_import(client, pid, lines({"gid": 6_500}))["imported"] == 1
+    assert user_count(runtime, pid) == CHUNK_LINES
+    assert attrs(client, pid, CHUNK_LINES) == {}
+    unsent = CHUNK_LINES + 1_500
+    assert client.get(f"/projects/{pid}/users/{unsent}").status_code == 404
+    assert post_import(client, pid, lines({"gid": unsent}))["imported"] == 1
 
 
 def test_gzip_body(client: httpx.Client, pid: int) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Annotated, Any
 
@@ -79,26 +81,75 @@ _IMPORT_BODY: dict[str, Any] = {
 }
 
 
-def _body_chunks(request: Request) -> Iterator[bytes]:
-    """The request body as a sync iterator, for the import running in a worker thread.
+# How much of an import's body is read ahead of the importer.
+READ_AHEAD_BYTES = 1 << 20
 
-    Each chunk is fetched on the event loop (``anyio.from_thread.run``), so the
-    body is read as the importer consumes it and never accumulates.
+
+class _BodyReader:
+    """The request body read on the event loop ahead of the import's thread.
+
+    A task reads the body while the importer parses (at most
+    :data:`READ_AHEAD_BYTES` wait in memory), and each call from the thread takes
+    all that has arrived: one hop between the thread and the event loop per
+    megabyte rather than per socket read, and the parser rarely waits for the
+    network.
     """
-    stream = request.stream()
 
-    async def next_chunk() -> bytes | None:
+    def __init__(self, request: Request) -> None:
+        self._stream = request.stream()
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._done = False
+        self._error: Exception | None = None
+        self._arrived = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _read(self) -> None:
         try:
-            return await stream.__anext__()
-        except StopAsyncIteration:
-            return None
+            async for chunk in self._stream:
+                await self._room.wait()
+                self._parts.append(chunk)
+                self._size += len(chunk)
+                if self._size >= READ_AHEAD_BYTES:
+                    self._room.clear()
+                self._arrived.set()
+        except Exception as exc:  # a client gone: raised in the thread after the data
+            self._error = exc
+        finally:
+            self._done = True
+            self._arrived.set()
 
-    while True:
-        chunk = anyio.from_thread.run(next_chunk)
-        if chunk is None:
-            return
-        if chunk:
-            yield chunk
+    async def _take(self) -> bytes | None:
+        """All that has arrived (waiting for something), or None at the end."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._read())
+        while not self._parts and not self._done:
+            self._arrived.clear()
+            await self._arrived.wait()
+        if self._parts:
+            data = b"".join(self._parts)
+            self._parts = []
+            self._size = 0
+            self._room.set()
+            return data
+        if self._error is not None:
+            raise self._error
+        return None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body as a sync iterator, for the import running in a worker thread."""
+        while (data := anyio.from_thread.run(self._take)) is not None:
+            if data:
+                yield data
+
+    async def close(self) -> None:
+        """Stop reading (an import that failed leaves the rest of the body unread)."""
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
 
 
 @router.post(
@@ -112,7 +163,8 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
     fmt = format_from_content_type(request.headers.get("content-type"))
     gzipped = check_content_encoding(request.headers.get("content-encoding"))
     job = await run_in_threadpool(UserImport.open, ctx.runtime, pid, fmt)
-    chunks = _body_chunks(request)
+    body = _BodyReader(request)
+    chunks = body.chunks()
     try:
         report = await run_in_threadpool(job.run, gunzip(chunks) if gzipped else chunks)
     except ClientDisconnect:
@@ -123,6 +175,8 @@ async def import_users(pid: ProjectId, request: Request, ctx: CtxDep) -> ImportR
             field_code="body_incomplete",
             params={"written": job.report.written},
         ) from None
+    finally:
+        await body.close()
     result = ImportResult(
         imported=report.imported,
         updated=report.updated,

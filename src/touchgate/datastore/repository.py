@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import ColumnElement, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
-from ..db import dialect_name
 from ..models import Attribute, Event, User
 from ..models.base import utcnow
 
@@ -68,85 +68,106 @@ def get_user(session: Session, project_id: int, gid: int) -> User | None:
     return session.get(User, (project_id, gid))
 
 
-def upsert_users(
-    session: Session, project_id: int, rows: Sequence[tuple[int, dict[str, Any]]]
-) -> set[int]:
+@dataclass(frozen=True)
+class UserPatches:
+    """A chunk of user patches encoded for :func:`upsert_users`.
+
+    The whole chunk is one JSON object ``{"gid": patch, ...}`` (one C-level
+    ``orjson.dumps``, no Python step per row) that ``json_each``/``jsonb_each``
+    read back in one statement, in the object's order on SQLite; jsonb keeps an
+    object's keys in numeric order for these, so concurrent imports into
+    PostgreSQL lock rows in one order.
+    """
+
+    patches: str
+    cleared: list[int]  # gids whose patch may hold a null (more is harmless)
+
+    @classmethod
+    def encode(cls, rows: Mapping[int, Mapping[str, Any]], cleared: list[int]) -> UserPatches:
+        return cls(orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode(), cleared)
+
+
+def upsert_users(session: Session, project_id: int, rows: UserPatches) -> int:
     """Create or update users in bulk, merging each patch into the stored attributes.
 
-    ``rows`` are ``(gid, patch)`` with distinct gids. Returns the gids that were
-    created (the others existed and were updated). A ``None`` in a patch is stored
-    as JSON null by this statement; :func:`drop_null_attributes` removes it.
-
-    This is the import's hot path, so it skips per-row ORM/Core processing:
-    PostgreSQL gets the chunk by COPY into a temporary table and one
-    ``INSERT … SELECT … ON CONFLICT``; SQLite one driver-level executemany.
+    ``None`` in a patch removes that attribute (and is never stored). Returns how
+    many users were created (the others existed and were updated). One statement
+    for the whole chunk (two when a patch has a null): on SQLite it runs without
+    the GIL from start to end.
     """
-    if not rows:
-        return set()
     connection = session.connection()
     dialect = connection.dialect
     # The column type's own conversion (naive UTC text on SQLite), done once per chunk.
     to_db = USERS.c.updated_at.type.dialect_impl(dialect).bind_processor(dialect)
     stamp = to_db(utcnow()) if to_db is not None else utcnow()
-
     if dialect.name == "postgresql":
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        with driver.cursor() as cursor:
-            cursor.execute(
-                "CREATE TEMPORARY TABLE IF NOT EXISTS touchgate_user_import "
-                "(gid bigint NOT NULL, patch jsonb NOT NULL) ON COMMIT DELETE ROWS"
-            )
-            with cursor.copy("COPY touchgate_user_import (gid, patch) FROM STDIN") as copy:
-                for gid, patch in rows:
-                    copy.write_row((gid, orjson.dumps(patch).decode()))
-            cursor.execute(
-                "INSERT INTO users (project_id, gid, attributes, updated_at) "
-                "SELECT %s, gid, patch, %s FROM touchgate_user_import "
-                "ON CONFLICT (project_id, gid) DO UPDATE "
-                "SET attributes = users.attributes || excluded.attributes, "
-                "updated_at = excluded.updated_at "
-                "RETURNING gid, xmax = 0",
-                (project_id, stamp),
-            )
-            created = {gid for gid, is_new in cursor.fetchall() if is_new}
-            # Empty the staging table now: ON COMMIT only runs at the request's end.
-            cursor.execute("DELETE FROM touchgate_user_import")
-        return created
+        created = _upsert_users_postgresql(connection, project_id, rows.patches, stamp)
+    else:
+        created = _upsert_users_sqlite(connection, project_id, rows.patches, stamp)
+    if rows.cleared:
+        # A new user was inserted with its patch as given, nulls included: the
+        # statement's DO UPDATE sees the patch only as EXCLUDED, the inserted row,
+        # so nulls cannot be both kept for merging and dropped for inserting.
+        _strip_nulls(connection, project_id, rows.cleared)
+    return created
 
-    # SQLite has no xmax: read which gids exist first. Writers are serialised
-    # (BEGIN IMMEDIATE), so nothing can appear between this read and the upsert.
-    gids = [gid for gid, _ in rows]
-    existing = set(
-        session.scalars(
-            select(USERS.c.gid).where(USERS.c.project_id == project_id, USERS.c.gid.in_(gids))
-        )
-    )
+
+def _upsert_users_postgresql(
+    connection: Connection, project_id: int, patches: str, stamp: Any
+) -> int:
+    row = connection.exec_driver_sql(
+        "WITH upserted AS ("
+        "INSERT INTO users (project_id, gid, attributes, updated_at) "
+        "SELECT %s, key::bigint, value, %s FROM jsonb_each(%s::jsonb) "
+        "ON CONFLICT (project_id, gid) DO UPDATE "
+        "SET attributes = users.attributes || excluded.attributes, "
+        "updated_at = excluded.updated_at "
+        "RETURNING xmax = 0 AS created"
+        ") SELECT count(*) FILTER (WHERE created) FROM upserted",
+        (project_id, stamp, patches),
+    ).one()
+    return int(row[0])
+
+
+def _upsert_users_sqlite(connection: Connection, project_id: int, patches: str, stamp: Any) -> int:
+    # How many rows the upsert created, from the table's rowids: a new row takes
+    # the largest rowid plus one, and writers are serialised (BEGIN IMMEDIATE),
+    # so the largest rowid grows by exactly the number of rows created. (Only a
+    # row given an explicit rowid near 2**63 would break this; none is.)
+    largest = "SELECT coalesce(max(rowid), 0) FROM users"
+    before = connection.exec_driver_sql(largest).scalar_one()
+    # json_patch is RFC 7396 merge: a null in the patch removes the key.
+    # "WHERE true" tells SQLite's parser that ON CONFLICT is the upsert clause.
     connection.exec_driver_sql(
-        "INSERT INTO users (project_id, gid, attributes, updated_at) VALUES (?, ?, ?, ?) "
+        "INSERT INTO users (project_id, gid, attributes, updated_at) "
+        "SELECT ?, CAST(key AS INTEGER), value, ? FROM json_each(?) WHERE true "
         "ON CONFLICT (project_id, gid) DO UPDATE "
         "SET attributes = json_patch(users.attributes, excluded.attributes), "
         "updated_at = excluded.updated_at",
-        [(project_id, gid, orjson.dumps(patch).decode(), stamp) for gid, patch in rows],
+        (project_id, stamp, patches),
     )
-    return set(gids) - existing
+    after = connection.exec_driver_sql(largest).scalar_one()
+    return int(after - before)
 
 
-def drop_null_attributes(session: Session, project_id: int, gids: Sequence[int]) -> None:
+def _strip_nulls(connection: Connection, project_id: int, gids: list[int]) -> None:
     """Remove attributes set to null (meaning "no value") from these users."""
-    if not gids:
-        return
-    stripped: ColumnElement[Any]
-    if dialect_name(session) == "postgresql":
-        stripped = func.jsonb_strip_nulls(USERS.c.attributes)
+    if connection.dialect.name == "postgresql":
+        # A join on unnest() is an index lookup per gid whatever the statistics
+        # say (see delivery.repository.user_attributes).
+        connection.exec_driver_sql(
+            "UPDATE users SET attributes = jsonb_strip_nulls(users.attributes) "
+            "FROM unnest(%s::bigint[]) AS given(gid) "
+            "WHERE users.project_id = %s AND users.gid = given.gid",
+            (gids, project_id),
+        )
     else:
         # RFC 7396 merge patch onto {}: null members are dropped.
-        stripped = func.json_patch("{}", USERS.c.attributes)
-    session.execute(
-        update(USERS)
-        .where(USERS.c.project_id == project_id, USERS.c.gid.in_(list(gids)))
-        .values(attributes=stripped)
-    )
+        connection.exec_driver_sql(
+            "UPDATE users SET attributes = json_patch('{}', attributes) "
+            "WHERE project_id = ? AND gid IN (SELECT value FROM json_each(?))",
+            (project_id, orjson.dumps(gids).decode()),
+        )
 
 
 # -- events ---------------------------------------------------------------------------
