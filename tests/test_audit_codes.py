@@ -23,13 +23,16 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
 from pydantic import BaseModel
 
+from test_campaign_support import campaign_body, import_users, make_project, make_touchpoint
 from test_error_codes import SRC, _name, _strings, dictionary
-from touchgate.audit.schemas import AuditEntryOut
-from touchgate.audit.service import SECRET_FIELDS
+from touchgate.audit.service import sentence_params
 from touchgate.campaigns.endpoints import _NOT_AUDITED
 from touchgate.campaigns.schemas import (
     ACTIONS,
@@ -40,8 +43,10 @@ from touchgate.campaigns.schemas import (
 from touchgate.datastore.schemas import AttributeOut
 from touchgate.delivery.schemas import ReplayOut
 from touchgate.keys.schemas import KeyOut
+from touchgate.models import AuditEntry
 from touchgate.plugins.schemas import PluginOut
 from touchgate.projects.schemas import ProjectOut, SpaceOut
+from touchgate.runtime import Runtime
 from touchgate.touchpoints.schemas import TouchpointOut
 
 LANGS = ("en", "zh-CN")
@@ -79,71 +84,95 @@ def _audit_call(node: ast.AST) -> dict[str, ast.expr] | None:
     return keywords if {"resource_type", "action"} <= keywords.keys() else None
 
 
+def _helpers(tree: ast.Module) -> dict[str, tuple[int, str, str]]:
+    """Functions whose audit call takes ``action`` from a parameter of theirs:
+    name → (the parameter's index, its name, the resource type)."""
+    helpers: dict[str, tuple[int, str, str]] = {}
+    for func in _functions(tree):
+        names = [a.arg for a in func.args.args]
+        for node in ast.walk(func):
+            keywords = _audit_call(node)
+            if keywords is None:
+                continue
+            action = keywords["action"]
+            types = list(_strings(keywords["resource_type"]))
+            if isinstance(action, ast.Name) and action.id in names and len(types) == 1:
+                helpers[func.name] = (names.index(action.id), action.id, types[0])
+    return helpers
+
+
+class _Scan:
+    """The pairs one file records."""
+
+    def __init__(self, path: Path) -> None:
+        self.rel = str(path.relative_to(SRC))
+        self.tree = ast.parse(path.read_text("utf-8"), str(path))
+        self.outer = _enclosing(self.tree)
+        self.helpers = _helpers(self.tree)
+        self.found: dict[tuple[str, str], set[str]] = {}
+        self.unknown: list[str] = []
+
+    def note(self, kind: str, actions: list[str], where: str) -> None:
+        for action in actions:
+            self.found.setdefault((kind, action), set()).add(where)
+
+    def actions(self, value: ast.expr, node: ast.AST, where: str) -> list[str]:
+        literal = list(_strings(value))
+        if literal:
+            return literal
+        around = self.outer.get(node, set())
+        known = [a for f in around for a in FROM_ELSEWHERE.get((self.rel, f), ())]
+        if not known:
+            self.unknown.append(where)
+        return known
+
+    def run(self) -> None:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Call):
+                self.call(node, f"{self.rel}:{node.lineno}")
+
+    def call(self, node: ast.Call, where: str) -> None:
+        keywords = _audit_call(node)
+        name = _name(node.func)
+        if keywords is not None:
+            action = keywords["action"]
+            around = self.outer.get(node, set())
+            if {(self.rel, f) for f in around} & WRAPPERS:
+                return
+            if isinstance(action, ast.Name) and around & self.helpers.keys():
+                return  # a helper's own call: its callers say which action
+            types = list(_strings(keywords["resource_type"]))
+            if not types:
+                self.unknown.append(where)
+            for kind in types:
+                self.note(kind, self.actions(action, node, where), where)
+        elif name == "audit_created":
+            resource = node.args[3] if len(node.args) > 3 else None
+            if not isinstance(resource, ast.Tuple):
+                self.unknown.append(where)
+                return
+            for kind in _strings(resource.elts[0]):
+                self.note(kind, ["create"], where)
+        elif name in self.helpers:
+            index, param, kind = self.helpers[name]
+            given = {k.arg: k.value for k in node.keywords if k.arg}
+            value = node.args[index] if len(node.args) > index else given.get(param)
+            if value is None:
+                self.unknown.append(where)
+                return
+            self.note(kind, self.actions(value, node, where), where)
+
+
 def recorded_pairs() -> dict[tuple[str, str], set[str]]:
     """(resource_type, action) → where the source records it."""
     found: dict[tuple[str, str], set[str]] = {}
     unknown: list[str] = []
     for path in sorted(SRC.rglob("*.py")):
-        rel = str(path.relative_to(SRC))
-        tree = ast.parse(path.read_text("utf-8"), str(path))
-        outer = _enclosing(tree)
-
-        def actions_of(value: ast.expr, node: ast.AST, where: str) -> list[str]:
-            literal = list(_strings(value))
-            if literal:
-                return literal
-            known = [a for f in outer.get(node, ()) for a in FROM_ELSEWHERE.get((rel, f), ())]
-            if not known:
-                unknown.append(where)
-            return known
-
-        # Helpers: function name → (index of the action parameter, its name, resource type).
-        helpers: dict[str, tuple[int, str, str]] = {}
-        for func in _functions(tree):
-            names = [a.arg for a in func.args.args]
-            for node in ast.walk(func):
-                keywords = _audit_call(node)
-                if keywords is None:
-                    continue
-                action = keywords["action"]
-                types = list(_strings(keywords["resource_type"]))
-                if isinstance(action, ast.Name) and action.id in names and len(types) == 1:
-                    helpers[func.name] = (names.index(action.id), action.id, types[0])
-        for node in ast.walk(tree):
-            if not isinstance(node, ast.Call):
-                continue
-            where = f"{rel}:{node.lineno}"
-            keywords = _audit_call(node)
-            name = _name(node.func)
-            if keywords is not None:
-                action = keywords["action"]
-                around = outer.get(node, set())
-                if {(rel, f) for f in around} & WRAPPERS:
-                    continue
-                if isinstance(action, ast.Name) and around & helpers.keys():
-                    continue  # a helper's own call: its callers say which action
-                types = list(_strings(keywords["resource_type"]))
-                if not types:
-                    unknown.append(where)
-                for kind in types:
-                    for act in actions_of(action, node, where):
-                        found.setdefault((kind, act), set()).add(where)
-            elif name == "audit_created":
-                resource = node.args[3] if len(node.args) > 3 else None
-                if not isinstance(resource, ast.Tuple):
-                    unknown.append(where)
-                    continue
-                for kind in _strings(resource.elts[0]):
-                    found.setdefault((kind, "create"), set()).add(where)
-            elif name in helpers:
-                index, param, kind = helpers[name]
-                given = {k.arg: k.value for k in node.keywords if k.arg}
-                value = node.args[index] if len(node.args) > index else given.get(param)
-                if value is None:
-                    unknown.append(where)
-                    continue
-                for act in actions_of(value, node, where):
-                    found.setdefault((kind, act), set()).add(where)
+        scan = _Scan(path)
+        scan.run()
+        unknown += scan.unknown
+        for pair, where in scan.found.items():
+            found.setdefault(pair, set()).update(where)
     assert not unknown, f"audit calls whose type or action the scan cannot read: {unknown}"
     return found
 
@@ -241,3 +270,166 @@ def placeholders(kind: str, action: str) -> set[str]:
         for name in PLACEHOLDER.findall(dictionary(lang).get(f"audit.entry.{kind}.{action}", ""))
     }
 
+
+# ---------------------------------------------------------------- what the API records
+
+
+def _ok(r: httpx.Response) -> Any:
+    assert r.status_code < 300, r.text
+    return r.json() if r.content else None
+
+
+def _writes(client: httpx.Client) -> tuple[int, int]:
+    """Most kinds of write, in one project; returns (project id, touchpoint id)."""
+    pid, sid = make_project(client, "Audited sentences")
+    _ok(client.patch(f"/projects/{pid}", json={"timezone": "Asia/Shanghai"}))
+    import_users(client, pid, [{"gid": 1, "attributes": {"memberId": "M1", "city": "Shanghai"}}])
+    tid = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid], name="Coupons")
+    tp = f"/projects/{pid}/touchpoints/{tid}"
+    _ok(client.post(f"{tp}/disable"))
+    _ok(client.patch(tp, json={"token": "n3w", "batch_size": 7}))
+    _ok(client.post(f"{tp}/enable"))
+    _ok(client.post(f"{tp}/rotate-secret"))
+    _ok(client.put(f"{tp}/protection", json={"frequency_cap": {"max_messages": 3, "days": 1}}))
+    test_send = {"users": [{"gid": 1, "attributes": {"memberId": "M1"}}], "params": {}}
+    client.post(f"{tp}/test", json={**test_send, "params": {"title": "Hi", "amount": 1}})
+    cap = {"frequency_cap": {"max_messages": 5, "days": 7}}
+    _ok(client.put(f"/projects/{pid}/protection", json=cap))
+    _ok(client.post(f"/projects/{pid}/blocklist", json={"gids": [5, 6]}))
+    _ok(client.delete(f"/projects/{pid}/blocklist", params={"gid": 5}))
+    other = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid], name="Spare")
+    _ok(client.post(f"/projects/{pid}/touchpoints/{other}/disable"))
+    _ok(client.delete(f"/projects/{pid}/touchpoints/{other}"))
+
+    base = f"/projects/{pid}/spaces/{sid}/campaigns"
+    later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
+    body = campaign_body(tid, name="Spring", trigger={"type": "once", "at": later})
+    cid = _ok(client.post(base, json=body))["id"]
+    _ok(client.patch(f"{base}/{cid}", json={"name": "Spring sale"}))
+    for action in ("submit", "approve", "publish", "pause", "close"):
+        _ok(client.post(f"{base}/{cid}/{action}"))
+    copy = _ok(client.post(f"{base}/{cid}/copy", json={"name": "Spring again"}))
+    _ok(client.delete(f"{base}/{copy['id']}"))
+    listed = campaign_body(tid, name="Listed", audience={"match": "list"})
+    lid = _ok(client.post(base, json=listed))["id"]
+    _ok(client.post(f"{base}/{lid}/audience/gids", json={"gids": [1, 2, 3]}))
+    _ok(client.post(f"{base}/{lid}/audience/gids", json={"gids": [4], "replace": False}))
+
+    key = _ok(client.post("/api-keys", json={"name": "team", "role": "viewer", "project_id": pid}))
+    _ok(client.delete(f"/api-keys/{key['id']}"))
+    return pid, tid
+
+
+def _entry(entries: list[dict[str, Any]], kind: str, action: str) -> dict[str, Any]:
+    [found] = [e for e in entries if (e["resource_type"], e["action"]) == (kind, action)]
+    return found
+
+
+def test_every_write_carries_what_its_sentence_names(client: httpx.Client) -> None:
+    pid, tid = _writes(client)
+    r = client.get(f"/projects/{pid}/audit", params={"limit": 1000})
+    entries = r.json()["items"]
+    kinds = {(e["resource_type"], e["action"]) for e in entries}
+    assert len(kinds) >= 25, kinds
+    assert kinds <= set(recorded_pairs()), kinds - set(recorded_pairs())
+    texts = {lang: dictionary(lang) for lang in LANGS}
+    for e in entries:
+        kind, action, params = e["resource_type"], e["action"], e["params"]
+        # Every value the sentence names is there, and nothing is left blank.
+        wanted = placeholders(kind, action)
+        assert wanted <= params.keys(), (kind, action, wanted - params.keys())
+        assert all(params[name] is not None for name in wanted), (kind, action, params)
+        assert params["id"] == e["resource_id"]
+        # Every field it names has a label in both languages.
+        for field in [*params.get("fields", []), *e["changes"]]:
+            for lang in LANGS:
+                assert label_of(field, texts[lang]), (lang, field)
+        assert e["summary"]  # the English sentence stays, for scripts
+    assert "n3w" not in r.text and "s3cret" not in r.text and "whsec_" not in r.text
+
+    # Names come from the state the caller passed, or from the touchpoint itself.
+    edit = _entry(entries, "touchpoint", "update")
+    assert edit["params"] == {"id": str(tid), "name": "Coupons", "fields": ["batch_size", "token"]}
+    assert _entry(entries, "touchpoint", "test")["params"] == {"id": str(tid), "name": "Coupons"}
+    guard = _entry(entries, "touchpoint", "update_protection")["params"]
+    assert (guard["name"], guard["fields"]) == ("Coupons", ["frequency_cap"])
+    assert _entry(entries, "touchpoint", "delete")["params"]["name"] == "Spare"
+    assert _entry(entries, "campaign", "update")["params"]["fields"] == ["name"]
+    assert _entry(entries, "campaign", "close")["params"]["name"] == "Spring sale"
+    assert _entry(entries, "campaign", "copy")["params"]["name"] == "Spring again"
+    attribute = [e for e in entries if e["resource_type"] == "attribute"][-1]["params"]
+    assert attribute == {"id": "city", "name": "city", "attribute_key": "city"}
+    assert _entry(entries, "project", "update")["params"]["fields"] == ["timezone"]
+    assert _entry(entries, "protection", "update")["params"]["fields"] == ["frequency_cap"]
+    # Counts only the caller knows.
+    assert _entry(entries, "campaign", "replace_gids")["params"]["count"] == 3
+    assert _entry(entries, "campaign", "upload_gids")["params"]["count"] == 1
+    assert _entry(entries, "blocklist", "add")["params"]["count"] == 2
+    removed = _entry(entries, "blocklist", "delete")["params"]
+    assert (removed["count"], removed["gid"], removed["touchpoint_id"]) == (1, 5, None)
+    imported = _entry(entries, "users", "import")["params"]
+    assert (imported["imported"], imported["updated"], imported["rejected"]) == (1, 0, 0)
+    revoked = _entry(entries, "api_key", "revoke")["params"]
+    assert (revoked["name"], revoked["role"]) == ("team", "viewer")
+
+
+def test_service_wide_entries_carry_params(client: httpx.Client) -> None:
+    key = _ok(client.post("/api-keys", json={"name": "ops", "role": "admin", "project_id": None}))
+    [entry] = client.get("/audit").json()["items"]
+    assert (entry["action"], entry["params"]) == (
+        "create",
+        {"id": str(key["id"]), "name": "ops", "role": "admin"},
+    )
+
+
+def test_entries_recorded_before_params_were_kept_still_read(
+    client: httpx.Client, project: dict[str, Any], runtime: Runtime
+) -> None:
+    pid = project["id"]
+    with runtime.tx() as session:
+        session.add(
+            AuditEntry(
+                project_id=pid,
+                time=datetime.now(UTC),
+                key_id=None,
+                key_name="bootstrap-admin",
+                action="enable",
+                resource_type="touchpoint",
+                resource_id="3",
+                summary="Enable touchpoint 'SMS'",
+                changes={},
+            )
+        )
+    r = client.get(f"/projects/{pid}/audit", params={"resource_type": "touchpoint"})
+    [old] = r.json()["items"]
+    assert old["params"] is None
+    assert (old["action"], old["resource_id"], old["summary"]) == (
+        "enable",
+        "3",
+        "Enable touchpoint 'SMS'",
+    )
+
+
+def test_a_replay_names_both_orders(runtime: Runtime) -> None:
+    """The replay route passes the new order as its state (delivery/endpoints.py)."""
+    after = ReplayOut(order_no="N2", replay_of="N1", user_count=4).model_dump(mode="json")
+    with runtime.tx() as session:
+        params = sentence_params(session, 1, "order", "N1", None, after, [], {}, frozenset())
+    assert params == {"id": "N1", "new_order": "N2", "users": 4}
+    assert placeholders("order", "replay") == params.keys()
+
+
+def test_params_never_hold_a_secret(runtime: Runtime) -> None:
+    with runtime.tx() as session:
+        params = sentence_params(
+            session,
+            None,
+            "project",
+            1,
+            None,
+            {"name": "p"},
+            [],
+            {"token": "abc", "password": "x", "count": 2},
+            frozenset({"password"}),
+        )
+    assert params == {"id": "1", "name": "p", "token": "***", "password": "***", "count": 2}

@@ -286,7 +286,7 @@ function auditRow(entry) {
     : null;
   return h(
     "tr",
-    { "data-testid": "audit-row" },
+    { "data-testid": "audit-row", "data-type": entry.resource_type, "data-action": entry.action },
     h("td", { "data-label": t("audit.col.time"), title: formatZoned(entry.time) }, formatRelative(entry.time)),
     h("td", { "data-label": t("audit.col.who") }, entry.key_name || "—"),
     h("td", { "data-label": t("audit.col.action") }, badge(actionLabel(entry.action), "muted", { "data-action": entry.action })),
