@@ -274,7 +274,7 @@ def placeholders(kind: str, action: str) -> set[str]:
 # ---------------------------------------------------------------- what the API records
 
 
-def _ok(r: httpx.Response) -> Any:
+def ok(r: httpx.Response) -> Any:
     assert r.status_code < 300, r.text
     return r.json() if r.content else None
 
@@ -282,41 +282,41 @@ def _ok(r: httpx.Response) -> Any:
 def _writes(client: httpx.Client) -> tuple[int, int]:
     """Most kinds of write, in one project; returns (project id, touchpoint id)."""
     pid, sid = make_project(client, "Audited sentences")
-    _ok(client.patch(f"/projects/{pid}", json={"timezone": "Asia/Shanghai"}))
+    ok(client.patch(f"/projects/{pid}", json={"timezone": "Asia/Shanghai"}))
     import_users(client, pid, [{"gid": 1, "attributes": {"memberId": "M1", "city": "Shanghai"}}])
     tid = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid], name="Coupons")
     tp = f"/projects/{pid}/touchpoints/{tid}"
-    _ok(client.post(f"{tp}/disable"))
-    _ok(client.patch(tp, json={"token": "n3w", "batch_size": 7}))
-    _ok(client.post(f"{tp}/enable"))
-    _ok(client.post(f"{tp}/rotate-secret"))
-    _ok(client.put(f"{tp}/protection", json={"frequency_cap": {"max_messages": 3, "days": 1}}))
+    ok(client.post(f"{tp}/disable"))
+    ok(client.patch(tp, json={"token": "n3w", "batch_size": 7}))
+    ok(client.post(f"{tp}/enable"))
+    ok(client.post(f"{tp}/rotate-secret"))
+    ok(client.put(f"{tp}/protection", json={"frequency_cap": {"max_messages": 3, "days": 1}}))
     test_send = {"users": [{"gid": 1, "attributes": {"memberId": "M1"}}], "params": {}}
     client.post(f"{tp}/test", json={**test_send, "params": {"title": "Hi", "amount": 1}})
     cap = {"frequency_cap": {"max_messages": 5, "days": 7}}
-    _ok(client.put(f"/projects/{pid}/protection", json=cap))
-    _ok(client.post(f"/projects/{pid}/blocklist", json={"gids": [5, 6]}))
-    _ok(client.delete(f"/projects/{pid}/blocklist", params={"gid": 5}))
+    ok(client.put(f"/projects/{pid}/protection", json=cap))
+    ok(client.post(f"/projects/{pid}/blocklist", json={"gids": [5, 6]}))
+    ok(client.delete(f"/projects/{pid}/blocklist", params={"gid": 5}))
     other = make_touchpoint(client, pid, "http://127.0.0.1:9/touch", [sid], name="Spare")
-    _ok(client.post(f"/projects/{pid}/touchpoints/{other}/disable"))
-    _ok(client.delete(f"/projects/{pid}/touchpoints/{other}"))
+    ok(client.post(f"/projects/{pid}/touchpoints/{other}/disable"))
+    ok(client.delete(f"/projects/{pid}/touchpoints/{other}"))
 
     base = f"/projects/{pid}/spaces/{sid}/campaigns"
     later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
     body = campaign_body(tid, name="Spring", trigger={"type": "once", "at": later})
-    cid = _ok(client.post(base, json=body))["id"]
-    _ok(client.patch(f"{base}/{cid}", json={"name": "Spring sale"}))
+    cid = ok(client.post(base, json=body))["id"]
+    ok(client.patch(f"{base}/{cid}", json={"name": "Spring sale"}))
     for action in ("submit", "approve", "publish", "pause", "close"):
-        _ok(client.post(f"{base}/{cid}/{action}"))
-    copy = _ok(client.post(f"{base}/{cid}/copy", json={"name": "Spring again"}))
-    _ok(client.delete(f"{base}/{copy['id']}"))
+        ok(client.post(f"{base}/{cid}/{action}"))
+    copy = ok(client.post(f"{base}/{cid}/copy", json={"name": "Spring again"}))
+    ok(client.delete(f"{base}/{copy['id']}"))
     listed = campaign_body(tid, name="Listed", audience={"match": "list"})
-    lid = _ok(client.post(base, json=listed))["id"]
-    _ok(client.post(f"{base}/{lid}/audience/gids", json={"gids": [1, 2, 3]}))
-    _ok(client.post(f"{base}/{lid}/audience/gids", json={"gids": [4], "replace": False}))
+    lid = ok(client.post(base, json=listed))["id"]
+    ok(client.post(f"{base}/{lid}/audience/gids", json={"gids": [1, 2, 3]}))
+    ok(client.post(f"{base}/{lid}/audience/gids", json={"gids": [4], "replace": False}))
 
-    key = _ok(client.post("/api-keys", json={"name": "team", "role": "viewer", "project_id": pid}))
-    _ok(client.delete(f"/api-keys/{key['id']}"))
+    key = ok(client.post("/api-keys", json={"name": "team", "role": "viewer", "project_id": pid}))
+    ok(client.delete(f"/api-keys/{key['id']}"))
     return pid, tid
 
 
@@ -374,7 +374,7 @@ def test_every_write_carries_what_its_sentence_names(client: httpx.Client) -> No
 
 
 def test_service_wide_entries_carry_params(client: httpx.Client) -> None:
-    key = _ok(client.post("/api-keys", json={"name": "ops", "role": "admin", "project_id": None}))
+    key = ok(client.post("/api-keys", json={"name": "ops", "role": "admin", "project_id": None}))
     [entry] = client.get("/audit").json()["items"]
     assert (entry["action"], entry["params"]) == (
         "create",
@@ -382,15 +382,13 @@ def test_service_wide_entries_carry_params(client: httpx.Client) -> None:
     )
 
 
-def test_entries_recorded_before_params_were_kept_still_read(
-    client: httpx.Client, project: dict[str, Any], runtime: Runtime
-) -> None:
-    pid = project["id"]
+def add_old_entry(runtime: Runtime, project_id: int, time: datetime) -> None:
+    """An entry as 0007 recorded it: an English summary and no params."""
     with runtime.tx() as session:
         session.add(
             AuditEntry(
-                project_id=pid,
-                time=datetime.now(UTC),
+                project_id=project_id,
+                time=time,
                 key_id=None,
                 key_name="bootstrap-admin",
                 action="enable",
@@ -400,6 +398,13 @@ def test_entries_recorded_before_params_were_kept_still_read(
                 changes={},
             )
         )
+
+
+def test_entries_recorded_before_params_were_kept_still_read(
+    client: httpx.Client, project: dict[str, Any], runtime: Runtime
+) -> None:
+    pid = project["id"]
+    add_old_entry(runtime, pid, datetime.now(UTC))
     r = client.get(f"/projects/{pid}/audit", params={"resource_type": "touchpoint"})
     [old] = r.json()["items"]
     assert old["params"] is None

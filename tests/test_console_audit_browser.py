@@ -10,15 +10,15 @@ screen (see ``test_console_i18n_browser``).
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 import pytest
 from playwright.sync_api import Locator, Page, expect
 
+from test_audit_codes import add_old_entry, ok
+from test_campaign_support import campaign_body, send_step
 from test_console_browser import browser, lang, page, shot, sign_in, texts
 from test_console_i18n_browser import ZH, english_in, fill
-from touchgate.models import AuditEntry
 from touchgate.runtime import Runtime
 
 # The console's browser fixtures: Chromium (one per module), a page in ``lang`` (both).
@@ -27,15 +27,10 @@ __all__ = ["browser", "lang", "page"]
 pytestmark = pytest.mark.browser
 
 
-def _ok(r: httpx.Response) -> Any:
-    assert r.status_code < 300, r.text
-    return r.json() if r.content else None
-
-
 def _writes(client: httpx.Client, runtime: Runtime) -> dict[str, int]:
     """The writes an admin makes in a day, through the API; one old entry besides."""
-    pid = _ok(client.post("/projects", json={"name": "商城"}))["id"]
-    sid = _ok(client.post(f"/projects/{pid}/spaces", json={"name": "增长"}))["id"]
+    pid = ok(client.post("/projects", json={"name": "商城"}))["id"]
+    sid = ok(client.post(f"/projects/{pid}/spaces", json={"name": "增长"}))["id"]
     tp_body = {
         "name": "短信通道",
         "type": "notification",
@@ -43,60 +38,43 @@ def _writes(client: httpx.Client, runtime: Runtime) -> dict[str, int]:
         "token": "s3cret",
         "template_params": [{"key": "title", "name": "标题", "type": "text", "required": True}],
     }
-    tid = _ok(client.post(f"/projects/{pid}/touchpoints", json=tp_body))["id"]
+    tid = ok(client.post(f"/projects/{pid}/touchpoints", json=tp_body))["id"]
     tp = f"/projects/{pid}/touchpoints/{tid}"
-    _ok(client.put(f"{tp}/spaces", json={"space_ids": [sid]}))
-    _ok(client.post(f"{tp}/disable"))
-    _ok(client.patch(tp, json={"batch_size": 50, "token": "n3w"}))
-    _ok(client.post(f"{tp}/enable"))
-    _ok(
+    ok(client.put(f"{tp}/spaces", json={"space_ids": [sid]}))
+    ok(client.post(f"{tp}/disable"))
+    ok(client.patch(tp, json={"batch_size": 50, "token": "n3w"}))
+    ok(client.post(f"{tp}/enable"))
+    ok(
         client.put(
             f"{tp}/protection",
             json={"quiet_hours": {"start": "22:00", "end": "08:00", "action": "hold"}},
         )
     )
-    _ok(
+    ok(
         client.put(
             f"/projects/{pid}/protection", json={"frequency_cap": {"max_messages": 3, "days": 7}}
         )
     )
     later = (datetime.now(UTC) + timedelta(days=30)).isoformat()
-    campaign = {
-        "name": "会员提醒",
-        "trigger": {"type": "once", "at": later},
-        "audience": {"match": "all"},
-        "participation": {"mode": "once"},
-        "strategy": {
-            "type": "send",
-            "id": "s1",
-            "mode": "first_success",
-            "timing": {"type": "now"},
+    campaign = campaign_body(
+        tid,
+        name="会员提醒",
+        trigger={"type": "once", "at": later},
+        audience={"match": "all"},
+        strategy={
+            **send_step(tid),
             "channels": [{"touchpoint_id": tid, "params": {"title": "你好"}}],
         },
-    }
+    )
     base = f"/projects/{pid}/spaces/{sid}/campaigns"
-    cid = _ok(client.post(base, json=campaign))["id"]
+    cid = ok(client.post(base, json=campaign))["id"]
     for action in ("submit", "approve", "publish"):
-        _ok(client.post(f"{base}/{cid}/{action}"))
-    key = _ok(
+        ok(client.post(f"{base}/{cid}/{action}"))
+    key = ok(
         client.post("/api-keys", json={"name": "运营团队", "role": "viewer", "project_id": pid})
     )
-    _ok(client.delete(f"/api-keys/{key['id']}"))
-    with runtime.tx() as session:
-        # As 0007 recorded it: an English summary and no params.
-        session.add(
-            AuditEntry(
-                project_id=pid,
-                time=datetime.now(UTC) - timedelta(days=400),
-                key_id=None,
-                key_name="bootstrap-admin",
-                action="enable",
-                resource_type="touchpoint",
-                resource_id="3",
-                summary="Enable touchpoint 'SMS'",
-                changes={},
-            )
-        )
+    ok(client.delete(f"/api-keys/{key['id']}"))
+    add_old_entry(runtime, pid, datetime.now(UTC) - timedelta(days=400))
     return {"pid": pid, "tid": tid, "cid": cid}
 
 
