@@ -28,8 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
+from alembic import command
 from pydantic import BaseModel
+from sqlalchemy import inspect, text
 
+from conftest import BACKENDS, Database
 from test_campaign_support import campaign_body, import_users, make_project, make_touchpoint
 from test_error_codes import SRC, _name, _strings, dictionary
 from touchgate.audit.service import sentence_params
@@ -41,8 +45,10 @@ from touchgate.campaigns.schemas import (
     TouchpointProtection,
 )
 from touchgate.datastore.schemas import AttributeOut
+from touchgate.db import make_engine
 from touchgate.delivery.schemas import ReplayOut
 from touchgate.keys.schemas import KeyOut
+from touchgate.migrate import alembic_config, current, upgrade
 from touchgate.models import AuditEntry
 from touchgate.plugins.schemas import PluginOut
 from touchgate.projects.schemas import ProjectOut, SpaceOut
@@ -438,3 +444,39 @@ def test_params_never_hold_a_secret(runtime: Runtime) -> None:
             frozenset({"password"}),
         )
     assert params == {"id": "1", "name": "p", "token": "***", "password": "***", "count": 2}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_migration_keeps_old_entries_without_params(backend: str, tmp_path: Path) -> None:
+    db = Database(backend, tmp_path)
+    engine = make_engine(db.url)
+    try:
+        # Both branches as they were: 0007 made the audit log, 0008 is the other head.
+        upgrade(engine, "0007_access")
+        upgrade(engine, "0008_campaign_error_code")
+        at = "2026-01-01 10:00:00" if backend == "sqlite" else "2026-01-01T10:00:00+00:00"
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO audit_log (time, key_name, action, resource_type, "
+                    "resource_id, summary, changes) VALUES (:at, 'cli', 'create', "
+                    "'project', '1', 'Created project ''p''', '{}')"
+                ),
+                {"at": at},
+            )
+        upgrade(engine)
+        assert current(engine) == {"0009_audit_codes"}
+        with engine.connect() as conn:
+            row = conn.execute(text("SELECT summary, params FROM audit_log")).one()
+        assert tuple(row) == ("Created project 'p'", None)
+        cfg = alembic_config(engine)
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0008_campaign_error_code")
+        assert current(engine) == {"0007_access", "0008_campaign_error_code"}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT summary FROM audit_log")).scalar_one()
+        assert "params" not in {c["name"] for c in inspect(engine).get_columns("audit_log")}
+    finally:
+        engine.dispose()
+        db.drop()

@@ -15,6 +15,8 @@
 // template_params[0].key → "Parameter 1 · Key". An unknown code gets a generic text in
 // the reader's language; the server's English message stays in a tooltip only.
 // A new code needs its text in BOTH en.json and zh-CN.json (tests/test_error_codes.py).
+// Audit entries follow the same idea with their own key, audit.entry.<type>.<action>
+// filled from the entry's params (access.js; tests/test_audit_codes.py).
 
 import { h } from "./dom.js";
 import { t, tMaybe } from "./i18n.js";
