@@ -48,8 +48,10 @@ class Ctx:
         before: Mapping[str, Any] | None = None,
         after: Mapping[str, Any] | None = None,
         secrets: Iterable[str] = (),
+        params: Mapping[str, Any] | None = None,
     ) -> None:
-        """Log this caller's write in the write's transaction (``session``)."""
+        """Log this caller's write in the write's transaction (``session``);
+        ``params``: values its sentence names that no state holds (counts)."""
         audit.record(
             session,
             self.principal,
@@ -62,6 +64,7 @@ class Ctx:
             before=before,
             after=after,
             secrets=secrets,
+            params=params,
         )
 
 

@@ -4,6 +4,13 @@ write they audit, so an entry exists exactly when the write committed.
 Values are compared as JSON (``model_dump(mode="json")`` of what the API shows
 before and after); secrets never reach the log: a field named in
 ``SECRET_FIELDS`` or passed as ``secrets`` shows as ``"***"``.
+
+Each entry is also a sentence the console says in the reader's language: its
+text is chosen by ``(resource_type, action)`` (``audit.entry.<type>.<action>`` in
+the console's i18n files) and filled from ``params``, which :func:`sentence_params`
+builds here from what the caller already gives (the id, the resource's name in
+its state, the changed fields) plus the few values only the caller knows (counts).
+The English ``summary`` stays for scripts.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from ..auth import Principal
 from ..models import AuditEntry
+from ..touchpoints import repository as touchpoints
 from . import repository as repo
 
 SECRET = "***"
@@ -24,6 +32,18 @@ SECRET_FIELDS = frozenset({"token", "signing_secret", "secret", "key", "key_hash
 SUMMARY_LENGTH = 300
 
 State = Mapping[str, Any]
+
+# The values a sentence names, per resource type: param → field of the resource's
+# state (after the write, else before). Other types are named by their "name".
+_NAMED: Mapping[str, Mapping[str, str]] = {
+    "attribute": {"name": "name", "attribute_key": "key"},
+    "plugin": {"name": "name", "version": "version"},
+    "api_key": {"name": "name", "role": "role"},
+    "order": {"new_order": "order_no", "users": "user_count"},
+}
+_BY_NAME: Mapping[str, str] = {"name": "name"}
+# Changed by every write: listing it would not say what the write changed.
+_UNNAMED_FIELDS = frozenset({"updated_at"})
 
 
 def state(model: BaseModel) -> dict[str, Any]:
@@ -55,6 +75,37 @@ def changes(
     return out
 
 
+def sentence_params(
+    session: Session,
+    project_id: int | None,
+    resource_type: str,
+    resource_id: int | str,
+    before: State | None,
+    after: State | None,
+    changed: Iterable[str],
+    extra: Mapping[str, Any],
+    secrets: frozenset[str],
+) -> dict[str, Any]:
+    """The values the entry's sentence names: ``id``; the resource's name (and the
+    like, see ``_NAMED``); ``fields``, what an edit changed (both states given);
+    then ``extra`` from the caller. Secrets are never among them."""
+    params: dict[str, Any] = {"id": str(resource_id)}
+    shown = after if after is not None else before
+    for param, field in _NAMED.get(resource_type, _BY_NAME).items():
+        if shown is not None and field in shown:
+            params[param] = shown[field]
+    if "name" not in params and resource_type == "touchpoint" and project_id is not None:
+        # A test send or a protection change passes no touchpoint state; the
+        # touchpoint is loaded in this session already.
+        row = touchpoints.get(session, project_id, int(resource_id))
+        if row is not None:
+            params["name"] = row.name
+    if before is not None and after is not None:
+        params["fields"] = [name for name in changed if name not in _UNNAMED_FIELDS]
+    params.update(extra)
+    return {name: _masked(name, value, secrets) for name, value in params.items()}
+
+
 def record(
     session: Session,
     actor: Principal,
@@ -68,7 +119,11 @@ def record(
     before: State | None = None,
     after: State | None = None,
     secrets: Iterable[str] = (),
+    params: Mapping[str, Any] | None = None,
 ) -> AuditEntry:
+    """Add the entry for a write; ``params``: values of its sentence that no state
+    holds (counts, a file name), merged into :func:`sentence_params`."""
+    changed = changes(before, after, secrets=secrets)
     entry = AuditEntry(
         project_id=project_id,
         time=now,
@@ -78,7 +133,18 @@ def record(
         resource_type=resource_type,
         resource_id=str(resource_id),
         summary=summary[:SUMMARY_LENGTH],
-        changes=changes(before, after, secrets=secrets),
+        params=sentence_params(
+            session,
+            project_id,
+            resource_type,
+            resource_id,
+            before,
+            after,
+            changed,
+            params or {},
+            frozenset(secrets),
+        ),
+        changes=changed,
     )
     repo.add(session, entry)
     return entry

@@ -231,11 +231,12 @@ def upload_gids(pid: int, sid: int, cid: int, body: JsonBody, ctx: CtxDep) -> Ca
         ctx.audit(
             session,
             project_id=pid,
-            action="upload_gids",
+            action="replace_gids" if upload.replace else "upload_gids",
             resource_type="campaign",
             resource_id=cid,
             summary=f"{'Replaced' if upload.replace else 'Added to'} the gid list of campaign "
             f"{out.name!r} ({len(upload.gids)} gids)",
+            params={"name": out.name, "count": len(upload.gids)},
         )
         return out
 
@@ -395,6 +396,7 @@ def _add_to_blocklist(ctx: Ctx, pid: int, body: bytes, media: str) -> BlocklistA
             resource_type="blocklist",
             resource_id=pid,
             summary=f"Added {added.added} entries to the blocklist ({media})",
+            params={"count": added.added},
         )
         return added
 
@@ -456,6 +458,7 @@ def delete_from_blocklist(
             resource_id=pid,
             summary=f"Removed {removed} blocklist entries (gid {gid}, touchpoint "
             f"{'all' if every else tid})",
+            params={"count": removed, "gid": gid, "touchpoint_id": "all" if every else tid},
         )
     return Response(status_code=204)
 

@@ -116,6 +116,12 @@ def import_users_file(
             summary=f"Imported users from {path.name}: {report.imported} new, "
             f"{report.updated} updated, {report.rejected} lines rejected",
             now=utcnow(),
+            params={
+                "imported": report.imported,
+                "updated": report.updated,
+                "rejected": report.rejected,
+                "file": path.name,
+            },
         )
 
     console.print(_summary(report, elapsed))

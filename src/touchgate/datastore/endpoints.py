@@ -200,6 +200,7 @@ def _audit_import(ctx: Ctx, pid: int, result: ImportResult) -> None:
             resource_id="import",
             summary=f"Imported users: {result.imported} new, {result.updated} updated, "
             f"{result.rejected} lines rejected",
+            params=result.model_dump(include={"imported", "updated", "rejected"}),
         )
 
 

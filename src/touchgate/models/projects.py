@@ -55,7 +55,8 @@ class ApiKey(Base):
 
 class AuditEntry(Base):
     """One write: who (key id and name, kept even after the key is revoked), when,
-    what (action on a resource) and the changed values (secrets as ``***``)."""
+    what (action on a resource, with the values its sentence names in ``params``) and
+    the changed values (secrets as ``***``)."""
 
     __tablename__ = "audit_log"
     __table_args__ = (
@@ -75,5 +76,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(40))
     resource_type: Mapped[str] = mapped_column(String(40))
     resource_id: Mapped[str] = mapped_column(String(64))
+    # English, for scripts; the console says it in the reader's language from
+    # (resource_type, action) and ``params``. None on entries older than 0009.
     summary: Mapped[str] = mapped_column(String(300))
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     changes: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -51,6 +51,7 @@ def upload(
     from ..models.base import utcnow
     from ..projects import service as projects
     from .package import stage_package
+    from .schemas import PluginOut
     from .service import create_plugin
 
     runtime = _runtime()
@@ -72,6 +73,7 @@ def upload(
                     resource_id=plugin.id,
                     summary=f"Uploaded plugin {plugin.name} {plugin.version}",
                     now=utcnow(),
+                    after=audit.state(PluginOut.model_validate(plugin)),
                 )
         finally:
             staged.discard()

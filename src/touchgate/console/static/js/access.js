@@ -1,15 +1,21 @@
 // Team access: the project's API keys (create — the key shown once with a copy
 // button —, list with last use, revoke) and the audit log, filterable by resource.
 // Both pages need an admin key; for others the API's 403 is shown as it is.
+//
+// An audit entry reads as a sentence in the reader's language: the text
+// audit.entry.<resource_type>.<action> filled from the entry's params (the names,
+// counts and changed `fields` the server recorded); its changes list fields by their
+// labels. The server's English summary stays in a tooltip only. Entries recorded
+// before params were kept (params null) say what and which resource (audit.legacy).
 
 import { api, listAll } from "./api.js";
 import { badge, busy, confirmDialog, emptyState, field, h, modal, onTypingPause, replace, spinner, toast } from "./dom.js";
-import { errorBox, errorText } from "./errors.js";
+import { errorBox, errorText, fieldLabel, fillTemplate, valueEl } from "./errors.js";
 import { formatRelative, t, tMaybe } from "./i18n.js";
 import { formatZoned, projectZone, timeEl, zoned } from "./time.js";
 
 const ROLES = ["viewer", "operator", "admin"];
-const RESOURCE_TYPES = ["project", "space", "attribute", "users", "touchpoint", "plugin", "campaign", "order", "api_key"];
+const RESOURCE_TYPES = ["project", "space", "attribute", "users", "touchpoint", "protection", "blocklist", "plugin", "campaign", "order", "api_key"];
 const PAGE = 50;
 // Columns of times, whose heading names the project's zone.
 const TIMES = new Set(["expires", "created"]);
@@ -209,9 +215,59 @@ export async function renderAudit(ctx) {
   await reloadShowingErrors();
 }
 
-function showValue(value) {
+// Values that are one of a few words, shown in the reader's: field → key prefix.
+const VALUE_WORDS = { role: "keys.role.", status: { campaign: "campaign.status.", touchpoint: "tp.status." } };
+const ISO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}/;
+
+/** A field of a resource by its label: "Batch size", not batch_size. */
+function auditFieldLabel(name) {
+  return tMaybe(`audit.field.${name}`) ?? fieldLabel(name);
+}
+
+function valueWord(entry, field, value) {
+  const prefix = VALUE_WORDS[field];
+  const key = typeof prefix === "object" ? prefix[entry.resource_type] : prefix;
+  return key && typeof value === "string" ? tMaybe(key + value) : null;
+}
+
+/** An old or new value of a change: words and times in the reader's terms, data as it is. */
+function showValue(entry, field, value) {
   if (value === null || value === undefined) return "—";
-  return typeof value === "string" ? value : JSON.stringify(value);
+  if (typeof value === "boolean") return t(value ? "common.yes" : "common.no");
+  if (typeof value !== "string") return JSON.stringify(value);
+  return valueWord(entry, field, value) ?? (ISO_TIME.test(value) ? formatZoned(value) : value);
+}
+
+function paramNodes(entry, name) {
+  const value = entry.params[name];
+  if (name === "fields") {
+    if (!Array.isArray(value) || !value.length) return [t("audit.no_change")];
+    return [h("span", { class: "msg-field" }, value.map(auditFieldLabel).join(t("audit.list_sep")))];
+  }
+  if (name === "role") return [valueWord(entry, "role", value) ?? valueEl(value)];
+  // A resource whose name was not recorded is named by its id.
+  if (name === "name" && (value === null || value === undefined)) return [valueEl(`#${entry.resource_id}`)];
+  return [valueEl(value)];
+}
+
+/** The entry as a sentence in the reader's language. */
+function sentence(entry) {
+  const template = entry.params ? tMaybe(`audit.entry.${entry.resource_type}.${entry.action}`) : null;
+  if (template !== null) return fillTemplate(template, (name) => paramNodes(entry, name));
+  return [t("audit.legacy", { action: actionLabel(entry.action), type: typeLabel(entry.resource_type), id: entry.resource_id })];
+}
+
+function actionLabel(action) {
+  return tMaybe(`audit.action.${action}`) || action;
+}
+
+function typeLabel(type) {
+  return tMaybe(`audit.type.${type}`) || type;
+}
+
+function changeCell(entry, field, value) {
+  const text = showValue(entry, field, value);
+  return h("td", { class: "clamp", title: text }, text);
 }
 
 function auditRow(entry) {
@@ -224,17 +280,17 @@ function auditRow(entry) {
         h(
           "table",
           { class: "table table-compact" },
-          h("tbody", {}, names.map((n) => h("tr", {}, h("td", {}, h("code", {}, n)), h("td", { class: "clamp", title: showValue(entry.changes[n].old) }, showValue(entry.changes[n].old)), h("td", {}, "→"), h("td", { class: "clamp", title: showValue(entry.changes[n].new) }, showValue(entry.changes[n].new))))),
+          h("tbody", {}, names.map((n) => h("tr", { "data-change": n }, h("td", {}, auditFieldLabel(n)), changeCell(entry, n, entry.changes[n].old), h("td", {}, "→"), changeCell(entry, n, entry.changes[n].new)))),
         ),
       )
     : null;
   return h(
     "tr",
-    { "data-testid": "audit-row" },
+    { "data-testid": "audit-row", "data-type": entry.resource_type, "data-action": entry.action },
     h("td", { "data-label": t("audit.col.time"), title: formatZoned(entry.time) }, formatRelative(entry.time)),
     h("td", { "data-label": t("audit.col.who") }, entry.key_name || "—"),
-    h("td", { "data-label": t("audit.col.action") }, badge(tMaybe(`audit.action.${entry.action}`) || entry.action, "muted", { "data-action": entry.action })),
-    h("td", { "data-label": t("audit.col.resource") }, h("span", { class: "stack-xs" }, tMaybe(`audit.type.${entry.resource_type}`) || entry.resource_type, h("span", { class: "muted small" }, `#${entry.resource_id}`))),
-    h("td", { "data-label": t("audit.col.summary") }, h("div", {}, h("div", {}, entry.summary), changes)),
+    h("td", { "data-label": t("audit.col.action") }, badge(actionLabel(entry.action), "muted", { "data-action": entry.action })),
+    h("td", { "data-label": t("audit.col.resource") }, h("span", { class: "stack-xs" }, typeLabel(entry.resource_type), h("span", { class: "muted small" }, `#${entry.resource_id}`))),
+    h("td", { "data-label": t("audit.col.summary") }, h("div", {}, h("div", { class: "audit-sentence", "data-testid": "audit-sentence", title: entry.summary }, sentence(entry)), changes)),
   );
 }

@@ -15,6 +15,8 @@
 // template_params[0].key → "Parameter 1 · Key". An unknown code gets a generic text in
 // the reader's language; the server's English message stays in a tooltip only.
 // A new code needs its text in BOTH en.json and zh-CN.json (tests/test_error_codes.py).
+// Audit entries follow the same idea with their own key, audit.entry.<type>.<action>
+// filled from the entry's params (access.js; tests/test_audit_codes.py).
 
 import { h } from "./dom.js";
 import { t, tMaybe } from "./i18n.js";
@@ -41,7 +43,8 @@ function segments(path) {
   return out;
 }
 
-function valueEl(value) {
+/** A value a message quotes (a name, a key, a count), marked as data, not as text. */
+export function valueEl(value) {
   const text = value === null || value === undefined || value === "" ? "—" : String(value);
   return h("span", { class: "msg-value" }, text);
 }
@@ -86,40 +89,39 @@ function textOf(nodes) {
 
 // ---------------------------------------------------------------- coded messages
 
+/** `template` as nodes, each {placeholder} replaced by the nodes `nodesFor(name)` gives. */
+export function fillTemplate(template, nodesFor) {
+  const out = [];
+  for (const [i, piece] of template.split(/\{(\w+)\}/).entries()) {
+    if (i % 2 === 0) {
+      if (piece) out.push(piece);
+    } else out.push(...nodesFor(piece));
+  }
+  return out;
+}
+
 /** The text for `key` with its {placeholders} as nodes, or null when there is no text. */
 function render(key, params = {}) {
   const template = tMaybe(key);
   if (template === null) return null;
-  const nodes = [];
   let usedProblem = false;
-  for (const [i, piece] of template.split(/\{(\w+)\}/).entries()) {
-    if (i % 2 === 0) {
-      if (piece) nodes.push(piece);
-    } else if (piece === "problem") {
+  const nodes = fillTemplate(template, (piece) => {
+    if (piece === "problem") {
       usedProblem = true;
-      nodes.push(...(problemNodes(params) ?? [valueEl(params.problem)]));
-    } else if (piece.endsWith("field") && typeof params[piece] === "string") {
-      nodes.push(h("span", { class: "msg-field" }, fieldLabelNodes(params[piece])));
-    } else if (piece === "expected" && typeof params.expected === "string") {
-      // A type's name ("integer", "object") in the reader's words; choices stay as they are.
-      nodes.push(valueEl(tMaybe(`type_name.${params.expected}`) ?? params.expected));
-    } else {
-      nodes.push(valueEl(params[piece]));
+      return problemNodes(params) ?? [valueEl(params.problem)];
     }
-  }
+    if (piece.endsWith("field") && typeof params[piece] === "string") return [h("span", { class: "msg-field" }, fieldLabelNodes(params[piece]))];
+    // A type's name ("integer", "object") in the reader's words; choices stay as they are.
+    if (piece === "expected" && typeof params.expected === "string") return [valueEl(tMaybe(`type_name.${params.expected}`) ?? params.expected)];
+    return [valueEl(params[piece])];
+  });
   const problem = usedProblem ? null : problemNodes(params);
   return problem ? joinProblem(nodes, problem) : nodes;
 }
 
 /** "{text}: {problem}" in the reader's language. */
 function joinProblem(text, problem) {
-  const out = [];
-  for (const [i, piece] of t("error.with_problem").split(/\{(\w+)\}/).entries()) {
-    if (i % 2 === 0) {
-      if (piece) out.push(piece);
-    } else out.push(...(piece === "text" ? text : problem));
-  }
-  return out;
+  return fillTemplate(t("error.with_problem"), (piece) => (piece === "text" ? text : problem));
 }
 
 function problemNodes(params) {
