@@ -464,7 +464,7 @@ def test_the_migration_keeps_old_entries_without_params(backend: str, tmp_path: 
                 ),
                 {"at": at},
             )
-        upgrade(engine)
+        upgrade(engine, "0009_audit_codes")
         assert current(engine) == {"0009_audit_codes"}
         with engine.connect() as conn:
             row = conn.execute(text("SELECT summary, params FROM audit_log")).one()

@@ -115,3 +115,13 @@ def test_old_campaigns_keep_their_figures(
     assert (push.name, push.sent, push.succeeded, push.failed) == ("Push", 2, 1, 1)
     assert s.by_step["s1"].entered == 4
     assert sum(p.succeeded for p in s.series.points) == 3
+
+
+def test_the_migrations_form_one_line() -> None:
+    """Two heads would make ``upgrade`` order them arbitrarily: every branch is merged."""
+    from alembic.script import ScriptDirectory
+
+    from touchgate.migrate import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config())
+    assert len(script.get_heads()) == 1, script.get_heads()

@@ -3,7 +3,8 @@ name, counts, the changed fields) besides the English ``summary``, so the consol
 can say them in the reader's language. Older entries keep ``params`` empty (NULL).
 
 Revision ID: 0009_audit_codes
-Revises: 0008_campaign_error_code (and needs 0007_access, which made the table)
+Revises: 0008_campaign_error_code, 0007_access (it merges the two branches; 0007
+made the table)
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = "0009_audit_codes"
-down_revision = "0008_campaign_error_code"
+# The audit log was created on the other branch (0007_access): this merges them.
+down_revision = ("0008_campaign_error_code", "0007_access")
 branch_labels = None
-# The audit log was created on the other branch (0007_access): it must exist first.
-depends_on = "0007_access"
+depends_on = None
 
 JSON = sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql")
 

@@ -5,16 +5,16 @@ query that locks the project row (FOR KEY SHARE). A bulk user import spent about
 a third of the database's time there (bench/import.py). Projects are never
 deleted, and an import checks that its project exists before it writes.
 
-Revision ID: 0009_users_without_project_fk
-Revises: 0001_core
+Revision ID: 0010_users_without_project_fk
+Revises: 0009_audit_codes
 """
 
 from __future__ import annotations
 
 from alembic import op
 
-revision = "0009_users_without_project_fk"
-down_revision = "0001_core"
+revision = "0010_users_without_project_fk"
+down_revision = "0009_audit_codes"
 branch_labels = None
 depends_on = None
 
