@@ -356,7 +356,14 @@ def test_every_write_carries_what_its_sentence_names(client: httpx.Client) -> No
     # Names come from the state the caller passed, or from the touchpoint itself.
     edit = _entry(entries, "touchpoint", "update")
     assert edit["params"] == {"id": str(tid), "name": "Coupons", "fields": ["batch_size", "token"]}
-    assert _entry(entries, "touchpoint", "test")["params"] == {"id": str(tid), "name": "Coupons"}
+    test_params = _entry(entries, "touchpoint", "test")["params"]
+    assert {k: test_params[k] for k in ("id", "name", "count", "outcome")} == {
+        "id": str(tid),
+        "name": "Coupons",
+        "count": 1,
+        "outcome": test_params["outcome"],
+    }
+    assert test_params["outcome"] in {"ok", "failed"} and test_params["order_no"]
     guard = _entry(entries, "touchpoint", "update_protection")["params"]
     assert (guard["name"], guard["fields"]) == ("Coupons", ["frequency_cap"])
     assert _entry(entries, "touchpoint", "delete")["params"]["name"] == "Spare"

@@ -46,6 +46,11 @@ async def test_touchpoint(pid: int, tid: int, body: TestSendIn, ctx: CtxDep) -> 
                 resource_id=tid,
                 summary=f"Test send to {len(body.users)} user(s): "
                 f"{'ok' if result.ok else 'failed'} (order {result.order_no})",
+                params={
+                    "count": len(body.users),
+                    "outcome": "ok" if result.ok else "failed",
+                    "order_no": result.order_no,
+                },
             )
 
     await run_in_threadpool(record)

@@ -245,6 +245,7 @@ function paramNodes(entry, name) {
     return [h("span", { class: "msg-field" }, value.map(auditFieldLabel).join(t("audit.list_sep")))];
   }
   if (name === "role") return [valueWord(entry, "role", value) ?? valueEl(value)];
+  if (name === "outcome") return [tMaybe(`audit.outcome.${value}`) ?? valueEl(value)];
   // A resource whose name was not recorded is named by its id.
   if (name === "name" && (value === null || value === undefined)) return [valueEl(`#${entry.resource_id}`)];
   return [valueEl(value)];
