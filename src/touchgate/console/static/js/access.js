@@ -251,6 +251,12 @@ function paramNodes(entry, name) {
   return [valueEl(value)];
 }
 
+/** Who wrote: the key's name; writes made on the server's command line have no key. */
+function whoLabel(entry) {
+  if (entry.key_id === null && entry.key_name === "command line") return t("audit.command_line");
+  return entry.key_name || "—";
+}
+
 /** The entry as a sentence in the reader's language. */
 function sentence(entry) {
   const template = entry.params ? tMaybe(`audit.entry.${entry.resource_type}.${entry.action}`) : null;
@@ -289,7 +295,7 @@ function auditRow(entry) {
     "tr",
     { "data-testid": "audit-row", "data-type": entry.resource_type, "data-action": entry.action },
     h("td", { "data-label": t("audit.col.time"), title: formatZoned(entry.time) }, formatRelative(entry.time)),
-    h("td", { "data-label": t("audit.col.who") }, entry.key_name || "—"),
+    h("td", { "data-label": t("audit.col.who") }, whoLabel(entry)),
     h("td", { "data-label": t("audit.col.action") }, badge(actionLabel(entry.action), "muted", { "data-action": entry.action })),
     h("td", { "data-label": t("audit.col.resource") }, h("span", { class: "stack-xs" }, typeLabel(entry.resource_type), h("span", { class: "muted small" }, `#${entry.resource_id}`))),
     h("td", { "data-label": t("audit.col.summary") }, h("div", {}, h("div", { class: "audit-sentence", "data-testid": "audit-sentence", title: entry.summary }, sentence(entry)), changes)),
