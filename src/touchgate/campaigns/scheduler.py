@@ -135,11 +135,9 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
         # process can slow its own scheduler down and speed it up again.
         started = time.monotonic()
         while not stop.is_set():
-            every = (
-                interval
-                if interval is not None
-                else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
-            )
+            every = interval if interval is not None else runtime.campaign_tick_seconds
+            if every is None:
+                every = TICK_SECONDS
             remaining = every - (time.monotonic() - started)
             if remaining <= 0:
                 break
