@@ -138,18 +138,20 @@ def install_error_handlers(app: FastAPI, outages: OutageLog | None = None) -> No
 
 
 class StatementTimeout:
-    """Every database statement of an HTTP request may run ``seconds`` at most
-    (PostgreSQL; see ``db.statement_timeout``), so no request hangs on a query."""
+    """Every database statement of an HTTP request may run
+    ``settings.api_statement_timeout`` seconds at most (PostgreSQL; see
+    ``db.statement_timeout``), so no request hangs on a query."""
 
-    def __init__(self, app: ASGIApp, seconds: float) -> None:
+    def __init__(self, app: ASGIApp, runtime: Runtime) -> None:
         self.app = app
-        self.seconds = seconds
+        self.runtime = runtime
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.seconds:
+        seconds = self.runtime.settings.api_statement_timeout
+        if scope["type"] != "http" or not seconds:
             await self.app(scope, receive, send)
             return
-        with statement_timeout(self.seconds):
+        with statement_timeout(seconds):
             await self.app(scope, receive, send)
 
 
@@ -209,7 +211,7 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
     app.state.runtime = runtime
     install_error_handlers(app, outages)
     install_body_limit(app)
-    app.add_middleware(StatementTimeout, seconds=runtime.settings.api_statement_timeout)
+    app.add_middleware(StatementTimeout, runtime=runtime)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
