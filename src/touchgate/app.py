@@ -27,7 +27,7 @@ from .campaigns import endpoints as campaigns_endpoints
 from .campaigns import scheduler
 from .campaigns import service as campaigns_service
 from .datastore import endpoints as datastore_endpoints
-from .db import statement_timeout
+from .db import cancel_running_queries, statement_timeout
 from .delivery import client as http_client
 from .delivery import endpoints as delivery_endpoints
 from .delivery import test_endpoints as delivery_test_endpoints
@@ -199,8 +199,14 @@ def create_app(runtime: Runtime | None = None, *, background: bool = True) -> Fa
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with runtime.tx() as session:
             ensure_bootstrap_key(session, runtime.settings.admin_token)
-        async with services(runtime, background=background):
-            yield
+        try:
+            async with services(runtime, background=background):
+                yield
+        finally:
+            # Requests still waiting on the database when the server stops (it has
+            # waited shutdown_seconds for them) end now instead of holding the exit.
+            if n := cancel_running_queries(runtime.engine):
+                log.warning("cancelled the queries of %d requests still running at shutdown", n)
 
     app = FastAPI(
         title="Touchgate",

@@ -50,10 +50,11 @@ class Settings(BaseSettings):
         "Workers and command-line jobs are not limited.",
     )
     shutdown_seconds: float = Field(
-        default=10.0,
+        default=5.0,
         ge=0,
-        description="On SIGTERM, how long the worker may drain what it holds before its "
-        "remaining work is cancelled (its leases then run out).",
+        description="On SIGTERM, how long open requests may finish and the worker may "
+        "drain what it holds; then requests' queries are cancelled and the worker's "
+        "remaining work is dropped (its leases run out).",
     )
 
     @field_validator("log_level", mode="before")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -75,6 +78,40 @@ def _pg_on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.commit()
 
 
+# The DBAPI connections each PostgreSQL engine has lent out right now, so that a
+# process going away can cancel the queries still running on them.
+_lent: weakref.WeakKeyDictionary[Engine, set[Any]] = weakref.WeakKeyDictionary()
+_lent_lock = threading.Lock()
+
+
+def _track_lent(engine: Engine) -> None:
+    lent: set[Any] = set()
+    _lent[engine] = lent
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        with _lent_lock:
+            lent.add(dbapi_conn)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        with _lent_lock:
+            lent.discard(dbapi_conn)
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+
+
+def cancel_running_queries(engine: Engine) -> int:
+    """Ask PostgreSQL to cancel what runs on every connection lent out now (the
+    process is stopping: a request stuck on a lock must not keep it alive, nor its
+    query run on without it). Returns how many connections were asked."""
+    with _lent_lock:
+        lent = list(_lent.get(engine, ()))
+    for dbapi_conn in lent:
+        with contextlib.suppress(Exception):  # closed meanwhile: nothing to cancel
+            dbapi_conn.cancel()
+    return len(lent)
+
+
 def _pg_on_begin(conn: Any) -> None:
     # Only where a limit applies (an API request): the hot paths pay nothing.
     limit = statement_timeout_ms.get()
@@ -108,6 +145,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     )
     event.listen(engine, "connect", _pg_on_connect)
     event.listen(engine, "begin", _pg_on_begin)
+    _track_lent(engine)
     return engine
 
 
