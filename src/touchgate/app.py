@@ -159,18 +159,19 @@ class StatementTimeout:
 async def services(runtime: Runtime, *, background: bool = True) -> AsyncIterator[None]:
     """Start the runtime's services and stop them in dependency order.
 
-    Started: the HTTP client and the plugin host (made on first use, closed
-    here), then — with ``background`` — the delivery worker (when
-    ``settings.run_worker``) and the campaign scheduler. Stopped in reverse: the
+    Started: the HTTP client (its sessions made on first use) and the plugin host
+    (test sends and deliveries through plugins), then — with ``background`` —
+    the delivery worker (when ``settings.run_worker``) and the campaign
+    scheduler. Stopped in reverse: the
     scheduler stops making orders, the worker stops claiming and drains its
     in-flight sends, and only then do the plugin host and the HTTP client close,
     so no in-flight plugin call or request is cut off (which would burn a retry).
     """
     async with AsyncExitStack() as stack:
         stack.push_async_callback(http_client.close, runtime)
+        ensure_plugin_host(runtime)  # its sandbox check shows in /readyz at once
         stack.callback(close_plugin_host, runtime)
         if background:
-            ensure_plugin_host(runtime)  # its sandbox check shows in /readyz at once
             worker.start_in_app(runtime)
             stack.push_async_callback(worker.stop_in_app, runtime)
             runtime.campaign_scheduler = BackgroundTask.start(

@@ -13,7 +13,6 @@ client.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -54,17 +53,23 @@ class BackgroundTask:
         return cls(name, stop, asyncio.get_running_loop().create_task(run(stop), name=name))
 
     async def finish(self, timeout: float) -> None:
-        """Ask the task to stop and wait up to ``timeout`` seconds; cancel it then."""
+        """Ask the task to stop and wait up to ``timeout`` seconds; then cancel it
+        (again each second, since its own clean-up may be waiting on something: a
+        process that was asked to stop must not hang on it)."""
         self.stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), timeout=timeout)
-        except TimeoutError:
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
             log.warning("%s did not stop within %g s; cancelling it", self.name, timeout)
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
-        except Exception:
-            log.exception("%s failed while stopping", self.name)
+            for _ in range(3):
+                self.task.cancel()
+                done, _ = await asyncio.wait({self.task}, timeout=1.0)
+                if done:
+                    break
+            else:
+                log.error("%s did not end when cancelled; leaving it", self.name)
+                return
+        if not self.task.cancelled() and self.task.exception() is not None:
+            log.error("%s failed", self.name, exc_info=self.task.exception())
 
 
 @dataclass

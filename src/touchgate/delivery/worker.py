@@ -432,7 +432,7 @@ def run_process(
             close_plugin_host(runtime)
             await close_client(runtime)
         for t in tasks:
-            if not t.task.cancelled() and t.task.exception() is not None:
+            if t.task.done() and not t.task.cancelled() and t.task.exception() is not None:
                 raise RuntimeError(f"{t.name} failed") from t.task.exception()
 
     asyncio.run(main())

@@ -1,0 +1,89 @@
+"""The runtime's background tasks stop when asked, and are cancelled when they
+do not; the services start on first use and close once."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import pytest
+
+from conftest import make_settings
+from touchgate.runtime import BackgroundTask, Runtime
+
+
+def test_a_task_that_stops_when_asked() -> None:
+    async def main() -> list[str]:
+        seen: list[str] = []
+
+        async def run(stop: asyncio.Event) -> None:
+            await stop.wait()
+            seen.append("drained")
+
+        task = BackgroundTask.start("polite", run)
+        await task.finish(timeout=5)
+        return seen
+
+    assert asyncio.run(main()) == ["drained"]
+
+
+def test_a_task_that_does_not_stop_is_cancelled(caplog: pytest.LogCaptureFixture) -> None:
+    """Even one whose clean-up waits on something that never comes."""
+
+    async def main() -> bool:
+        never = asyncio.Event()
+
+        async def run(stop: asyncio.Event) -> None:
+            try:
+                await never.wait()
+            finally:
+                await never.wait()  # a drain waiting on a request that never ends
+
+        task = BackgroundTask.start("stubborn", run)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await task.finish(timeout=0.05)
+        assert loop.time() - started < 3
+        return task.task.done()
+
+    with caplog.at_level(logging.WARNING, logger="touchgate"):
+        assert asyncio.run(main()) is True
+    assert "stubborn did not stop within 0.05 s; cancelling it" in caplog.text
+
+
+def test_a_failed_task_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        async def run(stop: asyncio.Event) -> None:
+            raise RuntimeError("boom")
+
+        task = BackgroundTask.start("fragile", run)
+        await asyncio.sleep(0)
+        await task.finish(timeout=1)
+
+    with caplog.at_level(logging.ERROR, logger="touchgate"):
+        asyncio.run(main())
+    assert "fragile failed" in caplog.text
+
+
+def test_services_are_made_on_first_use_and_closed(tmp_path: Path) -> None:
+    from touchgate.delivery import client
+    from touchgate.plugins.host import close_plugin_host, ensure_plugin_host
+
+    runtime = Runtime.from_settings(make_settings(f"sqlite:///{tmp_path / 'r.db'}", tmp_path))
+    try:
+        assert runtime.http_client is None and runtime.plugin_host is None
+        host = ensure_plugin_host(runtime)
+        assert ensure_plugin_host(runtime) is host
+        close_plugin_host(runtime)
+        assert runtime.plugin_host is None
+        close_plugin_host(runtime)  # twice is harmless
+
+        async def use_client() -> None:
+            assert client.get_client(runtime) is client.get_client(runtime)
+            await client.close(runtime)
+            assert runtime.http_client is None
+
+        asyncio.run(use_client())
+    finally:
+        runtime.close()
