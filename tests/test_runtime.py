@@ -87,3 +87,52 @@ def test_services_are_made_on_first_use_and_closed(tmp_path: Path) -> None:
         asyncio.run(use_client())
     finally:
         runtime.close()
+
+
+def test_services_stop_in_dependency_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler stops, the worker drains, and only then the plugin host and the
+    HTTP client close (an in-flight plugin call must not lose its sandbox)."""
+    from touchgate import app as app_module
+    from touchgate.campaigns import scheduler
+    from touchgate.delivery import client, worker
+
+    order: list[str] = []
+
+    async def scheduler_run(runtime: Runtime, stop: asyncio.Event) -> None:
+        await stop.wait()
+        order.append("scheduler stopped")
+
+    async def worker_stop(runtime: Runtime) -> None:
+        await asyncio.sleep(0.01)  # draining takes a moment
+        order.append("worker drained")
+
+    def host_close(runtime: Runtime) -> None:
+        order.append("plugin host closed")
+
+    async def client_close(runtime: Runtime) -> None:
+        order.append("HTTP client closed")
+
+    monkeypatch.setattr(scheduler, "run_forever", scheduler_run)
+    monkeypatch.setattr(worker, "start_in_app", lambda runtime: order.append("worker started"))
+    monkeypatch.setattr(worker, "stop_in_app", worker_stop)
+    monkeypatch.setattr(app_module, "close_plugin_host", host_close)
+    monkeypatch.setattr(app_module, "ensure_plugin_host", lambda runtime: None)
+    monkeypatch.setattr(client, "close", client_close)
+    runtime = Runtime.from_settings(make_settings(f"sqlite:///{tmp_path / 'o.db'}", tmp_path))
+
+    async def main() -> None:
+        async with app_module.services(runtime):
+            order.append("serving")
+
+    try:
+        asyncio.run(main())
+    finally:
+        runtime.close()
+    assert order == [
+        "worker started",
+        "serving",
+        "scheduler stopped",
+        "worker drained",
+        "plugin host closed",
+        "HTTP client closed",
+    ]
