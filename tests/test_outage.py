@@ -20,11 +20,11 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 
 from conftest import ADMIN_TOKEN, BACKENDS, PG_ADMIN_DSN, Database, LiveServer, make_settings
-from touchgate.api.outage import OutageLog, database_error
 from touchgate.app import create_app
 from touchgate.db import statement_timeout
 from touchgate.errors import DatabaseTimeout, DatabaseUnavailable
 from touchgate.migrate import upgrade
+from touchgate.outage import OutageLog, database_error
 from touchgate.runtime import Runtime
 
 needs_postgresql = pytest.mark.skipif(

@@ -136,3 +136,43 @@ def test_services_stop_in_dependency_order(tmp_path: Path, monkeypatch: pytest.M
         "plugin host closed",
         "HTTP client closed",
     ]
+
+
+def test_scheduler_logs_an_outage_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tick that cannot reach the database is one line per outage, not a traceback
+    per tick, and the return is said with the outage's length."""
+    import sqlite3
+
+    from sqlalchemy.exc import OperationalError
+
+    from touchgate.campaigns import scheduler
+
+    calls = {"n": 0}
+    stop = asyncio.Event()
+
+    def tick(runtime: Runtime) -> None:
+        calls["n"] += 1
+        if calls["n"] <= 5:
+            raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
+        if calls["n"] == 7:
+            stop.set()
+
+    monkeypatch.setattr(scheduler, "tick", tick)
+    monkeypatch.setattr(scheduler, "maintain", lambda runtime, now: None)
+    monkeypatch.setattr(scheduler, "TICK_SECONDS", 0.001)
+    runtime = Runtime.from_settings(make_settings(f"sqlite:///{tmp_path / 's.db'}", tmp_path))
+    try:
+        with caplog.at_level(logging.INFO, logger="touchgate.campaigns.scheduler"):
+            asyncio.run(scheduler.run_forever(runtime, stop, interval=0.001))
+    finally:
+        runtime.close()
+    messages = [r.getMessage() for r in caplog.records]
+    assert calls["n"] == 7
+    assert (
+        messages[0] == "campaign scheduler: database unreachable (OperationalError: disk I/O error)"
+    )
+    assert messages[1].startswith("campaign scheduler: database reachable again after ")
+    assert len(messages) == 2
+    assert not any(r.exc_info for r in caplog.records)

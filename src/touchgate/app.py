@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import __version__, console
 from .api.limits import install_body_limit
-from .api.outage import OutageLog, database_error
 from .api.responses import JSONResponse
 from .audit import endpoints as audit_endpoints
 from .auth import ensure_bootstrap_key
@@ -41,6 +40,7 @@ from .errors import (
     pydantic_details,
 )
 from .keys import endpoints as keys_endpoints
+from .outage import OutageLog, database_error
 from .plugins import endpoints as plugins_endpoints
 from .plugins.host import close_plugin_host, ensure_plugin_host
 from .projects import endpoints as projects_endpoints

@@ -1,5 +1,6 @@
-"""The API while the database is away: 503 with ``Retry-After`` and a code, never
-a 500, and one log line per outage instead of a traceback per request.
+"""The database's absence, told apart from bugs: the API answers 503 with
+``Retry-After`` and a code instead of a 500, and background jobs log one line per
+outage instead of a traceback per attempt.
 
 - :func:`database_error` says whether an exception means the database is
   unreachable (:class:`~touchgate.errors.DatabaseUnavailable`) or a statement ran
@@ -7,7 +8,8 @@ a 500, and one log line per outage instead of a traceback per request.
   bug and stays a 500.
 - :class:`OutageLog` logs the first failure of an outage, counts the repeats (a
   reminder at most every ``REMIND_SECONDS``), and one line when the engine opens a
-  connection again, with the outage's duration.
+  connection again, with the outage's duration (the API's log);
+- :func:`describe` gives the one-line cause of a database error, without the SQL.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 from sqlalchemy import Engine, event
 from sqlalchemy import exc as sa_exc
 
-from ..errors import DatabaseTimeout, DatabaseUnavailable
+from .errors import DatabaseTimeout, DatabaseUnavailable
 
 log = logging.getLogger("touchgate.database")
 
@@ -64,7 +66,7 @@ class OutageLog:
         """A request failed with ``error``; log it if it starts an outage."""
         if isinstance(error, DatabaseTimeout):
             # Not an outage: one line per cancelled statement, which names the request.
-            log.warning("statement timeout: %s was cancelled (%s)", where, _reason(cause))
+            log.warning("statement timeout: %s was cancelled (%s)", where, describe(cause))
             return
         with self._lock:
             now = self._clock()
@@ -75,7 +77,7 @@ class OutageLog:
                 log.error(
                     "database unreachable (%s); the API answers 503 database_unavailable "
                     "until it is back",
-                    _reason(cause),
+                    describe(cause),
                 )
             elif now - self._reminded_at >= REMIND_SECONDS:
                 self._reminded_at = now
@@ -105,7 +107,7 @@ class OutageLog:
         event.listen(engine, "connect", lambda _conn, _record: self.connected())
 
 
-def _reason(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """A one-line cause, without the SQL and parameters SQLAlchemy appends."""
     orig = getattr(exc, "orig", None) or exc
     first = str(orig).strip().splitlines()
