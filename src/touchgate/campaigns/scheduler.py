@@ -143,8 +143,11 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
             maintained = time.monotonic()
             try:
                 await asyncio.to_thread(maintain, runtime, utcnow())
-            except Exception:
-                log.exception("campaign housekeeping failed; trying again later")
+            except Exception as exc:
+                if database_error(exc) is None:
+                    log.exception("campaign housekeeping failed; trying again later")
+                else:
+                    log.warning("campaign housekeeping skipped: %s", describe(exc))
         # Wait in short slices and re-read the interval each time, so an embedding
         # process can slow its own scheduler down and speed it up again.
         started = time.monotonic()
