@@ -157,13 +157,13 @@ def declaration_problems(app: FastAPI) -> list[str]:
 
 
 def test_every_route_is_declared(runtime: Runtime) -> None:
-    assert declaration_problems(create_app(runtime, start_hooks=False)) == []
+    assert declaration_problems(create_app(runtime, background=False)) == []
 
 
 def test_a_route_without_declaration_is_caught_and_refused(runtime: Runtime) -> None:
     """The check above fails for a route whose declaration was removed, and such a
     route refuses every call, even the service admin's."""
-    app = create_app(runtime, start_hooks=False)
+    app = create_app(runtime, background=False)
     extra = api_router(tags=["test"])
 
     @extra.get("/projects/{pid}/undeclared")

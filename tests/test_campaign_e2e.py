@@ -222,7 +222,7 @@ def test_recurring_campaign_with_two_worker_processes(
     workers = [_worker(database.url, tmp_path, f"w{i}") for i in range(2)]
     # Leave the scheduling to the two worker processes: the test's own server (same
     # database) stops ticking for the duration of the test.
-    runtime.extras["campaign_tick_seconds"] = 3600.0
+    runtime.campaign_tick_seconds = 3600.0
     time.sleep(1.5)
     try:
         with running_receiver(Receiver()) as rx:
@@ -272,7 +272,7 @@ def test_recurring_campaign_with_two_worker_processes(
         assert stats["targeted"] == stats["entered"] + stats["suppressed"]
         assert stats["suppressed_by_reason"] == {"participation": stats["suppressed"]}
     finally:
-        runtime.extras.pop("campaign_tick_seconds", None)
+        runtime.campaign_tick_seconds = None
         for proc in workers:
             proc.send_signal(signal.SIGTERM)
         for proc in workers:

@@ -369,7 +369,7 @@ def test_options_apis_are_asked_outside_any_transaction(
         }
         at = (utcnow() + timedelta(days=1)).isoformat()
         body = campaign_body(tid, strategy=step, trigger={"type": "once", "at": at})
-        cache: dict[Any, Any] = runtime.extras.setdefault("enum_options_cache", {})
+        cache = runtime.options_cache
         r = client.post(base, json=body)
         assert r.status_code == 201, r.text
         cid = r.json()["id"]

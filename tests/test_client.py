@@ -86,11 +86,11 @@ def test_one_session_per_process(tmp_path: Path) -> None:
         c1 = http.get_client(rt)
         c2 = http.get_client(rt)
         assert c1 is c2
-        assert rt.extras["http_client"] is c1
+        assert rt.http_client is c1
         s1 = c1.session()
         assert c1.session() is s1
         await http.close(rt)
-        assert "http_client" not in rt.extras
+        assert rt.http_client is None
         assert s1.closed
 
     asyncio.run(main())

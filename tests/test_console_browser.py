@@ -24,7 +24,7 @@ from aiohttp import web
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from conftest import ADMIN_TOKEN, LiveServer, free_port
-from touchgate.touchpoints import guard
+from touchgate.runtime import Runtime
 
 pytestmark = pytest.mark.browser
 
@@ -392,7 +392,12 @@ def test_add_touchpoint_with_every_parameter_type(
 
 
 def test_authorise_test_disable_edit_delete(
-    page: Page, lang: str, shop: dict[str, Any], client: httpx.Client, receiver: Receiver
+    page: Page,
+    lang: str,
+    shop: dict[str, Any],
+    client: httpx.Client,
+    receiver: Receiver,
+    runtime: Runtime,
 ) -> None:
     t = texts(lang)
     pid = shop["id"]
@@ -473,7 +478,8 @@ def test_authorise_test_disable_edit_delete(
             return []
         return [{"id": 7, "name": "Birthday coupon", "status": "running"}]
 
-    guard.register_usage_check(blocking)
+    wired = runtime.touchpoint_usage_checks
+    runtime.touchpoint_usage_checks = (*wired, blocking)
     try:
         more(tp_row, "tp-disable")
         # Disabling asks first.
@@ -491,7 +497,7 @@ def test_authorise_test_disable_edit_delete(
         shot(page, lang, "10-disable-refused")
         page.keyboard.press("Escape")
     finally:
-        guard.unregister_usage_check(blocking)
+        runtime.touchpoint_usage_checks = wired
     expect(tp_row.get_by_test_id("tp-status")).to_have_text(t["tp.status.enabled"])
 
     # Disable, then edit (type fixed, token write-only) and delete.

@@ -32,7 +32,7 @@ def test_schemathesis_finds_no_server_error(
     # Something to find: project 1 with space 1, so generated ids sometimes hit.
     pid = client.post("/projects", json={"name": "fuzzed"}).json()["id"]
     client.post(f"/projects/{pid}/spaces", json={"name": "fuzzed"})
-    server = LiveServer(runtime, create_app(runtime, start_hooks=False))
+    server = LiveServer(runtime, create_app(runtime, background=False))
     try:
         result = subprocess.run(
             [

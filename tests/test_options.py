@@ -41,7 +41,7 @@ MAPPED = [
 
 @pytest.fixture
 def endpoint(runtime: Runtime) -> Iterator[ThreadedServer]:
-    runtime.extras.pop(options.CACHE_KEY, None)
+    runtime.options_cache.clear()
     server = ThreadedServer()
     yield server
     server.stop()

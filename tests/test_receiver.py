@@ -223,7 +223,7 @@ def test_stale_requests_are_rejected(receivers: list[Receiver]) -> None:
 def test_async_mode_receipts_and_options(
     runtime: Runtime, client: httpx.Client, project: dict[str, Any], receivers: list[Receiver]
 ) -> None:
-    runtime.extras.pop("enum_options_cache", None)
+    runtime.options_cache.clear()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     tp = setup_touchpoint(

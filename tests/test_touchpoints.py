@@ -16,7 +16,7 @@ from touchgate.crypto import hash_api_key
 from touchgate.models import ApiKey, Attribute, Order, Touchpoint
 from touchgate.models.base import utcnow
 from touchgate.runtime import Runtime
-from touchgate.touchpoints import guard, service
+from touchgate.touchpoints import service
 from touchgate.touchpoints.schemas import TouchpointCreate
 
 EXAMPLE: dict[str, Any] = {
@@ -804,8 +804,9 @@ def test_patch_and_delete_need_disabled(client: httpx.Client, pid: int) -> None:
 
 
 @pytest.fixture
-def usage() -> Iterator[dict[int, list[dict[str, Any]]]]:
-    """Feeds the real usage-check registry: blocking campaigns by touchpoint id."""
+def usage(runtime: Runtime) -> Iterator[dict[int, list[dict[str, Any]]]]:
+    """Adds checks beside the campaigns' (given by the composition root) to the
+    server's runtime: blocking campaigns by touchpoint id."""
     blocking: dict[int, list[dict[str, Any]]] = {}
 
     def check(session: Session, touchpoint_id: int) -> list[dict[str, Any]]:
@@ -818,13 +819,13 @@ def usage() -> Iterator[dict[int, list[dict[str, Any]]]]:
             c for c in blocking.get(-touchpoint_id, [])
         ]
 
-    guard.register_usage_check(check)
-    guard.register_usage_check(second_check)
+    wired = runtime.touchpoint_usage_checks
+    assert wired, "the composition root gives the campaigns' check"
+    runtime.touchpoint_usage_checks = (*wired, check, second_check)
     try:
         yield blocking
     finally:
-        guard.unregister_usage_check(check)
-        guard.unregister_usage_check(second_check)
+        runtime.touchpoint_usage_checks = wired
 
 
 def test_disable_refused_while_campaigns_use_it(

@@ -31,11 +31,31 @@ console = Console(stderr=True, soft_wrap=True)
 ADMIN_TOKEN_FILE = "touchgate.admin-token"
 
 
+def _settings() -> Settings:
+    """The settings, or one line per invalid ``TOUCHGATE_*`` variable and exit 2."""
+    from pydantic import ValidationError
+
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "TOUCHGATE_" + "_".join(str(p) for p in error["loc"]).upper()
+            console.print(f"[red]{name}: {escape(error['msg'])}")
+        raise typer.Exit(2) from None
+
+
+def _log_to_stderr(settings: Settings) -> None:
+    """Configure logging for a command that runs long (see ``logs``)."""
+    from .logs import configure
+
+    configure(settings)
+
+
 def _runtime(settings: Settings | None = None):  # type: ignore[no-untyped-def]
     from .runtime import Runtime
     from .startup import StartupError, check_writable
 
-    settings = settings or get_settings()
+    settings = settings or _settings()
     try:
         check_writable(settings)
         return Runtime.from_settings(settings)
@@ -110,7 +130,7 @@ def serve(
 
     from .app import create_app
 
-    settings = get_settings().model_copy(update={"run_worker": worker})
+    settings = _settings().model_copy(update={"run_worker": worker})
     if demo:
         from .demo import demo_settings
 
@@ -118,6 +138,7 @@ def serve(
     runtime = _runtime(settings)
     settings, token, token_source = _ensure_admin_token(settings)
     runtime.settings = settings
+    _log_to_stderr(settings)  # after the token is known: it is redacted from every line
     _upgrade(runtime)
     base_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
     receiver = None
@@ -151,7 +172,15 @@ def serve(
     # the spot, and the receiver below would outlive it.
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+        # uvicorn logs through ours (log_config=None); on SIGTERM it waits at most
+        # shutdown_seconds for open requests, then the lifespan drains the worker.
+        uvicorn.run(
+            create_app(runtime),
+            host=host,
+            port=port,
+            log_config=None,
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds)),
+        )
     finally:
         if receiver is not None:
             receiver.stop()
@@ -174,20 +203,12 @@ def worker(
     ] = True,
 ) -> None:
     """Run a delivery worker until SIGTERM/SIGINT (run any number against PostgreSQL)."""
-    import importlib
-
+    from .campaigns.scheduler import run_forever
     from .delivery.worker import run_process
 
-    extra = []
-    if scheduler:
-        try:
-            campaigns = importlib.import_module("touchgate.campaigns.scheduler")
-        except ModuleNotFoundError as exc:
-            if not (exc.name and "touchgate.campaigns.scheduler".startswith(exc.name)):
-                raise
-        else:
-            extra.append(campaigns.run_forever)
+    extra = [run_forever] if scheduler else []
     runtime = _runtime()
+    _log_to_stderr(runtime.settings)
     console.print(f"[green]Delivery worker on {runtime.engine.url.render_as_string()}")
     try:
         run_process(
@@ -212,7 +233,9 @@ def import_users(
     """Import users from a JSON Lines or CSV file, streaming, with a progress bar."""
     from .datastore.cli import import_users_file
 
-    raise typer.Exit(import_users_file(_runtime(), file, project, format, console))
+    runtime = _runtime()
+    _log_to_stderr(runtime.settings)
+    raise typer.Exit(import_users_file(runtime, file, project, format, console))
 
 
 def main() -> None:

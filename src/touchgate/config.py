@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,37 @@ class Settings(BaseSettings):
     worker_concurrency: int = Field(default=16, ge=1, le=1024)
     per_touchpoint_in_flight: int = Field(default=8, ge=1, le=1024)
     plugin_dir: str | None = Field(default=None, description="Where uploaded plugins are kept.")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        default="INFO", description="Least severe level logged (DEBUG, INFO, WARNING, ERROR)."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text",
+        description="`text`: one readable line per record; `json`: one JSON object per line.",
+    )
+    api_statement_timeout: float = Field(
+        default=10.0,
+        ge=0,
+        description="Seconds a database statement of an API request may run on PostgreSQL "
+        "before it is cancelled (the request answers 503 database_timeout); 0: no limit. "
+        "Workers and command-line jobs are not limited.",
+    )
+    shutdown_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="On SIGTERM, how long open requests may finish and the worker may "
+        "drain what it holds; then requests' queries are cancelled and the worker's "
+        "remaining work is dropped (its leases run out).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("log_format", mode="before")
+    @classmethod
+    def _lower_format(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("allowed_networks")
     @classmethod

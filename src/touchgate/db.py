@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, make_url
@@ -58,6 +62,74 @@ def _create_private_sqlite_file(url: str) -> None:
     os.close(fd)
 
 
+# Milliseconds a statement may run on PostgreSQL in the current context (an API
+# request sets it, see ``app.py``); None: no limit (workers, command-line jobs).
+statement_timeout_ms: ContextVar[int | None] = ContextVar("statement_timeout_ms", default=None)
+# How often PostgreSQL checks, while running a query, that its client is still
+# there: the query of a process that died or was stopped is cancelled within this
+# time instead of running on (PostgreSQL 14 and later).
+CLIENT_CHECK_MS = 2000
+
+
+def _pg_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    if dbapi_conn.info.server_version >= 140000:
+        with dbapi_conn.cursor() as cur:
+            cur.execute(f"SET client_connection_check_interval = {CLIENT_CHECK_MS}")
+        dbapi_conn.commit()
+
+
+# The DBAPI connections each PostgreSQL engine has lent out right now, so that a
+# process going away can cancel the queries still running on them.
+_lent: weakref.WeakKeyDictionary[Engine, set[Any]] = weakref.WeakKeyDictionary()
+_lent_lock = threading.Lock()
+
+
+def _track_lent(engine: Engine) -> None:
+    lent: set[Any] = set()
+    _lent[engine] = lent
+
+    def checkout(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+        with _lent_lock:
+            lent.add(dbapi_conn)
+
+    def checkin(dbapi_conn: Any, _record: Any) -> None:
+        with _lent_lock:
+            lent.discard(dbapi_conn)
+
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "checkin", checkin)
+
+
+def cancel_running_queries(engine: Engine) -> int:
+    """Ask PostgreSQL to cancel what runs on every connection lent out now (the
+    process is stopping: a request stuck on a lock must not keep it alive, nor its
+    query run on without it). Returns how many connections were asked."""
+    with _lent_lock:
+        lent = list(_lent.get(engine, ()))
+    for dbapi_conn in lent:
+        with contextlib.suppress(Exception):  # closed meanwhile: nothing to cancel
+            dbapi_conn.cancel()
+    return len(lent)
+
+
+def _pg_on_begin(conn: Any) -> None:
+    # Only where a limit applies (an API request): the hot paths pay nothing.
+    limit = statement_timeout_ms.get()
+    if limit:
+        conn.exec_driver_sql(f"SET LOCAL statement_timeout = {int(limit)}")
+
+
+@contextmanager
+def statement_timeout(seconds: float) -> Iterator[None]:
+    """Limit every PostgreSQL statement run in this context (and in the threads it
+    hands work to) to ``seconds``; 0 means no limit. No effect on SQLite."""
+    token = statement_timeout_ms.set(int(seconds * 1000) or None)
+    try:
+        yield
+    finally:
+        statement_timeout_ms.reset(token)
+
+
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     if is_sqlite_url(url):
@@ -68,7 +140,13 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         return engine
-    return create_engine(url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, future=True)
+    engine = create_engine(
+        url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, future=True
+    )
+    event.listen(engine, "connect", _pg_on_connect)
+    event.listen(engine, "begin", _pg_on_begin)
+    _track_lent(engine)
+    return engine
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

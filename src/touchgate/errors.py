@@ -5,7 +5,9 @@
     ├── Unauthorized              (401 unauthorized)
     ├── Forbidden                 (403 forbidden)
     ├── NotFound                  (404 not_found)
-    └── Conflict                  (409, a code naming the state: touchpoint_enabled, …)
+    ├── Conflict                  (409, a code naming the state: touchpoint_enabled, …)
+    └── DatabaseUnavailable       (503 database_unavailable, with ``Retry-After``)
+        └── DatabaseTimeout       (503 database_timeout: a statement ran past its limit)
 
 Each renders as ``{"error": {"code", "message", "params", "details"}}``.
 
@@ -130,6 +132,19 @@ class NotFound(TouchgateError):
 class Conflict(TouchgateError):
     status_code = 409
     code = "conflict"
+
+
+class DatabaseUnavailable(TouchgateError):
+    """The database cannot be reached (an outage, a full pool, a locked SQLite file):
+    not the caller's mistake, so a 503 the caller may retry after ``retry_after``."""
+
+    status_code = 503
+    code = "database_unavailable"
+    retry_after = 5
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    code = "database_timeout"
 
 
 def field_detail(

@@ -1,11 +1,23 @@
-"""The process-wide objects a request, a worker or a CLI command needs."""
+"""The process-wide objects a request, a worker or a CLI command needs: the one
+composition root's product.
+
+A :class:`Runtime` holds the database (engine, sessions), the secret box and the
+long-lived services as typed fields. The services are made on first use
+(``delivery.client.get_client``, ``plugins.host.ensure_plugin_host``) or by the
+process's lifespan — ``app.py``'s for ``serve``, ``delivery.worker.run_process``
+for ``touchgate worker`` — which also stops them, in dependency order: stop
+taking work (scheduler, worker), drain, then close the plugin host and the HTTP
+client.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -14,6 +26,51 @@ from .config import Settings, get_settings
 from .crypto import SecretBox, load_key_material
 from .db import make_engine, make_sessionmaker, transaction
 
+if TYPE_CHECKING:
+    from .delivery.client import HttpClient
+    from .delivery.options import OptionsCache
+    from .plugins.host import PluginHost
+    from .touchpoints.guard import UsageCheck
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BackgroundTask:
+    """A task of the process (the in-app worker, the campaign scheduler) and the
+    event that asks it to stop."""
+
+    name: str
+    stop: asyncio.Event
+    task: asyncio.Task[Any]
+
+    @classmethod
+    def start(
+        cls, name: str, run: Callable[[asyncio.Event], Coroutine[Any, Any, Any]]
+    ) -> BackgroundTask:
+        """Start ``run(stop)`` as a task on the running loop."""
+        stop = asyncio.Event()
+        return cls(name, stop, asyncio.get_running_loop().create_task(run(stop), name=name))
+
+    async def finish(self, timeout: float) -> None:
+        """Ask the task to stop and wait up to ``timeout`` seconds; then cancel it
+        (again each second, since its own clean-up may be waiting on something: a
+        process that was asked to stop must not hang on it)."""
+        self.stop.set()
+        done, _ = await asyncio.wait({self.task}, timeout=timeout)
+        if not done:
+            log.warning("%s did not stop within %g s; cancelling it", self.name, timeout)
+            for _ in range(3):
+                self.task.cancel()
+                done, _ = await asyncio.wait({self.task}, timeout=1.0)
+                if done:
+                    break
+            else:
+                log.error("%s did not end when cancelled; leaving it", self.name)
+                return
+        if not self.task.cancelled() and self.task.exception() is not None:
+            log.error("%s failed", self.name, exc_info=self.task.exception())
+
 
 @dataclass
 class Runtime:
@@ -21,8 +78,19 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     secrets: SecretBox
-    # Long-lived helpers that domains attach (HTTP client, plugin host, caches…).
-    extras: dict[str, Any] = field(default_factory=dict)
+    # Long-lived services (see the module docstring for who makes and stops them).
+    http_client: HttpClient | None = None
+    plugin_host: PluginHost | None = None
+    # Options of enum parameters read from options APIs, see ``delivery.options``.
+    options_cache: OptionsCache = field(default_factory=dict)
+    # Who still needs a touchpoint (``touchpoints.guard``): given by the composition root.
+    touchpoint_usage_checks: tuple[UsageCheck, ...] = ()
+    # Tasks started by ``serve``'s lifespan.
+    delivery_worker: BackgroundTask | None = None
+    campaign_scheduler: BackgroundTask | None = None
+    # Seconds between campaign scheduler ticks; None: the scheduler's default. An
+    # embedding process (a test) may change it while the scheduler runs.
+    campaign_tick_seconds: float | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> Runtime:

@@ -1,5 +1,5 @@
 """Campaign routes (``api.md``, "Campaigns (in a space)"), protection routes
-("Protection against over-messaging") and the scheduler hook.
+("Protection against over-messaging").
 
 Content bodies are read as plain JSON and parsed by the service with the facts they
 are checked against; routes that check enum values against options APIs fetch
@@ -23,8 +23,7 @@ from ..datastore.schemas import MAX_GID
 from ..errors import InvalidInput
 from ..models.base import utcnow
 from ..projects import service as projects
-from ..runtime import Runtime
-from . import protection, runner, scheduler, service, stats
+from . import protection, runner, service, stats
 from . import repository as repo
 from .schemas import (
     STATES,
@@ -461,22 +460,3 @@ def delete_from_blocklist(
             params={"count": removed, "gid": gid, "touchpoint_id": "all" if every else tid},
         )
     return Response(status_code=204)
-
-
-def register_hooks(hooks: list[tuple[Any, Any]]) -> None:
-    """Run the campaign scheduler inside ``serve`` as an asyncio task."""
-    key = "campaign_scheduler"
-
-    async def start(runtime: Runtime) -> None:
-        stop = asyncio.Event()
-        task = asyncio.get_running_loop().create_task(scheduler.run_forever(runtime, stop))
-        runtime.extras[key] = (stop, task)
-
-    async def stop(runtime: Runtime) -> None:
-        entry = runtime.extras.pop(key, None)
-        if entry is not None:
-            stop_event, task = entry
-            stop_event.set()
-            await task
-
-    hooks.append((start, stop))

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
+from ..outage import database_error, describe
 from ..runtime import Runtime
 from . import repository as repo
 from . import runner
@@ -120,28 +121,47 @@ def maintain(runtime: Runtime, now: datetime) -> int:
 async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | None = None) -> None:
     """Tick until ``stop`` is set (the worker command and ``serve`` run this)."""
     maintained = float("-inf")
+    down_since: float | None = None  # the database is unreachable since then
     while not stop.is_set():
         try:
             await asyncio.to_thread(tick, runtime)
-        except Exception:
-            log.exception("campaign scheduler tick failed")
+        except Exception as exc:
+            if database_error(exc) is None:
+                log.exception("campaign scheduler tick failed")
+            elif down_since is None:  # one line per outage, not a traceback per tick
+                down_since = time.monotonic()
+                log.error("campaign scheduler: database unreachable (%s)", describe(exc))
+            await _pause(stop, TICK_SECONDS)
+            continue
+        if down_since is not None:
+            log.warning(
+                "campaign scheduler: database reachable again after %.1f s",
+                time.monotonic() - down_since,
+            )
+            down_since = None
         if time.monotonic() - maintained >= MAINTENANCE_SECONDS:
             maintained = time.monotonic()
             try:
                 await asyncio.to_thread(maintain, runtime, utcnow())
-            except Exception:
-                log.exception("campaign housekeeping failed; trying again later")
+            except Exception as exc:
+                if database_error(exc) is None:
+                    log.exception("campaign housekeeping failed; trying again later")
+                else:
+                    log.warning("campaign housekeeping skipped: %s", describe(exc))
         # Wait in short slices and re-read the interval each time, so an embedding
         # process can slow its own scheduler down and speed it up again.
         started = time.monotonic()
         while not stop.is_set():
-            every = (
-                interval
-                if interval is not None
-                else float(runtime.extras.get("campaign_tick_seconds", TICK_SECONDS))
-            )
+            every = interval if interval is not None else runtime.campaign_tick_seconds
+            if every is None:
+                every = TICK_SECONDS
             remaining = every - (time.monotonic() - started)
             if remaining <= 0:
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=min(remaining, 1.0))
+
+
+async def _pause(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

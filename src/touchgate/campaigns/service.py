@@ -34,7 +34,6 @@ from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..projects import service as projects
 from ..runtime import Runtime
-from ..touchpoints.guard import register_usage_check
 from . import repository as repo
 from .content import (
     CampaignContent,
@@ -683,7 +682,6 @@ def act(
 # --- who uses a touchpoint ---------------------------------------------------------------------
 
 
-@register_usage_check
 def campaigns_using_touchpoint(session: Session, touchpoint_id: int) -> list[dict[str, Any]]:
     """Campaigns in a blocking state whose strategy sends through the touchpoint."""
     project_id = repo.touchpoint_project(session, touchpoint_id)

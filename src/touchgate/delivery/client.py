@@ -3,7 +3,7 @@ send goes through.
 
 One ``aiohttp.ClientSession`` per process (per event loop: aiohttp sessions are
 bound to their loop), kept in
-``runtime.extras["http_client"]``, created lazily on the running loop:
+``runtime.http_client``, its sessions created lazily on the running loop:
 - its connector resolves through the network guard (``netguard.GuardedResolver``)
   and IP-literal hosts are checked before the request, so refused addresses are
   never connected to;
@@ -37,7 +37,6 @@ from .netguard import BlockedAddressError, GuardedResolver, check_host
 MAX_RESPONSE_BYTES = 1024 * 1024
 # Connections beyond the worker's own, for test sends and options calls.
 _HEADROOM = 8
-EXTRA_KEY = "http_client"
 
 ERROR_KINDS = ("refused", "dns", "timeout", "blocked", "tls", "reset", "too_large", "other")
 
@@ -264,11 +263,9 @@ def _lower_headers(headers: Any) -> dict[str, str]:
 
 def get_client(runtime: Runtime) -> HttpClient:
     """The process's client, created on first use."""
-    client = runtime.extras.get(EXTRA_KEY)
-    if not isinstance(client, HttpClient):
-        client = HttpClient(runtime)
-        runtime.extras[EXTRA_KEY] = client
-    return client
+    if runtime.http_client is None:
+        runtime.http_client = HttpClient(runtime)
+    return runtime.http_client
 
 
 async def post(
@@ -294,6 +291,6 @@ async def post(
 
 async def close(runtime: Runtime) -> None:
     """Close the process's HTTP session (app shutdown, end of a CLI command)."""
-    client = runtime.extras.pop(EXTRA_KEY, None)
-    if isinstance(client, HttpClient):
+    client, runtime.http_client = runtime.http_client, None
+    if client is not None:
         await client.close()

@@ -1,8 +1,8 @@
-"""The orders API (one order per batch request) and the worker's lifecycle hooks."""
+"""The orders API (one order per batch request)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import Query
 
@@ -10,7 +10,7 @@ from ..api.deps import CtxDep, IdQuery, ListOf, PageDep
 from ..api.guard import api_router
 from ..auth import PROJECT_ADMIN, requires
 from ..projects.service import get_project
-from . import service, worker
+from . import service
 from .schemas import OrderOut, OrderSummary, ReplayOut
 
 router = api_router(tags=["orders"])
@@ -69,8 +69,3 @@ def replay_order(pid: int, order_no: str, ctx: CtxDep) -> ReplayOut:
             after=out.model_dump(mode="json"),
         )
         return out
-
-
-def register_hooks(hooks: list[tuple[Any, Any]]) -> None:
-    """Run a delivery worker on the server's loop when ``settings.run_worker``."""
-    hooks.append((worker.start_in_app, worker.stop_in_app))

@@ -37,7 +37,6 @@ log = logging.getLogger("touchgate.delivery.options")
 
 CACHE_SECONDS = 300.0
 OPTIONS_WARN_THRESHOLD = 100
-CACHE_KEY = "enum_options_cache"
 PREVIEW_TIMEOUT_SECONDS = 15
 
 T = TypeVar("T")
@@ -80,9 +79,12 @@ class _Entry:
     warning: str | None = None
 
 
-def _cache(runtime: Runtime) -> dict[tuple[int | None, str, str], _Entry]:
-    cache: dict[tuple[int | None, str, str], _Entry] = runtime.extras.setdefault(CACHE_KEY, {})
-    return cache
+# (touchpoint id, parameter key, URL) → the options last read; ``Runtime.options_cache``.
+OptionsCache = dict[tuple[int | None, str, str], _Entry]
+
+
+def _cache(runtime: Runtime) -> OptionsCache:
+    return runtime.options_cache
 
 
 def parse_options(body: bytes) -> list[dict[str, Any]]:

@@ -1,17 +1,13 @@
-"""The test-send route ``POST /projects/{pid}/touchpoints/{tid}/test``, and the
-shutdown hook that closes the process's outgoing HTTP client."""
+"""The test-send route ``POST /projects/{pid}/touchpoints/{tid}/test``."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from ..api.deps import CtxDep
 from ..api.guard import api_router
 from ..auth import PROJECT_ADMIN, requires
-from ..runtime import Runtime
-from . import client, testsend
+from . import testsend
 from .testsend import Prepared, TestSendIn, TestSendOut
 
 router = api_router(tags=["touchpoints"])
@@ -55,13 +51,3 @@ async def test_touchpoint(pid: int, tid: int, body: TestSendIn, ctx: CtxDep) -> 
 
     await run_in_threadpool(record)
     return result
-
-
-async def _close_http_client(runtime: Runtime) -> None:
-    await client.close(runtime)
-
-
-def register_hooks(hooks: list[tuple[Any, Any]]) -> None:
-    """Close the HTTP client at shutdown. Put first because stop hooks run in
-    reverse: it closes after every other stop (the worker drains with it)."""
-    hooks.insert(0, (lambda runtime: None, _close_http_client))

@@ -16,7 +16,6 @@ header are shown as ``<redacted>``; the token and signing secrets never appear.
 
 from __future__ import annotations
 
-import importlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from sqlalchemy.orm import Session
 
 from ..errors import Coded, FieldErrors, InvalidInput
 from ..models.base import utcnow
+from ..plugins import service as plugins
+from ..plugins.host import PluginFailed, PluginRetryable
 from ..runtime import Runtime
 from . import protocol
 from .client import HttpResult, get_client
@@ -209,10 +210,7 @@ def prepare(
     plugin_error: str | None = None
     if tp.transport == "plugin":
         try:
-            plugins = importlib.import_module("touchgate.plugins.service")
             plugin_config = plugins.runtime_config(session, runtime.secrets, tp)
-        except ModuleNotFoundError:
-            plugin_error = "plugins are not available in this installation"
         except Exception as exc:  # PluginFailed: the plugin is gone or misconfigured
             plugin_error = str(exc)
     receipt = tp.receipt or {}
@@ -351,16 +349,13 @@ async def _send_plugin(
     if prep.plugin_error is not None:
         words = f"The plugin cannot be used: {prep.plugin_error}."
         return failed(_finding("plugin_unusable", words, error=prep.plugin_error), words)
-    host = runtime.extras.get("plugin_host")
+    host = runtime.plugin_host
     if host is None or prep.plugin_id is None:
         words = (
             "The plugin host is not running in this process, so the plugin cannot be "
             "called; start Touchgate with `touchgate serve`."
         )
         return failed(_finding("plugin_host_down", words), words)
-    plugin_host = importlib.import_module("touchgate.plugins.host")
-    retryable: type[Exception] = plugin_host.PluginRetryable
-    failure: type[Exception] = plugin_host.PluginFailed
     started = time.monotonic()
     try:
         results = await host.call(
@@ -372,7 +367,7 @@ async def _send_plugin(
             users=entries,
             timeout=prep.timeout,
         )
-    except retryable as exc:
+    except PluginRetryable as exc:
         ms = int((time.monotonic() - started) * 1000)
         finding = _finding(
             "plugin_retry",
@@ -381,7 +376,7 @@ async def _send_plugin(
             error=str(exc),
         )
         return failed(finding, str(exc), ms)
-    except failure as exc:
+    except PluginFailed as exc:
         ms = int((time.monotonic() - started) * 1000)
         finding = _finding("plugin_failed", f"The plugin failed: {exc}.", error=str(exc))
         return failed(finding, str(exc), ms)

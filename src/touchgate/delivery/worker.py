@@ -25,7 +25,7 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Touchpoint
 from ..models.base import utcnow
-from ..runtime import Runtime
+from ..runtime import BackgroundTask, Runtime
 from . import hooks, protocol, receipts, service
 from . import repository as repo
 from .client import get_client
@@ -371,29 +371,22 @@ def _plugin_runtime_config(session: Session, runtime: Runtime, tp: Touchpoint) -
     return runtime_config(session, runtime.secrets, tp)
 
 
-# --- running inside ``touchgate serve`` ------------------------------------------------
+# --- running inside ``touchgate serve`` and as ``touchgate worker`` ---------------------------
 
 
 def start_in_app(runtime: Runtime) -> None:
-    """Start a worker task on the server's loop (lifespan start)."""
-    if not runtime.settings.run_worker:
+    """Start a worker task on the server's loop (``serve``'s lifespan)."""
+    if not runtime.settings.run_worker or runtime.delivery_worker is not None:
         return
-    stop = asyncio.Event()
     worker = Worker(runtime)
-    task = asyncio.create_task(worker.run(stop), name="touchgate-delivery-worker")
-    runtime.extras["delivery_worker"] = (worker, stop, task)
+    runtime.delivery_worker = BackgroundTask.start("delivery worker", worker.run)
 
 
 async def stop_in_app(runtime: Runtime) -> None:
-    entry = runtime.extras.pop("delivery_worker", None)
-    if entry is None:
-        return
-    _worker, stop, task = entry
-    stop.set()
-    try:
-        await asyncio.wait_for(task, timeout=30)
-    except TimeoutError:
-        task.cancel()
+    """Stop claiming and drain what is in flight, at most ``shutdown_seconds``."""
+    task, runtime.delivery_worker = runtime.delivery_worker, None
+    if task is not None:
+        await task.finish(runtime.settings.shutdown_seconds)
 
 
 def run_process(
@@ -402,11 +395,14 @@ def run_process(
     worker_id: str | None = None,
     concurrency: int | None = None,
     lease_seconds: float = DEFAULT_LEASE_SECONDS,
-    extra: list[Callable[[Runtime, asyncio.Event], Any]] | None = None,
+    extra: Sequence[Callable[[Runtime, asyncio.Event], Coroutine[Any, Any, Any]]] = (),
 ) -> None:
-    """``touchgate worker``: run until SIGTERM/SIGINT, then drain and exit."""
+    """``touchgate worker``: run until SIGTERM/SIGINT, then stop in order: the
+    ``extra`` jobs (the scheduler) and the worker stop taking work and drain (at
+    most ``shutdown_seconds``), then the plugin host and the HTTP client close."""
     import signal
 
+    from ..plugins.host import close_plugin_host
     from .client import close as close_client
 
     async def main() -> None:
@@ -417,17 +413,26 @@ def run_process(
         worker = Worker(
             runtime, worker_id=worker_id, concurrency=concurrency, lease_seconds=lease_seconds
         )
-        jobs = [asyncio.create_task(worker.run(stop))]
-        for fn in extra or []:
-            res = fn(runtime, stop)
-            if asyncio.iscoroutine(res):
-                jobs.append(asyncio.create_task(res))
+        tasks = [BackgroundTask("delivery worker", stop, asyncio.create_task(worker.run(stop)))]
+        for fn in extra:
+            tasks.append(
+                BackgroundTask(fn.__qualname__, stop, asyncio.create_task(fn(runtime, stop)))
+            )
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            await asyncio.gather(*jobs)
+            # Until a signal, or until a job ends on its own (a crash: stop the rest).
+            await asyncio.wait(
+                [stopping, *(t.task for t in tasks)], return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
+            stopping.cancel()
+            await asyncio.gather(
+                *(t.finish(runtime.settings.shutdown_seconds) for t in reversed(tasks))
+            )
+            close_plugin_host(runtime)
             await close_client(runtime)
-            host = runtime.extras.pop("plugin_host", None)
-            if host is not None:
-                host.close()
+        for t in tasks:
+            if t.task.done() and not t.task.cancelled() and t.task.exception() is not None:
+                raise RuntimeError(f"{t.name} failed") from t.task.exception()
 
     asyncio.run(main())

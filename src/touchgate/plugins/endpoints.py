@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import Request, Response
@@ -16,10 +16,8 @@ from ..audit.service import state
 from ..auth import PROJECT_ADMIN, PROJECT_READ, requires
 from ..errors import InvalidInput, field_detail
 from ..projects import service as projects
-from ..runtime import Runtime
 from . import repository as repo
 from . import service
-from .host import PluginHost, ensure_plugin_host
 from .package import MAX_PACKAGE_BYTES, InvalidPlugin, stage_package, too_large_problem
 from .schemas import PluginOut
 
@@ -136,9 +134,8 @@ def delete_plugin(pid: int, plugin_id: int, ctx: CtxDep) -> Response:
             summary=f"Deleted plugin {before.name} {before.version}",
             before=state(before),
         )
-    host = ctx.runtime.extras.get("plugin_host")
-    if isinstance(host, PluginHost):
-        host.forget_plugin(plugin_id)
+    if ctx.runtime.plugin_host is not None:
+        ctx.runtime.plugin_host.forget_plugin(plugin_id)
     shutil.rmtree(directory, ignore_errors=True)
     return Response(status_code=204)
 
@@ -182,19 +179,3 @@ async def _read_form(request: Request) -> FormData:
             field_code="multipart_unreadable",
             params={"error": exc.message},
         ) from None
-
-
-def _start(runtime: Runtime) -> None:
-    ensure_plugin_host(runtime)
-
-
-def _stop(runtime: Runtime) -> None:
-    host = runtime.extras.pop("plugin_host", None)
-    if isinstance(host, PluginHost):
-        host.close()
-
-
-def register_hooks(
-    hooks: list[tuple[Callable[[Runtime], Any], Callable[[Runtime], Any] | None]],
-) -> None:
-    hooks.append((_start, _stop))

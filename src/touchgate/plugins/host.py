@@ -1,6 +1,6 @@
 """The plugin host: the service side of the sandbox.
 
-``runtime.extras["plugin_host"]`` is a :class:`PluginHost`. The delivery engine
+``runtime.plugin_host`` is a :class:`PluginHost`. The delivery engine
 and the test send call :meth:`PluginHost.call`; it runs the plugin's ``send`` or
 ``query_receipts`` in a sandboxed worker process (see sandbox.py), started on
 first use and reused per (plugin id, config), and returns
@@ -455,9 +455,13 @@ def _map_plugin_error(error: dict[str, Any], during: str | None = None) -> Excep
 
 def ensure_plugin_host(runtime: Runtime) -> PluginHost:
     """The runtime's plugin host, created on first use (e.g. by ``touchgate worker``)."""
-    host = runtime.extras.get("plugin_host")
-    if not isinstance(host, PluginHost):
-        host = PluginHost(runtime)
-        runtime.extras["plugin_host"] = host
-        runtime.extras.setdefault("readiness", {})["plugin_sandbox"] = host.readiness
-    return host
+    if runtime.plugin_host is None:
+        runtime.plugin_host = PluginHost(runtime)
+    return runtime.plugin_host
+
+
+def close_plugin_host(runtime: Runtime) -> None:
+    """Stop the runtime's sandboxed workers (after the delivery worker has drained)."""
+    host, runtime.plugin_host = runtime.plugin_host, None
+    if host is not None:
+        host.close()

@@ -124,7 +124,9 @@ def enable_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
 def disable_touchpoint(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
     with ctx.runtime.tx() as session:
         before = _shown(session, pid, tid)
-        out = TouchpointOut.model_validate(service.disable_touchpoint(session, pid, tid))
+        out = TouchpointOut.model_validate(
+            service.disable_touchpoint(session, pid, tid, ctx.runtime.touchpoint_usage_checks)
+        )
         _audit(ctx, session, pid, "disable", out, before, after=out)
         return out
 

@@ -1,11 +1,11 @@
 """Who still needs a touchpoint: the one place that decides whether it may be disabled.
 
-Other domains (campaigns) register a usage check at import time::
+Other domains (campaigns) know who uses a touchpoint; the touchpoints domain does
+not import them. The composition root (``app.create_app``) hands their checks to
+the runtime (``Runtime.touchpoint_usage_checks``), and disabling passes them here
+explicitly::
 
-    from touchgate.touchpoints.guard import register_usage_check
-
-    @register_usage_check
-    def _campaigns_using(session: Session, touchpoint_id: int) -> list[dict[str, Any]]:
+    def campaigns_using(session: Session, touchpoint_id: int) -> list[dict[str, Any]]:
         return [{"id": 7, "name": "Birthday coupon", "status": "running"}]
 
 A check returns the campaigns in a blocking state (running, paused, not
@@ -16,36 +16,18 @@ of them returns something; the refusal lists them all.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 UsageCheck = Callable[[Session, int], list[dict[str, Any]]]
 
-_lock = threading.Lock()
-_checks: list[UsageCheck] = []
 
-
-def register_usage_check(fn: UsageCheck) -> UsageCheck:
-    """Add a check (once, however often a module is imported); usable as a decorator."""
-    with _lock:
-        if fn not in _checks:
-            _checks.append(fn)
-    return fn
-
-
-def unregister_usage_check(fn: UsageCheck) -> None:
-    with _lock:
-        if fn in _checks:
-            _checks.remove(fn)
-
-
-def blocking_campaigns(session: Session, touchpoint_id: int) -> list[dict[str, Any]]:
-    """Every blocking campaign any check reports, each once, in report order."""
-    with _lock:
-        checks = list(_checks)
+def blocking_campaigns(
+    session: Session, touchpoint_id: int, checks: Iterable[UsageCheck]
+) -> list[dict[str, Any]]:
+    """Every blocking campaign any of ``checks`` reports, each once, in report order."""
     found: list[dict[str, Any]] = []
     seen: set[Any] = set()
     for check in checks:

@@ -13,7 +13,7 @@ The delivery engine reads a touchpoint's secrets through :func:`auth_token` and
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from types import ModuleType
 from typing import Any
@@ -733,12 +733,18 @@ def enable_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> 
     return view(session, touchpoint)
 
 
-def disable_touchpoint(session: Session, project_id: int, touchpoint_id: int) -> View:
-    """Refused while a campaign in a blocking state uses it (see ``guard``)."""
+def disable_touchpoint(
+    session: Session,
+    project_id: int,
+    touchpoint_id: int,
+    usage_checks: Iterable[guard.UsageCheck],
+) -> View:
+    """Refused while a campaign in a blocking state uses it, as ``usage_checks`` (from
+    the composition root) say (see ``guard``)."""
     touchpoint = get_touchpoint(session, project_id, touchpoint_id, for_update=True)
     if touchpoint.status == DISABLED:
         return view(session, touchpoint)
-    campaigns = guard.blocking_campaigns(session, touchpoint.id)
+    campaigns = guard.blocking_campaigns(session, touchpoint.id, usage_checks)
     if campaigns:
         listed = ", ".join(f"{c['name']!r} ({c['status']})" for c in campaigns[:5])
         if len(campaigns) > 5:
