@@ -64,22 +64,23 @@ class _Lane:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reservation at a time
 
 
+def reserve_in(runtime: Runtime) -> Reserve:
+    """Reservations in the runtime's database, one short transaction each."""
+
+    def reserve(touchpoint_id: int, count: int, requests_per_second: float) -> Reservation | None:
+        with runtime.tx() as session:
+            return rate_repository.reserve_slots(session, touchpoint_id, count, requests_per_second)
+
+    return reserve
+
+
 class RateGate:
     """The rate limits of every touchpoint, as seen by one worker process."""
 
-    def __init__(
-        self, runtime: Runtime, *, clock: Clock | None = None, reserve: Reserve | None = None
-    ) -> None:
-        self._runtime = runtime
+    def __init__(self, reserve: Reserve, *, clock: Clock | None = None) -> None:
+        self._reserve = reserve
         self._clock: Clock = clock or SystemClock()
-        self._reserve: Reserve = reserve or self._reserve_in_database
         self._lanes: dict[int, _Lane] = {}
-
-    def _reserve_in_database(
-        self, touchpoint_id: int, count: int, requests_per_second: float
-    ) -> Reservation | None:
-        with self._runtime.tx() as session:
-            return rate_repository.reserve_slots(session, touchpoint_id, count, requests_per_second)
 
     async def turn(self, touchpoint: TouchpointConfig) -> None:
         """Wait until the touchpoint may receive one more request."""

@@ -38,7 +38,7 @@ from ..runtime import Runtime
 from . import hooks, protocol, rate_repository, receipts, service
 from . import repository as repo
 from .client import get_client
-from .rate_gate import RateGate
+from .rate_gate import RateGate, reserve_in
 from .receipts import TouchpointConfig
 from .service import ClaimedOrder, Outcome
 
@@ -127,7 +127,7 @@ class Worker:
         self._touchpoints: dict[int, _Cached] = {}
         self.settled_users = 0
         self.sent_orders = 0
-        self._rate = RateGate(runtime)  # rate limit
+        self._rate = RateGate(reserve_in(runtime))  # rate limit
 
     # --- database work (in threads) ---------------------------------------------
 

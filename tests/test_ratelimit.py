@@ -1,0 +1,313 @@
+"""A touchpoint's request rate: the slot arithmetic, the gate a worker waits at (on a
+fake clock and an in-memory timeline), and the reservation SQL on both databases."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+
+import pytest
+
+from test_engine_support import (  # noqa: F401  (fixtures)
+    engine_database_fixture,
+    make_touchpoint,
+    runtime_fixture,
+)
+from touchgate.delivery import rate_repository
+from touchgate.delivery.rate_gate import AHEAD_SECONDS, RateGate
+from touchgate.delivery.ratelimit import (
+    MAX_GROUP_SECONDS,
+    STALE_SECONDS,
+    Reservation,
+    group_size,
+    send_times,
+    usable,
+)
+from touchgate.delivery.receipts import TouchpointConfig
+from touchgate.models.protection import TouchpointProtection
+from touchgate.runtime import Runtime
+
+# --- the arithmetic ---------------------------------------------------------------------
+
+
+def test_a_group_covers_the_waiting_requests_within_bounds() -> None:
+    assert group_size(3, 5) == 3
+    assert group_size(12, 5) == 5  # at most one second's worth
+    assert group_size(1, 5) == 1
+    assert group_size(1, 0.2) == 1 and group_size(9, 0.2) == 1  # slower than 1/s: one
+    assert group_size(1, 1000) == 100  # at least 0.1 s worth on a fast touchpoint
+    assert group_size(5000, 1000) == int(1000 * MAX_GROUP_SECONDS)
+
+
+def test_send_times_follow_the_database_clock_not_the_local_one() -> None:
+    # The database answered at its 1000.0; its first slot for us is 0.5 s later.
+    r = Reservation(first_slot=1000.5, count=3, database_now=1000.0)
+    # Locally the answer arrived at monotonic 7.0: the slots are 7.5, 7.75, 8.0.
+    assert send_times(r, 4, local_now=7.0) == [7.5, 7.75, 8.0]
+    now = Reservation(first_slot=1000.0, count=1, database_now=1000.0)
+    assert send_times(now, 4, local_now=7.0) == [7.0]  # a free timeline: at once
+
+
+def test_a_slot_passed_by_more_than_a_moment_is_stale() -> None:
+    assert usable(10.0, 10.0)
+    assert usable(10.0, 10.0 + STALE_SECONDS / 2)
+    assert not usable(10.0, 10.0 + 2 * STALE_SECONDS)
+
+
+# --- the gate, on a fake clock ------------------------------------------------------------
+
+
+class FakeClock:
+    """Time stands still unless a test moves it; ``sleep`` records when the
+    sleeper would wake (the time its request would start) and returns."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.wakes: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.wakes.append(self.now + seconds)
+        await asyncio.sleep(0)
+
+
+class Timeline:
+    """The shared slot row in memory, on the same clock (one machine)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock = clock
+        self.next = 0.0
+        self.calls: list[int] = []
+        self.removed = False
+        self.fail = False
+
+    def reserve(self, touchpoint_id: int, count: int, rps: float) -> Reservation | None:
+        if self.fail:
+            raise ConnectionError("database unreachable")
+        if self.removed:
+            return None
+        self.calls.append(count)
+        first = max(self.next, self.clock.now)
+        self.next = first + count / rps
+        return Reservation(first, count, self.clock.now)
+
+
+def _tp(rps: float | None, tid: int = 1) -> TouchpointConfig:
+    return TouchpointConfig(
+        id=tid,
+        project_id=1,
+        transport="http",
+        url="http://127.0.0.1:9/touch",
+        token=None,
+        signing_secrets=(),
+        timeout_seconds=5,
+        retry_schedule=None,
+        max_in_flight=None,
+        receipt_mode="sync",
+        receipt_url=None,
+        poll_seconds=30,
+        timeout_minutes=60,
+        plugin_id=None,
+        plugin_config=None,
+        requests_per_second=rps,
+    )
+
+
+def test_a_touchpoint_without_a_limit_never_waits() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    gate = RateGate(timeline.reserve, clock=clock)
+
+    async def main() -> None:
+        await asyncio.gather(*(gate.turn(_tp(None)) for _ in range(20)))
+
+    asyncio.run(main())
+    assert timeline.calls == [] and clock.wakes == []
+
+
+def test_waiting_requests_share_reservations_and_start_one_slot_apart() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    gate = RateGate(timeline.reserve, clock=clock)
+
+    async def main() -> None:
+        await asyncio.gather(*(gate.turn(_tp(5)) for _ in range(12)))
+
+    asyncio.run(main())
+    # The first asks alone; the 11 that came meanwhile share reservations of at
+    # most one second's worth (5 slots at 5/s), not one round trip each.
+    assert timeline.calls == [1, 5, 5, 1]
+    # The first slot is now (no sleep); the other 11 sleep until theirs.
+    assert len(clock.wakes) == 11
+    starts = [100.0, *sorted(clock.wakes)]
+    assert starts == pytest.approx([100.0 + i * 0.2 for i in range(12)])
+
+
+def test_two_gates_on_one_timeline_never_share_a_slot() -> None:
+    # Two worker processes: each has its own gate, the timeline is shared.
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    a = RateGate(timeline.reserve, clock=clock)
+    b = RateGate(timeline.reserve, clock=clock)
+
+    async def main() -> None:
+        turns = [g.turn(_tp(10)) for _ in range(8) for g in (a, b)]
+        await asyncio.gather(*turns)
+
+    asyncio.run(main())
+    starts = sorted([100.0, *clock.wakes])
+    assert len(starts) == 16
+    gaps = [y - x for x, y in itertools.pairwise(starts)]
+    assert min(gaps) == pytest.approx(0.1)
+    assert starts[-1] == pytest.approx(101.5)  # no slot wasted either
+
+
+def test_slots_left_over_go_stale_and_are_not_used_late() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    gate = RateGate(timeline.reserve, clock=clock)
+
+    async def one() -> None:
+        await gate.turn(_tp(100))
+
+    asyncio.run(one())
+    assert timeline.calls == [10]  # 0.1 s worth for one request; 9 slots kept
+    clock.now += 0.05
+    asyncio.run(one())  # uses a kept slot: no new reservation
+    assert timeline.calls == [10]
+    clock.now += 5
+    asyncio.run(one())  # the kept slots have passed: dropped, a fresh reservation
+    assert timeline.calls == [10, 10]
+    assert not clock.wakes or max(clock.wakes) <= clock.now
+
+
+def test_a_limit_removed_meanwhile_lets_the_request_go() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    timeline.removed = True
+    gate = RateGate(timeline.reserve, clock=clock)
+    asyncio.run(gate.turn(_tp(1)))
+    assert clock.wakes == []
+
+
+def test_no_request_starts_while_the_database_is_unreachable() -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    timeline.fail = True
+    gate = RateGate(timeline.reserve, clock=clock)
+    with pytest.raises(ConnectionError):
+        asyncio.run(gate.turn(_tp(5)))
+    timeline.fail = False
+    asyncio.run(gate.turn(_tp(5)))  # the lane is not stuck
+    assert timeline.calls == [1]
+    assert gate.backlogged() == []  # nothing is waiting any more
+
+
+def test_a_worker_claims_no_more_of_a_touchpoint_it_is_far_behind_on() -> None:
+    release = asyncio.Event()
+
+    class HeldClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            await release.wait()  # requests hold their slots until the test lets go
+
+    clock = HeldClock()
+    timeline = Timeline(clock)
+    gate = RateGate(timeline.reserve, clock=clock)
+
+    async def settle_down() -> None:
+        for _ in range(5):
+            await asyncio.sleep(0)
+
+    async def main() -> tuple[list[int], list[int]]:
+        # 0.5 requests/s: the first request goes at once, the second waits for its
+        # slot 2 s away (the timeline then ends 4 s ahead).
+        tasks = [asyncio.create_task(gate.turn(_tp(0.5, tid=7))) for _ in range(2)]
+        tasks.append(asyncio.create_task(gate.turn(_tp(50, tid=8))))
+        await settle_down()
+        early = gate.backlogged()
+        # A third: its slot is 4 s away, the timeline ends 6 s ahead.
+        tasks.append(asyncio.create_task(gate.turn(_tp(0.5, tid=7))))
+        await settle_down()
+        later = gate.backlogged()
+        release.set()
+        await asyncio.gather(*tasks)
+        assert gate.backlogged() == []
+        return early, later
+
+    assert 4 < AHEAD_SECONDS <= 6
+    assert asyncio.run(main()) == ([], [7])
+
+
+# --- the SQL, on both databases -----------------------------------------------------------
+
+
+def _limited(runtime: Runtime, rps: float | None) -> int:
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch")
+    with runtime.tx() as s:
+        limit = {"requests_per_second": rps} if rps is not None else None
+        s.add(TouchpointProtection(touchpoint_id=tp.id, rate_limit=limit))
+    return tp.id
+
+
+def test_reservations_are_consecutive_and_start_no_earlier_than_now(runtime: Runtime) -> None:
+    tid = _limited(runtime, 4)
+    with runtime.tx() as s:
+        first = rate_repository.reserve_slots(s, tid, 3, 4)
+        second = rate_repository.reserve_slots(s, tid, 2, 4)
+    assert first is not None and second is not None
+    # A fresh timeline starts at the database's now.
+    assert first.first_slot == pytest.approx(first.database_now, abs=0.005)
+    # The next group starts where the first ended (3 slots of 0.25 s).
+    assert second.first_slot == pytest.approx(first.first_slot + 0.75, abs=1e-6)
+    assert (first.count, second.count) == (3, 2)
+    # A timeline that ended in the past restarts at now (idle time is not credit).
+    with runtime.tx() as s:
+        s.get_one(TouchpointProtection, tid).next_request_at = 1.0
+    with runtime.tx() as s:
+        again = rate_repository.reserve_slots(s, tid, 1, 4)
+    assert again is not None
+    assert again.first_slot == pytest.approx(again.database_now, abs=0.005)
+    with runtime.tx() as s:
+        assert rate_repository.reserve_slots(s, tid + 999, 1, 4) is None  # no row
+
+
+def test_the_limits_are_read_for_the_touchpoints_that_have_one(runtime: Runtime) -> None:
+    limited = _limited(runtime, 2.5)
+    removed = _limited(runtime, None)
+    plain = make_touchpoint(runtime, "http://127.0.0.1:9/touch").id
+    with runtime.tx() as s:
+        got = rate_repository.requests_per_second(s, [limited, removed, plain])
+        assert rate_repository.requests_per_second(s, []) == {}
+    assert got == {limited: 2.5}
+
+
+def test_concurrent_reservations_never_overlap(runtime: Runtime) -> None:
+    # Several threads (think: worker processes) reserving at once, each in its own
+    # transaction: every slot goes to exactly one of them.
+    tid = _limited(runtime, 1000)
+    got: list[Reservation] = []
+    errors: list[BaseException] = []
+
+    def reserve_many() -> None:
+        try:
+            for _ in range(15):
+                with runtime.tx() as s:
+                    r = rate_repository.reserve_slots(s, tid, 2, 1000)
+                assert r is not None
+                got.append(r)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reserve_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    slots = sorted(r.first_slot + i / 1000 for r in got for i in range(r.count))
+    assert len(slots) == 120
+    gaps = [y - x for x, y in itertools.pairwise(slots)]
+    assert min(gaps) >= 0.001 - 1e-6
