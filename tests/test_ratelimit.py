@@ -10,9 +10,17 @@ import threading
 import pytest
 
 from test_engine_support import (  # noqa: F401  (fixtures)
+    Endpoint,
+    WorkerThread,
+    add_users,
+    all_done,
+    endpoint_fixture,
     engine_database_fixture,
+    enqueue,
     make_touchpoint,
+    results,
     runtime_fixture,
+    wait_for,
 )
 from touchgate.delivery import rate_repository
 from touchgate.delivery.rate_gate import AHEAD_SECONDS, RateGate
@@ -311,3 +319,54 @@ def test_concurrent_reservations_never_overlap(runtime: Runtime) -> None:
     assert len(slots) == 120
     gaps = [y - x for x, y in itertools.pairwise(slots)]
     assert min(gaps) >= 0.001 - 1e-6
+
+
+# --- end to end: real workers, a real endpoint ---------------------------------------------
+
+
+def _busiest_second(times: list[float]) -> int:
+    """The most requests that started within any one second (a sliding window)."""
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t - start < 1.0) for i, start in enumerate(times))
+
+
+def _limited_run(runtime: Runtime, endpoint: Endpoint, rps: float, orders: int) -> list[str]:
+    tp = make_touchpoint(runtime, endpoint.url, batch_size=1)
+    with runtime.tx() as s:
+        s.add(TouchpointProtection(touchpoint_id=tp.id, rate_limit={"requests_per_second": rps}))
+    add_users(runtime, tp.project_id, range(1, orders + 1))
+    return enqueue(runtime, tp, list(range(1, orders + 1)))
+
+
+def _check(runtime: Runtime, endpoint: Endpoint, nos: list[str], rps: int) -> None:
+    times = [s.at for s in endpoint.of("touch")]
+    assert len(times) == len(nos)  # each order once
+    # Never more than the limit in any second (one more allowed for timing jitter
+    # at the window's edges); unlimited, these 30 requests go out in a blink.
+    assert _busiest_second(times) <= rps + 1, sorted(t - min(times) for t in times)
+    # …and the limit is used, not wasted: 30 slots at 10/s span 2.9 s.
+    span = max(times) - min(times)
+    assert (len(nos) - 1) / rps - 0.1 <= span <= (len(nos) - 1) / rps + 2.0, span
+    assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
+
+
+def test_a_worker_keeps_to_the_touchpoints_rate(runtime: Runtime, endpoint: Endpoint) -> None:
+    nos = _limited_run(runtime, endpoint, rps=10, orders=30)
+    worker = WorkerThread(runtime, concurrency=16)
+    try:
+        wait_for(lambda: all_done(runtime, nos), timeout=30, what="all settled")
+    finally:
+        worker.close()
+    _check(runtime, endpoint, nos, rps=10)
+
+
+def test_two_workers_share_one_rate(runtime: Runtime, endpoint: Endpoint) -> None:
+    nos = _limited_run(runtime, endpoint, rps=10, orders=30)
+    workers = [WorkerThread(runtime, concurrency=8), WorkerThread(runtime, concurrency=8)]
+    try:
+        wait_for(lambda: all_done(runtime, nos), timeout=30, what="all settled")
+    finally:
+        for w in workers:
+            w.close()
+    assert all(w.worker.sent_orders > 0 for w in workers), "both workers sent"
+    _check(runtime, endpoint, nos, rps=10)
