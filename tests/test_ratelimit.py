@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
+from typing import Any
 
 import pytest
 
 from test_engine_support import (  # noqa: F401  (fixtures)
     Endpoint,
+    Reply,
     WorkerThread,
     add_users,
     all_done,
@@ -370,3 +372,37 @@ def test_two_workers_share_one_rate(runtime: Runtime, endpoint: Endpoint) -> Non
             w.close()
     assert all(w.worker.sent_orders > 0 for w in workers), "both workers sent"
     _check(runtime, endpoint, nos, rps=10)
+
+
+def test_receipt_polls_count_towards_the_rate(runtime: Runtime, endpoint: Endpoint) -> None:
+    gid_of: dict[str, int] = {}
+
+    def handler(kind: str, doc: dict[str, Any], n: int) -> Reply:
+        if kind == "touch":  # accepted, statuses to follow by receipt
+            gid_of[doc["orderNo"]] = doc["dataList"][0]["gid"]
+            return Reply(body={"code": 0, "sendStatusList": []})
+        gid = gid_of[doc["orderNo"]]
+        return Reply(body={"code": 0, "sendStatusList": [{"gid": gid, "status": "TOU_SUCC"}]})
+
+    endpoint.handler = handler
+    tp = make_touchpoint(
+        runtime,
+        endpoint.url,
+        batch_size=1,
+        receipt={"mode": "async", "poll_seconds": 1, "url": endpoint.receipt_url},
+    )
+    with runtime.tx() as s:
+        s.add(TouchpointProtection(touchpoint_id=tp.id, rate_limit={"requests_per_second": 5}))
+    add_users(runtime, tp.project_id, range(1, 11))
+    nos = enqueue(runtime, tp, list(range(1, 11)))
+    worker = WorkerThread(runtime)
+    try:
+        wait_for(lambda: all_done(runtime, nos), timeout=30, what="all settled")
+    finally:
+        worker.close()
+    assert len(endpoint.of("touch")) == 10 and len(endpoint.of("receipt")) == 10
+    times = [s.at for s in endpoint.seen]
+    # Deliveries and polls together: 20 requests at 5/s take about 4 s.
+    assert _busiest_second(times) <= 5 + 1, sorted(t - min(times) for t in times)
+    assert max(times) - min(times) >= 19 / 5 - 0.1
+    assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
