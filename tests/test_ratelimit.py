@@ -25,12 +25,13 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     wait_for,
 )
 from touchgate.delivery import rate_repository
-from touchgate.delivery.rate_gate import AHEAD_SECONDS, RateGate
+from touchgate.delivery.rate_gate import AHEAD_SECONDS, LATE_RETRIES, RateGate
 from touchgate.delivery.ratelimit import (
     MAX_GROUP_SECONDS,
     STALE_SECONDS,
     Reservation,
     group_size,
+    late_allowance,
     send_times,
     usable,
 )
@@ -60,9 +61,13 @@ def test_send_times_follow_the_database_clock_not_the_local_one() -> None:
 
 
 def test_a_slot_passed_by_more_than_a_moment_is_stale() -> None:
-    assert usable(10.0, 10.0)
-    assert usable(10.0, 10.0 + STALE_SECONDS / 2)
-    assert not usable(10.0, 10.0 + 2 * STALE_SECONDS)
+    # Fast: a few milliseconds late at most.
+    assert usable(10.0, 10.0, 1000)
+    assert usable(10.0, 10.0 + STALE_SECONDS / 2, 1000)
+    assert not usable(10.0, 10.0 + 2 * STALE_SECONDS, 1000)
+    # Slow: up to half a slot interval late (0.1 s at 5/s).
+    assert late_allowance(5) == pytest.approx(0.1)
+    assert usable(10.0, 10.09, 5) and not usable(10.0, 10.11, 5)
 
 
 # --- the gate, on a fake clock ------------------------------------------------------------
@@ -93,6 +98,7 @@ class Timeline:
         self.calls: list[int] = []
         self.removed = False
         self.fail = False
+        self.others = 0.0  # seconds other processes reserve before each of ours
 
     def reserve(self, touchpoint_id: int, count: int, rps: float) -> Reservation | None:
         if self.fail:
@@ -100,6 +106,8 @@ class Timeline:
         if self.removed:
             return None
         self.calls.append(count)
+        if self.others:
+            self.next = max(self.next, self.clock.now) + self.others
         first = max(self.next, self.clock.now)
         self.next = first + count / rps
         return Reservation(first, count, self.clock.now)
@@ -192,6 +200,28 @@ def test_slots_left_over_go_stale_and_are_not_used_late() -> None:
     asyncio.run(one())  # the kept slots have passed: dropped, a fresh reservation
     assert timeline.calls == [10, 10]
     assert not clock.wakes or max(clock.wakes) <= clock.now
+
+
+def test_a_request_woken_too_late_takes_a_fresh_slot() -> None:
+    class SleepyClock(FakeClock):
+        async def sleep(self, seconds: float) -> None:
+            self.wakes.append(self.now + seconds)
+            self.now += seconds + 1.0  # the loop was busy: a second late
+
+    clock = SleepyClock()
+    timeline = Timeline(clock)
+    gate = RateGate(timeline.reserve, clock=clock)
+    timeline.next = 100.5  # another process holds the timeline until 100.5
+
+    asyncio.run(gate.turn(_tp(5)))
+    # Slot 100.5, woken at 101.5: too late to use it; a fresh slot at 101.5 (now).
+    assert timeline.calls == [1, 1]
+    assert clock.wakes == [100.5] and clock.now == 101.5
+
+    # A loop late every time still sends in the end (after LATE_RETRIES fresh slots).
+    timeline.others = 0.5
+    asyncio.run(gate.turn(_tp(5)))
+    assert timeline.calls == [1, 1] + [1] * (LATE_RETRIES + 1)
 
 
 def test_a_limit_removed_meanwhile_lets_the_request_go() -> None:

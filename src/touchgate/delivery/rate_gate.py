@@ -30,6 +30,8 @@ from .receipts import TouchpointConfig
 # timeline reserved this far ahead by every process): orders it could not send
 # soon would sit on their leases while other workers could take them.
 AHEAD_SECONDS = 5.0
+# A request woken too late for its slot takes a fresh one, at most this often.
+LATE_RETRIES = 2
 
 
 class Clock(Protocol):
@@ -89,25 +91,31 @@ class RateGate:
             return
         lane = self._lanes.setdefault(touchpoint.id, _Lane())
         lane.rps = rps
-        lane.waiting += 1
-        try:
-            at = await self._slot(touchpoint.id, rps, lane)
-        finally:
-            lane.waiting -= 1
-        if at is None:  # the limit was removed meanwhile
-            return
-        lane.holding += 1
-        try:
-            delay = at - self._clock.monotonic()
-            if delay > 0:
-                await self._clock.sleep(delay)
-        finally:
-            lane.holding -= 1
+        for _ in range(LATE_RETRIES + 1):
+            lane.waiting += 1
+            try:
+                at = await self._slot(touchpoint.id, rps, lane)
+            finally:
+                lane.waiting -= 1
+            if at is None:  # the limit was removed meanwhile
+                return
+            lane.holding += 1
+            try:
+                delay = at - self._clock.monotonic()
+                if delay > 0:
+                    await self._clock.sleep(delay)
+            finally:
+                lane.holding -= 1
+            # Woken late (a busy loop): going now could crowd the next slots of
+            # other processes; take a fresh slot instead.
+            if usable(at, self._clock.monotonic(), rps):
+                return
+        # Late every time (an overloaded process): go rather than never.
 
     async def _slot(self, touchpoint_id: int, rps: float, lane: _Lane) -> float | None:
         while True:
             now = self._clock.monotonic()
-            while lane.slots and not usable(lane.slots[0], now):
+            while lane.slots and not usable(lane.slots[0], now, rps):
                 lane.slots.popleft()
             if lane.slots:
                 return lane.slots.popleft()

@@ -23,8 +23,10 @@ MAX_GROUP_SECONDS = 1.0
 # …and at least this much, so a fast touchpoint (hundreds of requests a second)
 # costs a few reservations a second, not one per request.
 MIN_GROUP_SECONDS = 0.1
-# A slot held locally that has passed by more than this is dropped, not used:
-# a late request could start close to the next slot of another process.
+# A slot is used at most this late (or half a slot interval, if longer): a late
+# request starts close to the next slot, perhaps another process's. Requests that
+# start within ``late_allowance`` of their slots keep any one second at ``rps``
+# requests, give or take one.
 STALE_SECONDS = 0.01
 
 
@@ -67,7 +69,12 @@ def send_times(
     return [reservation.first_slot + i * step + offset for i in range(reservation.count)]
 
 
-def usable(send_time: float, local_now: float) -> bool:
-    """Whether a slot held locally can still be used (not passed by more than
-    ``STALE_SECONDS``)."""
-    return send_time >= local_now - STALE_SECONDS
+def late_allowance(requests_per_second: float) -> float:
+    """How long after its time a slot may still be used."""
+    return max(STALE_SECONDS, 0.5 / requests_per_second)
+
+
+def usable(send_time: float, local_now: float, requests_per_second: float) -> bool:
+    """Whether a slot can still be used at ``local_now`` (not passed by more than
+    ``late_allowance``)."""
+    return send_time >= local_now - late_allowance(requests_per_second)
