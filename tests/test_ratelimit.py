@@ -25,7 +25,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     wait_for,
 )
 from touchgate.delivery import rate_repository
-from touchgate.delivery.rate_gate import AHEAD_SECONDS, LATE_RETRIES, RateGate
+from touchgate.delivery.rate_gate import AHEAD_SECONDS, LATE_RETRIES, LONG_WAIT_SECONDS, RateGate
 from touchgate.delivery.ratelimit import (
     MAX_GROUP_SECONDS,
     STALE_SECONDS,
@@ -222,6 +222,22 @@ def test_a_request_woken_too_late_takes_a_fresh_slot() -> None:
     timeline.others = 0.5
     asyncio.run(gate.turn(_tp(5)))
     assert timeline.calls == [1, 1] + [1] * (LATE_RETRIES + 1)
+
+
+def test_a_long_wait_is_worth_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    clock = FakeClock()
+    timeline = Timeline(clock)
+    gate = RateGate(timeline.reserve, clock=clock)
+    timeline.next = clock.now + 2 * LONG_WAIT_SECONDS  # others hold two minutes
+
+    async def main() -> None:
+        await asyncio.gather(*(gate.turn(_tp(0.1, tid=3)) for _ in range(3)))
+
+    with caplog.at_level("WARNING", logger="touchgate.delivery.ratelimit"):
+        asyncio.run(main())
+    assert len(clock.wakes) == 3
+    [record] = caplog.records  # one line, not one per request
+    assert "touchpoint 3" in record.getMessage() and "0.1/s" in record.getMessage()
 
 
 def test_a_limit_removed_meanwhile_lets_the_request_go() -> None:

@@ -14,6 +14,7 @@ limit cannot account for.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +31,10 @@ from .receipts import TouchpointConfig
 # timeline reserved this far ahead by every process): orders it could not send
 # soon would sit on their leases while other workers could take them.
 AHEAD_SECONDS = 5.0
+# A request waiting longer than this for its slot is worth a warning: the worker
+# holds the order's lease meanwhile (too many workers, or too many orders claimed,
+# for a very low rate).
+LONG_WAIT_SECONDS = 60.0
 # A request woken too late for its slot takes a fresh one, at most this often.
 LATE_RETRIES = 2
 
@@ -50,6 +55,8 @@ class SystemClock:
         await asyncio.sleep(seconds)
 
 
+log = logging.getLogger("touchgate.delivery.ratelimit")
+
 Reserve = Callable[[int, int, float], Reservation | None]
 """(touchpoint id, count, requests per second) → the reservation; blocking."""
 
@@ -63,6 +70,7 @@ class _Lane:
     holding: int = 0  # requests with a slot, waiting for its time
     horizon: float = 0.0  # local time where the shared timeline ended at our last look
     rps: float = 0.0  # the limit last seen
+    warned: float = float("-inf")  # local time of the last long-wait warning
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one reservation at a time
 
 
@@ -101,7 +109,17 @@ class RateGate:
                 return
             lane.holding += 1
             try:
-                delay = at - self._clock.monotonic()
+                now = self._clock.monotonic()
+                delay = at - now
+                if delay > LONG_WAIT_SECONDS and now - lane.warned > LONG_WAIT_SECONDS:
+                    lane.warned = now
+                    log.warning(
+                        "touchpoint %d: a request waits %.0f s for its slot (rate limit %g/s); "
+                        "its order stays leased meanwhile",
+                        touchpoint.id,
+                        delay,
+                        rps,
+                    )
                 if delay > 0:
                     await self._clock.sleep(delay)
             finally:
