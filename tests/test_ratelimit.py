@@ -273,20 +273,25 @@ def test_a_worker_claims_no_more_of_a_touchpoint_it_is_far_behind_on() -> None:
     timeline = Timeline(clock)
     gate = RateGate(timeline.reserve, clock=clock)
 
-    async def settle_down() -> None:
-        for _ in range(5):
-            await asyncio.sleep(0)
+    async def settle_down(reservations: int) -> None:
+        # Reservations run in a thread: wait for them, then for their requests
+        # to reach their (held) sleep.
+        for _ in range(1000):
+            if len(timeline.calls) >= reservations:
+                break
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
 
     async def main() -> tuple[list[int], list[int]]:
         # 0.5 requests/s: the first request goes at once, the second waits for its
         # slot 2 s away (the timeline then ends 4 s ahead).
         tasks = [asyncio.create_task(gate.turn(_tp(0.5, tid=7))) for _ in range(2)]
         tasks.append(asyncio.create_task(gate.turn(_tp(50, tid=8))))
-        await settle_down()
+        await settle_down(3)
         early = gate.backlogged()
         # A third: its slot is 4 s away, the timeline ends 6 s ahead.
         tasks.append(asyncio.create_task(gate.turn(_tp(0.5, tid=7))))
-        await settle_down()
+        await settle_down(4)
         later = gate.backlogged()
         release.set()
         await asyncio.gather(*tasks)
