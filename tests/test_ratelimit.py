@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from test_engine_support import (  # noqa: F401  (fixtures)
     Endpoint,
@@ -36,6 +42,7 @@ from touchgate.delivery.ratelimit import (
     usable,
 )
 from touchgate.delivery.receipts import TouchpointConfig
+from touchgate.models import Order
 from touchgate.models.protection import TouchpointProtection
 from touchgate.runtime import Runtime
 
@@ -457,3 +464,45 @@ def test_receipt_polls_count_towards_the_rate(runtime: Runtime, endpoint: Endpoi
     assert _busiest_second(times) <= 5 + 1, sorted(t - min(times) for t in times)
     assert max(times) - min(times) >= 19 / 5 - 0.1
     assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
+
+
+def _worker_process(runtime: Runtime, name: str, log: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "TOUCHGATE_DATABASE_URL": runtime.settings.database_url,
+        "TOUCHGATE_SECRET_KEY": runtime.settings.secret_key or "",
+        "TOUCHGATE_ALLOWED_NETWORKS": "127.0.0.0/8",
+    }
+    exe = Path(sys.executable).parent / "touchgate"
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [str(exe), "worker", "--id", name, "--concurrency", "8", "--no-scheduler"],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def test_two_worker_processes_share_one_rate(
+    runtime: Runtime, endpoint: Endpoint, tmp_path: Path
+) -> None:
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("several worker processes are the PostgreSQL setup")
+    nos = _limited_run(runtime, endpoint, rps=10, orders=30)
+    owners: set[str] = set()
+
+    def done() -> bool:
+        with runtime.tx() as s:
+            owners.update(o for o in s.scalars(select(Order.lease_owner)) if o is not None)
+        return all_done(runtime, nos)
+
+    procs = [_worker_process(runtime, f"w{i}", tmp_path / f"w{i}.log") for i in range(2)]
+    try:
+        wait_for(done, timeout=60, what="all settled")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(30)
+    assert owners == {"w0", "w1"}, "both processes sent"
+    _check(runtime, endpoint, nos, rps=10)
