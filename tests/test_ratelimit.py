@@ -1,5 +1,6 @@
 """A touchpoint's request rate: the slot arithmetic, the gate a worker waits at (on a
-fake clock and an in-memory timeline), and the reservation SQL on both databases."""
+fake clock and an in-memory timeline), the reservation SQL on both databases, and
+real workers (threads, and processes on PostgreSQL) against a real endpoint."""
 
 from __future__ import annotations
 
