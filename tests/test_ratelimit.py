@@ -402,9 +402,11 @@ def _limited_run(runtime: Runtime, endpoint: Endpoint, rps: float, orders: int) 
 def _check(runtime: Runtime, endpoint: Endpoint, nos: list[str], rps: int) -> None:
     times = [s.at for s in endpoint.of("touch")]
     assert len(times) == len(nos)  # each order once
-    # Never more than the limit in any second (one more allowed for timing jitter
-    # at the window's edges); unlimited, these 30 requests go out in a blink.
-    assert _busiest_second(times) <= rps + 1, sorted(t - min(times) for t in times)
+    # Never more than the limit in any second, give or take one (slots are exactly
+    # 1/rps apart, so jitter of a few ms puts rps + 1 in some window); one more
+    # for a loaded machine, where a request arrives up to 80 ms after its slot.
+    # Unlimited, these 30 requests arrive within a blink (30 in a second).
+    assert _busiest_second(times) <= rps + 2, sorted(t - min(times) for t in times)
     # …and the limit is used, not wasted: 30 slots at 10/s span 2.9 s.
     span = max(times) - min(times)
     assert (len(nos) - 1) / rps - 0.1 <= span <= (len(nos) - 1) / rps + 2.0, span
