@@ -43,6 +43,8 @@ class TouchpointConfig:
     timeout_minutes: int
     plugin_id: int | None
     plugin_config: Mapping[str, Any] | None
+    # rate limit: requests per second across every worker process (None: no limit)
+    requests_per_second: float | None = None
 
 
 def _base(order: ClaimedOrder, tp: TouchpointConfig, kind: str, at: datetime) -> Outcome:

@@ -35,9 +35,10 @@ from sqlalchemy.orm import Session
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import BackgroundTask, Runtime
-from . import hooks, protocol, receipts, service
+from . import hooks, protocol, rate_repository, receipts, service
 from . import repository as repo
 from .client import get_client
+from .rate_gate import RateGate, reserve_in
 from .receipts import TouchpointConfig
 from .service import ClaimedOrder, Outcome
 
@@ -59,7 +60,12 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
 
 
-def touchpoint_config(runtime: Runtime, tp: Touchpoint, now: datetime) -> TouchpointConfig:
+def touchpoint_config(
+    runtime: Runtime,
+    tp: Touchpoint,
+    now: datetime,
+    requests_per_second: float | None = None,  # rate limit
+) -> TouchpointConfig:
     """Snapshot a touchpoint with its secrets decrypted (kept in memory only)."""
     from ..touchpoints.service import auth_token, signing_secrets
 
@@ -84,6 +90,7 @@ def touchpoint_config(runtime: Runtime, tp: Touchpoint, now: datetime) -> Touchp
         timeout_minutes=service.receipt_timeout_minutes(receipt),
         plugin_id=tp.plugin_id,
         plugin_config=tp.plugin_config,
+        requests_per_second=requests_per_second,  # rate limit
     )
 
 
@@ -92,7 +99,7 @@ class _Cached:
     config: TouchpointConfig
     plugin_config: dict[str, Any] | None
     loaded: float
-    version: tuple[datetime, datetime]
+    version: tuple[datetime, datetime, float | None]  # rate limit: + requests per second
 
 
 class Worker:
@@ -120,6 +127,7 @@ class Worker:
         self._touchpoints: dict[int, _Cached] = {}
         self.settled_users = 0
         self.sent_orders = 0
+        self._rate = RateGate(reserve_in(runtime))  # rate limit
 
     # --- database work (in threads) ---------------------------------------------
 
@@ -137,7 +145,8 @@ class Worker:
         """
         busy = Counter(self._per_touchpoint)
         busy.subtract(o.order.touchpoint_id for o in settling)
-        return [tid for tid, n in busy.items() if n >= self._limit(tid) + READY_PER_TOUCHPOINT]
+        full = [tid for tid, n in busy.items() if n >= self._limit(tid) + READY_PER_TOUCHPOINT]
+        return full + self._rate.backlogged()  # rate limit: nor those far behind their rate
 
     def _claim_in(
         self, session: Session, limit: int, skip: list[int]
@@ -151,8 +160,10 @@ class Worker:
         # The touchpoint rows are read on every claim (a few rows), so an edit
         # applies to the next attempt; decrypting secrets happens only when the
         # row changed.
-        for tp in repo.touchpoints_by_id(session, {r.touchpoint_id for r in rows}):
-            version = (tp.created_at, tp.updated_at)
+        ids = {r.touchpoint_id for r in rows}
+        rates = rate_repository.requests_per_second(session, ids)  # rate limit
+        for tp in repo.touchpoints_by_id(session, ids):
+            version = (tp.created_at, tp.updated_at, rates.get(tp.id))  # rate limit
             cached = self._touchpoints.get(tp.id)
             if (
                 cached is not None
@@ -164,7 +175,10 @@ class Worker:
             if tp.transport == "plugin":
                 plugin_config = _plugin_runtime_config(session, self.runtime, tp)
             self._touchpoints[tp.id] = _Cached(
-                touchpoint_config(self.runtime, tp, now), plugin_config, clock, version
+                touchpoint_config(self.runtime, tp, now, rates.get(tp.id)),  # rate limit
+                plugin_config,
+                clock,
+                version,
             )
         out = []
         for r in rows:
@@ -214,6 +228,8 @@ class Worker:
             kind = "receipt"
         else:
             kind = "delivery"
+        await self._rate.turn(tp)  # rate limit: wait for the touchpoint's next request slot
+        at = utcnow()  # rate limit: the time of sending, after the wait
         if tp.transport == "plugin":
             return await self._plugin_attempt(order, cached, kind, at, gids)
         ts = int(at.timestamp() * 1000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, text
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, BigId, JSONType, UTCDateTime, utcnow
@@ -32,6 +32,9 @@ class TouchpointProtection(Base):
     quiet_hours: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     # {"requests_per_second": float} or None
     rate_limit: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    # Where the touchpoint's shared timeline of request slots ends (seconds since the
+    # epoch, database clock): workers reserve slots from here (delivery/ratelimit.py).
+    next_request_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
