@@ -57,14 +57,14 @@ class OrderResult(Base):
 
     The users of an order are named by its frozen ``payload``; a user without a
     row here is still pending. The primary key makes a second result for the
-    same user of the same order impossible.
+    same user of the same order impossible. No foreign key to ``orders``: it
+    would cost a trigger per row on PostgreSQL, orders are never deleted, and
+    settlement writes a result only for an order it holds locked.
     """
 
     __tablename__ = "order_results"
 
-    order_id: Mapped[int] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
-    )
+    order_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(16))  # TOU_SUCC | TOU_FAIL
     error_msg: Mapped[str | None] = mapped_column(Text, nullable=True)

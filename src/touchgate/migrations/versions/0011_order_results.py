@@ -5,6 +5,11 @@ at enqueue any more (a user without a result is pending) and settlement inserts
 one row per user instead of updating a pending one. Existing final results move
 over; pending rows simply disappear.
 
+Neither ``order_results`` nor ``events`` has a foreign key: PostgreSQL checks one
+with a trigger per inserted row (locking the parent row), and settlement writes a
+result and an event per user. Orders and projects are never deleted, and a
+result is written only for an order that settlement holds locked.
+
 Revision ID: 0011_order_results
 Revises: 0010_users_without_project_fk
 """
@@ -29,12 +34,6 @@ def upgrade() -> None:
         sa.Column("error_msg", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("settled_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["order_id"],
-            ["orders.id"],
-            name=op.f("fk_order_results_order_id_orders"),
-            ondelete="CASCADE",
-        ),
         sa.PrimaryKeyConstraint("order_id", "gid", name=op.f("pk_order_results")),
     )
     op.execute(
@@ -44,9 +43,15 @@ def upgrade() -> None:
         "FROM order_users ou JOIN orders o ON o.id = ou.order_id WHERE ou.status <> 'pending'"
     )
     op.drop_table("order_users")
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.drop_constraint("fk_events_project_id_projects", type_="foreignkey")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("events", schema=None) as batch_op:
+        batch_op.create_foreign_key(
+            "fk_events_project_id_projects", "projects", ["project_id"], ["id"], ondelete="CASCADE"
+        )
     op.create_table(
         "order_users",
         sa.Column("order_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
