@@ -143,7 +143,7 @@ def test_a_user_has_one_result_per_order(runtime: Runtime) -> None:
     add_users(runtime, tp.project_id, range(1, 3))
     enqueue(runtime, tp, [1, 2])
     [a] = _claim(runtime, "w", utcnow())
-    row = (a.id, 1, "TOU_SUCC", "", 1)
+    row = repo.SettledGroup(a.id, a.project_id, "TOU_SUCC", "", 1, "{}", [1])
     with runtime.tx() as s:
         repo.insert_results(s, utcnow(), [row])
     # COPY on PostgreSQL raises the driver's error, SQLite's executemany SQLAlchemy's.

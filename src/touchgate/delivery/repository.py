@@ -9,9 +9,11 @@ the API uses the ORM. Per user, the only write is its final result
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import orjson
 import psycopg
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
@@ -207,8 +209,19 @@ def existing_order_ids(session: Session, order_ids: Sequence[int]) -> set[int]:
     return set(session.scalars(select(_orders.c.id).where(_orders.c.id.in_(order_ids))))
 
 
-# (order_id, gid, status, error_msg, attempts)
-ResultRow = tuple[int, int, str, str | None, int]
+@dataclass(frozen=True)
+class SettledGroup:
+    """Users of one order that settle with the same result (all of an order's
+    users, in the common all-success case): their result rows and their
+    ``$ma_channel_touch`` events are written from this one value."""
+
+    order_id: int
+    project_id: int
+    status: str
+    error_msg: str
+    attempts: int
+    properties: str  # the events' properties, JSON text
+    gids: Sequence[int]
 
 
 def _copy_text(value: str) -> str:
@@ -218,40 +231,59 @@ def _copy_text(value: str) -> str:
     )
 
 
-def insert_results(session: Session, at: datetime, rows: Sequence[ResultRow]) -> None:
-    """Write final results (one row per settled user), all settled at ``at``.
+def insert_results(session: Session, at: datetime, groups: Sequence[SettledGroup]) -> None:
+    """Write final results (one row per settled user) and their ``$ma_channel_touch``
+    events (the rows ``datastore.repository.insert_events`` writes), all at ``at``.
 
-    PostgreSQL gets COPY, SQLite a driver-level executemany: this is the one
-    write per user of a delivery. A second result for the same user of the same
-    order violates the primary key and rolls the settlement back.
+    These are the writes per user of a delivery, so they go at driver level:
+    PostgreSQL gets two COPYs; SQLite one ``INSERT … SELECT … FROM json_each``
+    per group and table (the rows are made in C from the group's gids). A second
+    result for the same user of the same order violates the primary key and
+    rolls the settlement back.
     """
-    if not rows:
+    if not groups:
         return
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
         stamp = at.isoformat()
-        # Users of one order mostly share a result: escape each message once.
-        escaped: dict[str | None, str] = {None: "\\N", "": ""}
-        parts = []
-        for order_id, gid, status, msg, attempts in rows:
-            text = escaped.get(msg)
-            if text is None:
-                text = escaped[msg] = _copy_text(msg or "")
-            parts.append(f"{order_id}\t{gid}\t{status}\t{text}\t{attempts}\t{stamp}\n")
-        with (
-            raw.cursor() as cur,
-            cur.copy(
+        results: list[str] = []
+        events: list[str] = []
+        for g in groups:
+            msg = _copy_text(g.error_msg)
+            head = f"{g.order_id}\t"
+            tail = f"\t{g.status}\t{msg}\t{g.attempts}\t{stamp}\n"
+            results += [f"{head}{gid}{tail}" for gid in g.gids]
+            # JSON text has no raw tabs or newlines, only backslashes to double.
+            head = f"{g.project_id}\t{TOUCH_EVENT}\t"
+            tail = f"\t{stamp}\t{g.properties.replace(chr(92), chr(92) * 2)}\n"
+            events += [f"{head}{gid}{tail}" for gid in g.gids]
+        with raw.cursor() as cur:
+            with cur.copy(
                 "COPY order_results (order_id, gid, status, error_msg, attempts, settled_at) "
                 "FROM STDIN"
-            ) as copy,
-        ):
-            copy.write("".join(parts).encode())
+            ) as copy:
+                copy.write("".join(results).encode())
+            with cur.copy(
+                "COPY events (project_id, name, gid, time, properties) FROM STDIN"
+            ) as copy:
+                copy.write("".join(events).encode())
         return
+    stamp = _sqlite_stamp(at)
+    dumps = orjson.dumps
+    gid_lists = [dumps(list(g.gids)).decode() for g in groups]
     conn.exec_driver_sql(
         "INSERT INTO order_results (order_id, gid, status, error_msg, attempts, settled_at) "
-        f"VALUES (?, ?, ?, ?, ?, '{_sqlite_stamp(at)}')",
-        list(rows),
+        f"SELECT ?, value, ?, ?, ?, '{stamp}' FROM json_each(?)",
+        [
+            (g.order_id, g.status, g.error_msg, g.attempts, gids)
+            for g, gids in zip(groups, gid_lists, strict=True)
+        ],
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO events (project_id, name, gid, time, properties) "
+        f"SELECT ?, '{TOUCH_EVENT}', value, '{stamp}', ? FROM json_each(?)",
+        [(g.project_id, g.properties, gids) for g, gids in zip(groups, gid_lists, strict=True)],
     )
 
 
@@ -290,42 +322,3 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     "response_excerpt"}``."""
     if rows:
         session.execute(insert(_attempts), rows)
-
-
-def insert_touch_events(
-    session: Session, at: datetime, rows: Sequence[tuple[int, int, str]]
-) -> None:
-    """Write ``$ma_channel_touch`` events at ``at``: ``(project_id, gid, properties JSON)``.
-
-    The same rows ``datastore.repository.insert_events`` writes, at driver
-    level (COPY on PostgreSQL, executemany on SQLite): one event per settled
-    user made the ORM bulk path the slowest part of a settlement (see
-    bench/delivery.py).
-    """
-    if not rows:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        # COPY text format built here: JSON text has no raw tabs or newlines,
-        # only backslashes to double; each distinct properties text once.
-        escaped: dict[str, str] = {}
-        stamp = at.isoformat()
-        parts = []
-        for project_id, gid, props in rows:
-            text = escaped.get(props)
-            if text is None:
-                text = escaped[props] = props.replace("\\", "\\\\")
-            parts.append(f"{project_id}\t{TOUCH_EVENT}\t{gid}\t{stamp}\t{text}\n")
-        with (
-            raw.cursor() as cur,
-            cur.copy("COPY events (project_id, name, gid, time, properties) FROM STDIN") as copy,
-        ):
-            copy.write("".join(parts).encode())
-        return
-    stamp = _sqlite_stamp(at)
-    conn.exec_driver_sql(
-        "INSERT INTO events (project_id, name, gid, time, properties) "
-        f"VALUES (?, '{TOUCH_EVENT}', ?, '{stamp}', ?)",
-        list(rows),
-    )

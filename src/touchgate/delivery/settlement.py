@@ -179,9 +179,8 @@ def settle(
     live = [o for o in outcomes if o.order.id in owned]
     polling_ids = [o.order.id for o in live if owned[o.order.id] == "polling"]
     settled_of = repo.settled_gids(session, polling_ids)
-    result_rows: list[repo.ResultRow] = []
+    groups: list[repo.SettledGroup] = []
     order_rows: list[dict[str, Any]] = []
-    events: list[tuple[int, int, str]] = []
     followup_calls: list[tuple[OrderInfo, list[UserResult]]] = []
     settled = 0
     for o in live:
@@ -214,31 +213,34 @@ def settle(
         if not p.finals:
             continue
         n = p.attempt_count
-        oid = order.id
-        result_rows.extend((oid, g, st, msg, n) for g, (st, msg) in p.finals.items())
         base = {
             "campaign_id": order.campaign_id,
             "step_id": order.step_id,
             "touchpoint_id": order.touchpoint_id,
             "order_no": order.order_no,
         }
-        pid = order.project_id
-        # Users of one order mostly share a result: encode each distinct
-        # properties object once.
-        encoded: dict[tuple[str, str], str] = {}
-        results: list[UserResult] = []
-        for g, (st, msg) in p.finals.items():
-            props = encoded.get((st, msg))
-            if props is None:
-                props = encoded[(st, msg)] = orjson.dumps(
-                    {**base, "status": st, "error_msg": msg, "attempts": n}
-                ).decode()
-            events.append((pid, g, props))
-            results.append((g, st, msg, n))
-        settled += len(results)
-        followup_calls.append((order.info, results))
-    repo.insert_results(session, now, result_rows)
-    repo.insert_touch_events(session, now, events)
+        # Users of one order mostly share a result: one group per distinct result.
+        by_result: dict[tuple[str, str], list[int]] = {}
+        for g, result in p.finals.items():
+            by_result.setdefault(result, []).append(g)
+        for (status, error_msg), group in by_result.items():
+            props = {**base, "status": status, "error_msg": error_msg, "attempts": n}
+            groups.append(
+                repo.SettledGroup(
+                    order.id,
+                    order.project_id,
+                    status,
+                    error_msg,
+                    n,
+                    orjson.dumps(props).decode(),
+                    group,
+                )
+            )
+        settled += len(p.finals)
+        if followups:
+            results = [(g, st, msg, n) for g, (st, msg) in p.finals.items()]
+            followup_calls.append((order.info, results))
+    repo.insert_results(session, now, groups)
     repo.update_orders(session, order_rows)
     repo.insert_attempts(session, attempt_rows)
     for info, results in followup_calls:
