@@ -168,8 +168,8 @@ def touchgate_run(
     from sqlalchemy import func, select
 
     from touchgate.config import Settings
-    from touchgate.delivery import service
     from touchgate.delivery.client import close
+    from touchgate.delivery.enqueue import enqueue_delivery
     from touchgate.delivery.worker import Worker
     from touchgate.models import Order, Touchpoint
     from touchgate.runtime import Runtime
@@ -197,7 +197,7 @@ def touchgate_run(
         for start in range(1, users + 1, ENQUEUE_CHUNK):
             progress[0] = start - 1
             with runtime.tx() as s:
-                service.enqueue_delivery(
+                enqueue_delivery(
                     s,
                     touchpoint=tp,
                     gids=range(start, min(start + ENQUEUE_CHUNK, users + 1)),

@@ -95,6 +95,13 @@ def test_old_campaigns_keep_their_figures(
     upgrade(engine)
     with engine.connect() as conn:
         assert conn.scalar(text("SELECT COUNT(*) FROM campaign_entries")) == 4
+        # 0011: the final per-user results moved to order_results.
+        assert conn.execute(
+            text("SELECT order_id, gid, status FROM order_results ORDER BY order_id, gid")
+        ).all() == [
+            (1, 1, "TOU_SUCC"), (1, 2, "TOU_SUCC"), (1, 3, "TOU_FAIL"), (1, 4, "TOU_FAIL"),
+            (2, 3, "TOU_SUCC"), (2, 4, "TOU_FAIL"),
+        ]  # fmt: skip
         assert conn.execute(
             text("SELECT gid, reason FROM campaign_suppressions ORDER BY gid")
         ).all() == [(5, "participation"), (6, "participation")]

@@ -245,7 +245,7 @@ def test_stats_read_only_the_counters(
         event.remove(runtime.engine, "before_cursor_execute", capture)
     assert result.succeeded == N - N // 3
     assert result.failed == N // 3
-    per_user = ("order_users", "campaign_entries", "campaign_step_users", "campaign_suppressions",
+    per_user = ("order_results", "campaign_entries", "campaign_step_users", "campaign_suppressions",
                 "events", "sent_messages", " orders")  # fmt: skip
     assert not [s for s in statements if any(t in s for t in per_user)], statements
     assert len(statements) <= 8, statements

@@ -31,8 +31,9 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     wait_for,
     worker_fixture,
 )
-from touchgate.delivery import hooks, service
-from touchgate.models import Order, OrderUser
+from touchgate.delivery import hooks
+from touchgate.delivery.enqueue import enqueue_delivery
+from touchgate.models import Order, OrderResult
 from touchgate.runtime import Runtime
 
 
@@ -49,8 +50,9 @@ def test_enqueue_groups_freezes_and_renders(runtime: Runtime) -> None:
         assert {(o.campaign_id, o.step_id, o.run_id, o.state) for o in orders} == {
             (7, "s1", 5, "sending")
         }
-        pending = s.scalars(select(OrderUser.status)).all()
-    assert pending == ["pending"] * 4
+        # No row per user until it settles: the payload names the users.
+        assert s.scalars(select(OrderResult.gid)).all() == []
+    assert results(runtime, nos) == {g: ("pending", None, 0) for g in (1, 2, 3, 99)}
     assert entries[0][0] == {
         "gid": 1,
         "temData": {"title": "Hi U1", "amount": 100},
@@ -78,7 +80,7 @@ def test_enqueue_drops_a_repeated_gid_within_a_batch(runtime: Runtime) -> None:
 def test_enqueue_users_directly_and_static_template(runtime: Runtime) -> None:
     tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch", batch_size=500)
     with runtime.tx() as s:
-        res = service.enqueue_delivery(
+        res = enqueue_delivery(
             s,
             touchpoint=tp,
             users=((g, {"phone": str(g), "x": 1}) for g in range(1200)),
@@ -98,26 +100,24 @@ def test_enqueue_users_directly_and_static_template(runtime: Runtime) -> None:
     assert len(orjson.loads(payloads[2])) == 200
 
 
-def test_delivers_settles_reports_and_notifies(
-    runtime: Runtime, endpoint: Endpoint, worker: WorkerThread
-) -> None:
+def test_delivers_settles_reports_and_notifies(runtime: Runtime, endpoint: Endpoint) -> None:
     tp = make_touchpoint(runtime, endpoint.url, batch_size=3)
     add_users(runtime, tp.project_id, range(1, 8))
     calls: list[tuple[Any, list[Any], bool]] = []
 
     def listener(session: Session, info: hooks.OrderInfo, res: list[Any]) -> None:
         # Inside the settlement transaction: the results are visible to it.
-        statuses = session.scalars(
-            select(OrderUser.status).where(OrderUser.order_id == info.order_id)
+        written = session.scalars(
+            select(OrderResult.gid).where(OrderResult.order_id == info.order_id)
         ).all()
-        calls.append((info, res, all(st != "pending" for st in statuses)))
+        calls.append((info, res, sorted(written) == sorted(g for g, *_ in res)))
 
-    hooks.register_settlement_listener(listener)
+    w = WorkerThread(runtime, followups=[listener])
     try:
         nos = enqueue(runtime, tp, list(range(1, 8)), campaign_id=4, step_id="s1")
         wait_for(lambda: all_done(runtime, nos), what="orders settled")
     finally:
-        hooks.unregister_settlement_listener(listener)
+        w.close()
     res = results(runtime, nos)
     assert res == {g: ("TOU_SUCC", "", 1) for g in range(1, 8)}
     events = touch_events(runtime, tp.project_id)
@@ -160,23 +160,19 @@ def test_listener_failure_rolls_back_the_settlement(runtime: Runtime, endpoint: 
         if broken:
             raise RuntimeError("campaign bookkeeping failed")
 
-    hooks.register_settlement_listener(listener)
+    w = WorkerThread(runtime, lease_seconds=1, followups=[listener])
     try:
-        w = WorkerThread(runtime, lease_seconds=1)
-        try:
-            wait_for(lambda: len(endpoint.of("touch")) >= 1, what="a delivery")
-            # Nothing settled: results, events and the order stay as they were.
-            with runtime.tx() as s:
-                assert s.scalar(select(Order.state)) == "sending"
-            assert results(runtime, nos) == {g: ("pending", None, 0) for g in (1, 2, 3)}
-            assert touch_events(runtime, tp.project_id) == []
-            broken = False
-            # The lease expires, the same order (same orderNo) is sent again and settles.
-            wait_for(lambda: all_done(runtime, nos), what="settled after the retry")
-        finally:
-            w.close()
+        wait_for(lambda: len(endpoint.of("touch")) >= 1, what="a delivery")
+        # Nothing settled: results, events and the order stay as they were.
+        with runtime.tx() as s:
+            assert s.scalar(select(Order.state)) == "sending"
+        assert results(runtime, nos) == {g: ("pending", None, 0) for g in (1, 2, 3)}
+        assert touch_events(runtime, tp.project_id) == []
+        broken = False
+        # The lease expires, the same order (same orderNo) is sent again and settles.
+        wait_for(lambda: all_done(runtime, nos), what="settled after the retry")
     finally:
-        hooks.unregister_settlement_listener(listener)
+        w.close()
     assert {s.doc["orderNo"] for s in endpoint.of("touch")} == set(nos)
     assert len(touch_events(runtime, tp.project_id)) == 3
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,10 @@ from aiohttp import web
 from sqlalchemy import select, text
 
 from conftest import BACKENDS, Database, make_settings, truncate_all
-from touchgate.delivery import service
+from touchgate.delivery import orders
+from touchgate.delivery.enqueue import enqueue_delivery
+from touchgate.delivery.hooks import SettlementFollowup
+from touchgate.delivery.outcomes import protocol_gids
 from touchgate.delivery.worker import Worker
 from touchgate.migrate import upgrade
 from touchgate.models import Event, Order, Project, Touchpoint, User
@@ -134,8 +137,12 @@ class Endpoint:
 class WorkerThread:
     """A real ``Worker`` on its own loop and runtime (same database)."""
 
-    def __init__(self, runtime: Runtime, **kwargs: Any) -> None:
+    def __init__(
+        self, runtime: Runtime, *, followups: Sequence[SettlementFollowup] = (), **kwargs: Any
+    ) -> None:
         self.runtime = Runtime.from_settings(runtime.settings)
+        # Extra settlement follow-ups, after the campaigns' own.
+        self.runtime.followups = (*self.runtime.followups, *followups)
         kwargs.setdefault("idle_seconds", 0.05)
         self.worker = Worker(self.runtime, **kwargs)
         self._loop = asyncio.new_event_loop()
@@ -267,7 +274,7 @@ def add_users(runtime: Runtime, project_id: int, gids: range) -> None:
 def enqueue(runtime: Runtime, tp: Touchpoint, gids: list[int], **kw: Any) -> list[str]:
     with runtime.tx() as s:
         tem = kw.pop("tem_data", {"title": "Hi {{name}}", "amount": 100})
-        res = service.enqueue_delivery(s, touchpoint=tp, gids=gids, tem_data=tem, **kw)
+        res = enqueue_delivery(s, touchpoint=tp, gids=gids, tem_data=tem, **kw)
         return res.order_nos
 
 
@@ -287,15 +294,21 @@ def all_done(runtime: Runtime, order_nos: list[str]) -> bool:
 
 
 def results(runtime: Runtime, order_nos: list[str]) -> dict[int, tuple[str, str | None, int]]:
+    """Every user of these orders: its final result, or ``("pending", None, 0)``."""
+    out: dict[int, tuple[str, str | None, int]] = {}
     with runtime.tx() as s:
+        for order in s.scalars(select(Order).where(Order.order_no.in_(order_nos))):
+            for gid in protocol_gids(order.payload):
+                out[gid] = ("pending", None, 0)
         rows = s.execute(
             text(
-                "SELECT u.gid, u.status, u.error_msg, u.attempts FROM order_users u "
+                "SELECT u.gid, u.status, u.error_msg, u.attempts FROM order_results u "
                 "JOIN orders o ON o.id = u.order_id WHERE o.order_no IN :nos"
             ).bindparams(__import__("sqlalchemy").bindparam("nos", expanding=True)),
             {"nos": order_nos},
         ).all()
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        out.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+        return out
 
 
 def touch_events(runtime: Runtime, project_id: int) -> list[Event]:
@@ -313,4 +326,4 @@ def attempts_of(runtime: Runtime, order_no: str) -> list[dict[str, Any]]:
     with runtime.tx() as s:
         order = s.scalar(select(Order).where(Order.order_no == order_no))
         assert order is not None
-        return service.order_detail(s, order.project_id, order_no)["attempts"]  # type: ignore[no-any-return]
+        return orders.order_detail(s, order.project_id, order_no)["attempts"]  # type: ignore[no-any-return]

@@ -18,7 +18,7 @@ from sqlalchemy import func, select, text
 from conftest import BACKENDS, Database, make_settings
 from test_engine_support import enqueue, make_touchpoint, wait_for
 from touchgate.migrate import upgrade
-from touchgate.models import Event, Order, OrderUser, User
+from touchgate.models import Event, Order, OrderResult, User
 from touchgate.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,12 +92,7 @@ def _start_worker(runtime: Runtime, name: str, log: Path) -> subprocess.Popen[by
 
 def _settled(runtime: Runtime) -> int:
     with runtime.tx() as s:
-        return (
-            s.scalar(
-                select(func.count()).select_from(OrderUser).where(OrderUser.status != "pending")
-            )
-            or 0
-        )
+        return s.scalar(select(func.count()).select_from(OrderResult)) or 0
 
 
 def test_sigkill_loses_nothing_and_never_doubles(pg_runtime: Runtime, tmp_path: Path) -> None:
@@ -156,10 +151,10 @@ def test_sigkill_loses_nothing_and_never_doubles(pg_runtime: Runtime, tmp_path: 
 
     with runtime.tx() as s:
         statuses = s.execute(
-            select(OrderUser.status, func.count()).group_by(OrderUser.status)
+            select(OrderResult.status, func.count()).group_by(OrderResult.status)
         ).all()
         assert dict(statuses) == {"TOU_SUCC": USERS}
-        rows = s.scalar(select(func.count()).select_from(OrderUser))
+        rows = s.scalar(select(func.count()).select_from(OrderResult))
         assert rows == USERS
         assert s.scalar(select(func.count()).select_from(Order).where(Order.state != "done")) == 0
         events = s.execute(

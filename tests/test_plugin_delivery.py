@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from test_plugins import sample_zip, upload
-from touchgate.delivery.service import enqueue_delivery
+from touchgate.delivery.enqueue import enqueue_delivery
 from touchgate.models import Touchpoint
 from touchgate.runtime import Runtime
 

@@ -26,9 +26,8 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     wait_for,
 )
 from touchgate.delivery import repository as repo
-from touchgate.delivery import service
-from touchgate.delivery.protocol import Verdict
-from touchgate.delivery.service import ClaimedOrder, Outcome
+from touchgate.delivery.outcomes import AttemptRecord, ClaimedOrder, Delivered, Outcome, Retryable
+from touchgate.delivery.settlement import settle
 from touchgate.models import Order
 from touchgate.models.base import utcnow
 from touchgate.runtime import Runtime
@@ -45,16 +44,8 @@ def _claim(
 
 def _success(order: ClaimedOrder) -> Outcome:
     gids = order.batch_gids()
-    return Outcome(
-        order=order,
-        kind="delivery",
-        mode="sync",
-        at=utcnow(),
-        verdict=Verdict.RESULTS,
-        statuses={g: ("TOU_SUCC", "") for g in gids},
-        batch_gids=gids,
-        http_status=200,
-    )
+    attempt = AttemptRecord("delivery", utcnow(), http_status=200)
+    return Delivered(order, attempt, {g: ("TOU_SUCC", "") for g in gids})
 
 
 def test_leases_and_the_settlement_fence(runtime: Runtime) -> None:
@@ -68,17 +59,17 @@ def test_leases_and_the_settlement_fence(runtime: Runtime) -> None:
     [b] = _claim(runtime, "worker-b", seconds=30, now_offset=31)
     assert b.order_no == no
     with runtime.tx() as s:
-        assert service.settle(s, "worker-a", [_success(a)]) == 0  # fenced off
+        assert settle(s, "worker-a", [_success(a)]) == 0  # fenced off
     assert results(runtime, [no]) == {g: ("pending", None, 0) for g in (1, 2, 3)}
     with runtime.tx() as s:
-        assert service.settle(s, "worker-b", [_success(b)]) == 3
+        assert settle(s, "worker-b", [_success(b)]) == 3
     assert results(runtime, [no]) == {g: ("TOU_SUCC", "", 1) for g in (1, 2, 3)}
     with runtime.tx() as s:
         order = s.scalar(select(Order).where(Order.order_no == no))
         assert order is not None
         assert (order.state, order.lease_owner, order.lease_until) == ("done", None, None)
         # Settling the same outcome again changes nothing (the order is done).
-        assert service.settle(s, "worker-b", [_success(b)]) == 0
+        assert settle(s, "worker-b", [_success(b)]) == 0
     assert len(touch_events(runtime, tp.project_id)) == 3
     assert _claim(runtime, "worker-c", seconds=30, now_offset=3600) == []
 
@@ -88,18 +79,9 @@ def test_not_yet_due_orders_wait(runtime: Runtime) -> None:
     add_users(runtime, tp.project_id, range(1, 2))
     [no] = enqueue(runtime, tp, [1])
     [a] = _claim(runtime, "w", seconds=30)
-    retry = Outcome(
-        order=a,
-        kind="delivery",
-        mode="sync",
-        at=utcnow(),
-        verdict=Verdict.RETRY,
-        reason="HTTP 503",
-        batch_gids=[1],
-        retry_schedule=[600],
-    )
+    retry = Retryable(a, AttemptRecord("delivery", utcnow(), http_status=503), "HTTP 503", (600,))
     with runtime.tx() as s:
-        assert service.settle(s, "w", [retry]) == 0
+        assert settle(s, "w", [retry]) == 0
     assert _claim(runtime, "w", seconds=30) == []  # due in ~10 minutes
     [again] = _claim(runtime, "w", seconds=30, now_offset=721)
     assert again.order_no == no and again.attempt_count == 1
@@ -123,17 +105,18 @@ def test_two_workers_share_the_work(runtime: Runtime, endpoint: Endpoint) -> Non
     assert len(touch_events(runtime, tp.project_id)) == 1000
 
 
-def test_a_bare_worker_process_loads_the_settlement_listeners() -> None:
+def test_a_bare_worker_process_gets_the_settlement_followups() -> None:
     # `touchgate worker --no-scheduler` never imports the API or the campaigns
-    # package itself; the first_success fallback must still run in its settlements.
+    # package itself; the first_success fallback must still run in its settlements:
+    # the runtime hands the campaigns' follow-up to the worker.
     code = (
-        "from touchgate.delivery import hooks; hooks.load_listener_modules(); "
-        "print(sorted(f.__module__ for f in hooks._listeners))"
+        "from touchgate.runtime import default_followups; "
+        "print([f.__qualname__ for f in default_followups()])"
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
-    assert "touchgate.campaigns.runner" in out
+    assert "CampaignSettlementSink.on_settled" in out
 
 
 def test_a_slow_touchpoint_does_not_hold_up_the_others(

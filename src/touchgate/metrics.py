@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from .models import Order, OrderUser
+from .models import Order, OrderResult
 from .runtime import Runtime
 
 
@@ -19,11 +19,17 @@ def render(runtime: Runtime) -> str:
         ):
             lines.append(f'touchgate_orders{{state="{state}"}} {count}')
         lines += [
-            "# HELP touchgate_order_users Per-user results by status.",
+            "# HELP touchgate_order_users Users of orders by result: pending (no result yet) "
+            "or final.",
             "# TYPE touchgate_order_users gauge",
         ]
-        for status, count in session.execute(
-            select(OrderUser.status, func.count()).group_by(OrderUser.status)
-        ):
+        users = session.scalar(select(func.coalesce(func.sum(Order.user_count), 0))) or 0
+        final = dict(
+            session.execute(
+                select(OrderResult.status, func.count()).group_by(OrderResult.status)
+            ).tuples()
+        )
+        pending = max(0, int(users) - sum(final.values()))
+        for status, count in [("pending", pending), *sorted(final.items())]:
             lines.append(f'touchgate_order_users{{status="{status}"}} {count}')
     return "\n".join(lines) + "\n"

@@ -25,6 +25,19 @@ from sqlalchemy.orm import Session, sessionmaker
 from .config import Settings, get_settings
 from .crypto import SecretBox, load_key_material
 from .db import make_engine, make_sessionmaker, transaction
+from .delivery.hooks import SettlementFollowup
+
+
+def default_followups() -> tuple[SettlementFollowup, ...]:
+    """What every settlement must also do (the campaigns' fallbacks and next steps).
+
+    The composition root of the follow-ups: the delivery engine never imports
+    the domains that react to its results; it is handed these.
+    """
+    from .campaigns.settlement import settlement_followups
+
+    return settlement_followups()
+
 
 if TYPE_CHECKING:
     from .delivery.client import HttpClient
@@ -78,6 +91,8 @@ class Runtime:
     engine: Engine
     sessions: sessionmaker[Session]
     secrets: SecretBox
+    # Run inside every settlement transaction, in order (``delivery.settlement.settle``).
+    followups: tuple[SettlementFollowup, ...] = field(default_factory=default_followups)
     # Long-lived services (see the module docstring for who makes and stops them).
     http_client: HttpClient | None = None
     plugin_host: PluginHost | None = None

@@ -35,9 +35,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
+from ..datastore.repository import user_attributes as user_attributes
 from ..datastore.sensitive import SENSITIVE_TYPE
 from ..db import dialect_name
-from ..models import Attribute, Event, Order, OrderUser, Touchpoint, TouchpointSpace, User
+from ..delivery.outcomes import protocol_gids
+from ..models import Attribute, Event, Order, OrderResult, Touchpoint, TouchpointSpace, User
 from ..models.base import UTCDateTime
 from ..models.campaigns import (
     Campaign,
@@ -414,19 +416,6 @@ def count_audience(session: Session, project_id: int, audience: ColumnElement[bo
         )
         or 0
     )
-
-
-def user_attributes(
-    session: Session, project_id: int, gids: Sequence[int]
-) -> dict[int, dict[str, Any]]:
-    if not gids:
-        return {}
-    rows = session.execute(
-        select(User.gid, User.attributes).where(
-            User.project_id == project_id, gid_in(session, User.gid, gids)
-        )
-    ).all()
-    return {gid: attrs or {} for gid, attrs in rows}
 
 
 def insert_step_users(
@@ -1150,29 +1139,112 @@ class DeliveryFilter:
 
 
 def _results_query(session: Session, campaign_id: int, flt: DeliveryFilter) -> Rows:
-    """Per-user delivery results of the campaign (one row per user and order)."""
+    """Final per-user results of the campaign (one row per user and order)."""
     query = (
         select(
-            OrderUser.gid,
+            OrderResult.gid,
             Order.step_id,
             Order.touchpoint_id,
             Order.order_no,
-            OrderUser.status,
-            OrderUser.error_msg,
-            OrderUser.attempts,
-            func.coalesce(OrderUser.settled_at, Order.created_at).label("updated_at"),
+            OrderResult.status,
+            OrderResult.error_msg,
+            OrderResult.attempts,
+            OrderResult.settled_at.label("updated_at"),
             Order.id.label("order_id"),
         )
-        .join(Order, Order.id == OrderUser.order_id)
+        .join(Order, Order.id == OrderResult.order_id)
         .where(Order.campaign_id == campaign_id)
     )
     return _where_given(
         query,
-        (OrderUser.status, flt.status),
-        (OrderUser.gid, flt.gid),
+        (OrderResult.status, flt.status),
+        (OrderResult.gid, flt.gid),
         (Order.step_id, flt.step_id),
         (Order.touchpoint_id, flt.touchpoint_id),
     )
+
+
+def _unsettled_orders(
+    session: Session, campaign_id: int, flt: DeliveryFilter, after_order: int
+) -> Sequence[Any]:
+    """The campaign's orders not done yet, by id, with how many of their users
+    have a result (their other users are pending: an order's payload names them)."""
+    settled = (
+        select(func.count())
+        .select_from(OrderResult)
+        .where(OrderResult.order_id == Order.id)
+        .scalar_subquery()
+    )
+    query = select(
+        Order.id,
+        Order.order_no,
+        Order.step_id,
+        Order.touchpoint_id,
+        Order.created_at,
+        Order.user_count,
+        settled.label("settled"),
+    ).where(Order.campaign_id == campaign_id, Order.state != "done", Order.id > after_order)
+    query = _where_given(
+        query, (Order.step_id, flt.step_id), (Order.touchpoint_id, flt.touchpoint_id)
+    )
+    return session.execute(query.order_by(Order.id)).all()
+
+
+def _pending_gids(session: Session, order_id: int) -> list[int]:
+    """The users of an order without a result, in gid order."""
+    payload = session.scalar(select(Order.payload).where(Order.id == order_id)) or b""
+    done = set(session.scalars(select(OrderResult.gid).where(OrderResult.order_id == order_id)))
+    return sorted(g for g in protocol_gids(payload) if g not in done)
+
+
+def _pending_row(order: Any, gid: int) -> dict[str, Any]:
+    return {
+        "gid": gid,
+        "step_id": order.step_id,
+        "touchpoint_id": order.touchpoint_id,
+        "order_no": order.order_no,
+        "status": "pending",
+        "reason": None,
+        "error_msg": None,
+        "attempts": 0,
+        "updated_at": order.created_at,
+    }
+
+
+def _pending(
+    session: Session,
+    campaign_id: int,
+    flt: DeliveryFilter,
+    *,
+    after: tuple[int, int] = (0, 0),
+    offset: int = 0,
+    limit: int,
+) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+    """Pending users (of unfinished orders, by order and gid) after ``after`` and
+    ``offset``: up to ``limit`` ``(order_id, row)`` and how many match in all."""
+    out: list[tuple[int, dict[str, Any]]] = []
+    total = 0
+    after_order, after_gid = after
+    for order in _unsettled_orders(session, campaign_id, flt, after_order - 1):
+        count = order.user_count - order.settled
+        if count <= 0:
+            continue
+        if flt.gid is None and order.id != after_order and (offset >= count or len(out) >= limit):
+            # Counted without reading the payload.
+            total += count
+            offset = max(0, offset - count) if len(out) < limit else offset
+            continue
+        gids = _pending_gids(session, order.id)
+        if order.id == after_order:
+            gids = [g for g in gids if g > after_gid]
+        if flt.gid is not None:
+            gids = [g for g in gids if g == flt.gid]
+        total += len(gids)
+        take = gids[offset:]
+        offset = max(0, offset - len(gids))
+        for g in take[: max(0, limit - len(out))]:
+            out.append((order.id, _pending_row(order, g)))
+    return out, total
 
 
 def _where_given(query: Rows, *pairs: tuple[Any, Any]) -> Rows:
@@ -1231,19 +1303,26 @@ def _suppression_row(r: Any) -> dict[str, Any]:
 def list_deliveries(
     session: Session, campaign_id: int, flt: DeliveryFilter, *, limit: int, offset: int
 ) -> tuple[list[dict[str, Any]], int]:
-    """Per-user results (one per user and order), then the suppressed users."""
+    """Final results (one per user and order), then the pending users of unfinished
+    orders, then the suppressed users."""
     items: list[dict[str, Any]] = []
     total = 0
-    if flt.status != "suppressed":
+    if flt.status not in ("suppressed", "pending"):
         query = _results_query(session, campaign_id, flt)
         n = session.scalar(select(func.count()).select_from(query.subquery())) or 0
         rows = session.execute(
-            query.order_by(Order.id, OrderUser.gid).limit(limit).offset(offset)
+            query.order_by(Order.id, OrderResult.gid).limit(limit).offset(offset)
         ).all()
         items.extend(_result_row(r) for r in rows)
         total += n
         offset = max(0, offset - n)
         limit -= len(rows)
+    if flt.status in (None, "pending"):
+        pending, n = _pending(session, campaign_id, flt, offset=offset, limit=max(0, limit))
+        items.extend(row for _, row in pending)
+        total += n
+        offset = max(0, offset - n)
+        limit -= len(pending)
     if flt.status in (None, "suppressed"):
         query_s = _suppressions_query(campaign_id, flt)
         n = session.scalar(select(func.count()).select_from(query_s.subquery())) or 0
@@ -1264,24 +1343,33 @@ def deliveries_page(
     limit: int,
 ) -> tuple[list[dict[str, Any]], tuple[str, int, int] | None]:
     """A page of every matching row for an export, keyset-paged (results by order
-    and gid, then suppressions by id); returns the rows and where to go on."""
+    and gid, then pending users by order and gid, then suppressions by id);
+    returns the rows and where to go on."""
     part, key1, key2 = after or ("results", 0, 0)
-    if part == "results" and flt.status != "suppressed":
-        query = _results_query(session, campaign_id, flt).where(
-            tuple_(Order.id, OrderUser.gid) > tuple_(literal(key1), literal(key2))
-        )
-        rows = session.execute(query.order_by(Order.id, OrderUser.gid).limit(limit)).all()
-        if len(rows) == limit:
-            last = rows[-1]
-            return [_result_row(r) for r in rows], ("results", last.order_id, last.gid)
+    out: list[dict[str, Any]] = []
+    if part == "results":
+        if flt.status not in ("suppressed", "pending"):
+            query = _results_query(session, campaign_id, flt).where(
+                tuple_(Order.id, OrderResult.gid) > tuple_(literal(key1), literal(key2))
+            )
+            rows = session.execute(query.order_by(Order.id, OrderResult.gid).limit(limit)).all()
+            if len(rows) == limit:
+                last = rows[-1]
+                return [_result_row(r) for r in rows], ("results", last.order_id, last.gid)
+            out = [_result_row(r) for r in rows]
+        part, key1, key2 = "pending", 0, 0
+    if part == "pending":
+        if flt.status in (None, "pending"):
+            pending, _ = _pending(
+                session, campaign_id, flt, after=(key1, key2), limit=limit - len(out)
+            )
+            out.extend(row for _, row in pending)
+            if len(out) == limit:
+                last_order, last_row = pending[-1]
+                return out, ("pending", last_order, last_row["gid"])
         part, key1 = "suppressed", 0
-        out = [_result_row(r) for r in rows]
-    else:
-        out = []
     if flt.status not in (None, "suppressed"):
         return out, None
-    if part != "suppressed":
-        key1 = 0
     rows_s = session.execute(
         _suppressions_query(campaign_id, flt)
         .where(CampaignSuppression.id > key1)

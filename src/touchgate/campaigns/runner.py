@@ -25,7 +25,6 @@ from sqlalchemy.orm import Session
 from ..crypto import SecretBox
 from ..db import dialect_name
 from ..delivery import protocol
-from ..delivery.hooks import OrderInfo, UserResult, register_settlement_listener
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..projects import service as projects
@@ -48,22 +47,12 @@ from .protection import screen
 from .router import Router
 from .sending import CampaignBroken, RunContext, release_held, start_send, tem_data
 from .service import campaign_content, next_run_after, project_tz
-from .settlement import SINK
 
 log = logging.getLogger("touchgate.campaigns")
 
 PAGE = 5000
 OWNER = f"{socket.gethostname()}-{os.getpid()}"
 
-
-def on_settled(session: Session, order: OrderInfo, results: list[UserResult]) -> None:
-    """The campaigns' settlement sink (``settlement.SINK``) as a settlement listener."""
-    SINK.on_settled(session, order, results)
-
-
-# Until the composition root passes the sink to the worker, it is registered here
-# (the worker imports this module before settling anything).
-register_settlement_listener(on_settled)
 
 __all__ = ["CampaignBroken", "fire", "preview", "run_due"]
 

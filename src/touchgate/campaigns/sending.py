@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from ..delivery.service import enqueue_delivery
+from ..delivery.enqueue import enqueue_delivery
 from ..errors import TouchgateError
 from ..models import Touchpoint
 from ..models.campaigns import Campaign

@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ..delivery.hooks import OrderInfo, UserResult
+from ..delivery.hooks import OrderInfo, SettlementFollowup, UserResult
 from ..delivery.protocol import FAIL, SUCC
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
@@ -88,3 +88,9 @@ class CampaignSettlementSink:
 
 
 SINK = CampaignSettlementSink()
+
+
+def settlement_followups() -> tuple[SettlementFollowup, ...]:
+    """The campaigns' part of every settlement, handed to the delivery worker
+    (``Runtime.followups``)."""
+    return (SINK.on_settled,)

@@ -87,6 +87,38 @@ class UserPatches:
         return cls(orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS).decode(), cleared)
 
 
+def user_attributes(
+    session: Session, project_id: int, gids: Sequence[int]
+) -> dict[int, dict[str, Any]]:
+    """Attributes of these users in one query (users not in the store are absent).
+
+    The one read of many users' attributes (enqueueing, campaign splits).
+    Driver-level SQL on purpose: this runs once per few thousand users on the
+    hot path, and the JSON text goes straight to orjson.
+    """
+    if not gids:
+        return {}
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # A join on unnest() is an index lookup per gid whatever the statistics
+        # say; "gid = ANY(array)" on a freshly imported (unanalysed) table was
+        # planned as a scan of the whole project (12 s per 5,000 gids at 1M users).
+        cur = conn.exec_driver_sql(
+            "SELECT u.gid, u.attributes::text FROM unnest(%s::bigint[]) AS g(gid) "
+            "JOIN users u ON u.project_id = %s AND u.gid = g.gid",
+            # An array literal: psycopg's list adaptation costs more than the query.
+            ("{" + ",".join(map(str, map(int, gids))) + "}", project_id),
+        )
+    else:
+        marks = ",".join("?" * len(gids))
+        cur = conn.exec_driver_sql(
+            f"SELECT gid, attributes FROM users WHERE project_id = ? AND gid IN ({marks})",
+            (project_id, *gids),
+        )
+    loads = orjson.loads
+    return {gid: loads(raw) if raw else {} for gid, raw in cur.cursor.fetchall()}
+
+
 def upsert_users(session: Session, project_id: int, rows: UserPatches) -> int:
     """Create or update users in bulk, merging each patch into the stored attributes.
 

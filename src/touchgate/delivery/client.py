@@ -268,27 +268,6 @@ def get_client(runtime: Runtime) -> HttpClient:
     return runtime.http_client
 
 
-async def post(
-    runtime: Runtime,
-    url: str,
-    body: bytes,
-    headers: dict[str, str],
-    *,
-    timeout: float,
-    touchpoint_id: int | None = None,
-    max_in_flight: int | None = None,
-) -> HttpResult:
-    """``get_client(runtime).post(...)``: the one call deliveries use."""
-    return await get_client(runtime).post(
-        url,
-        body,
-        headers,
-        timeout=timeout,
-        touchpoint_id=touchpoint_id,
-        max_in_flight=max_in_flight,
-    )
-
-
 async def close(runtime: Runtime) -> None:
     """Close the process's HTTP session (app shutdown, end of a CLI command)."""
     client, runtime.http_client = runtime.http_client, None

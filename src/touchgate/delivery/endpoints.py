@@ -10,7 +10,7 @@ from ..api.deps import CtxDep, IdQuery, ListOf, PageDep
 from ..api.guard import api_router
 from ..auth import PROJECT_ADMIN, requires
 from ..projects.service import get_project
-from . import service
+from . import enqueue, orders
 from .schemas import OrderOut, OrderSummary, ReplayOut
 
 router = api_router(tags=["orders"])
@@ -28,7 +28,7 @@ def list_orders(
 ) -> ListOf[OrderSummary]:
     with ctx.runtime.tx() as session:
         get_project(session, pid)
-        items, total = service.list_orders(
+        items, total = orders.list_orders(
             session,
             pid,
             touchpoint_id=touchpoint_id,
@@ -47,7 +47,7 @@ def list_orders(
 def get_order(pid: int, order_no: str, ctx: CtxDep) -> OrderOut:
     with ctx.runtime.tx() as session:
         get_project(session, pid)
-        return OrderOut.model_validate(service.order_detail(session, pid, order_no))
+        return OrderOut.model_validate(orders.order_detail(session, pid, order_no))
 
 
 @router.post("/projects/{pid}/orders/{order_no}/replay", status_code=201, response_model=ReplayOut)
@@ -55,8 +55,8 @@ def get_order(pid: int, order_no: str, ctx: CtxDep) -> OrderOut:
 def replay_order(pid: int, order_no: str, ctx: CtxDep) -> ReplayOut:
     with ctx.runtime.tx() as session:
         get_project(session, pid)
-        new_no = service.replay(session, order_no, project_id=pid)
-        new = service.get_order(session, pid, new_no)
+        new_no = enqueue.replay(session, order_no, project_id=pid)
+        new = orders.get_order(session, pid, new_no)
         out = ReplayOut(order_no=new_no, replay_of=order_no, user_count=new.user_count)
         ctx.audit(
             session,

@@ -26,6 +26,16 @@ SUCC = "TOU_SUCC"
 FAIL = "TOU_FAIL"
 PENDING = "pending"
 USER_AGENT = f"Touchgate/{__version__}"
+# Users per request (wire-protocol.md: dataList holds 1–500 entries).
+MAX_BATCH_SIZE = 500
+DEFAULT_BATCH_SIZE = 100
+
+
+def batch_size_of(configured: int | None) -> int:
+    """A touchpoint's batch size, within the protocol's limits (the default when unset)."""
+    return max(1, min(int(configured or DEFAULT_BATCH_SIZE), MAX_BATCH_SIZE))
+
+
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_.\-]*)\s*\}\}")
 
 

@@ -1,8 +1,8 @@
 """Turning one transport result into an ``Outcome``: delivery attempts and async
 receipt polls (wire-protocol.md §2 and §3), for HTTP and plugin touchpoints.
 
-Everything here is about reading what came back; the worker decides when to
-send and ``service.settle`` writes the result.
+Everything here is about reading what came back (pure: no I/O); the worker
+decides when to send and ``settlement.settle`` writes the result.
 """
 
 from __future__ import annotations
@@ -13,9 +13,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 from .client import HttpResult
+from .outcomes import (
+    AttemptKind,
+    AttemptRecord,
+    ClaimedOrder,
+    Delivered,
+    Failed,
+    Outcome,
+    ReceiptPending,
+    ReceiptPolicy,
+    ReceiptTimedOut,
+    Retryable,
+    excerpt_of,
+)
 from .protocol import Reading, Verdict, read_document, read_response
-from .service import ClaimedOrder, Outcome, excerpt_of
 
 log = logging.getLogger("touchgate.delivery")
 
@@ -47,17 +61,36 @@ class TouchpointConfig:
     requests_per_second: float | None = None
 
 
-def _base(order: ClaimedOrder, tp: TouchpointConfig, kind: str, at: datetime) -> Outcome:
-    return Outcome(
-        order=order,
-        kind=kind,
-        mode=tp.receipt_mode if kind == "delivery" else "async",
-        at=at,
-        verdict=None,
-        retry_schedule=tp.retry_schedule,
+def _kind(kind: str) -> AttemptKind:
+    return "receipt" if kind == "receipt" else "delivery"
+
+
+def _policy(tp: TouchpointConfig, kind: AttemptKind) -> ReceiptPolicy:
+    return ReceiptPolicy(
+        mode="async" if kind == "receipt" or tp.receipt_mode == "async" else "sync",
         poll_seconds=tp.poll_seconds,
         timeout_minutes=tp.timeout_minutes,
     )
+
+
+def _outcome(
+    order: ClaimedOrder,
+    tp: TouchpointConfig,
+    attempt: AttemptRecord,
+    verdict: Verdict,
+    reason: str,
+    statuses: Mapping[int, tuple[str, str]],
+) -> Outcome:
+    """The typed outcome of a reading; a receipt poll never retries nor fails the
+    batch: without results it waits for the next poll (or the deadline)."""
+    policy = _policy(tp, attempt.kind)
+    if verdict is Verdict.RESULTS:
+        return Delivered(order, attempt, statuses, policy, reason)
+    if attempt.kind == "receipt":
+        return ReceiptPending(order, attempt, reason, policy)
+    if verdict is Verdict.RETRY:
+        return Retryable(order, attempt, reason, tp.retry_schedule)
+    return Failed(order, attempt, reason)
 
 
 def _note(reading: Reading, order: ClaimedOrder) -> str | None:
@@ -84,29 +117,27 @@ def from_http(
     gids: list[int],
     res: HttpResult,
 ) -> Outcome:
-    """Read an HTTP result by the rules of §2, in their order."""
-    out = _base(order, tp, kind, at)
-    out.batch_gids = gids
-    out.duration_ms = res.duration_ms
-    out.http_status = res.status
-    out.headers = res.headers
-    out.excerpt = excerpt_of(res.body)
+    """Read an HTTP result by the rules of §2, in their order (``kind``: delivery |
+    receipt)."""
+    attempt_kind = _kind(kind)
+
+    def attempt(error: str | None) -> AttemptRecord:
+        return AttemptRecord(
+            attempt_kind, at, res.duration_ms, res.status, error, excerpt_of(res.body), res.headers
+        )
+
     if res.status is None:
-        out.error = res.error or res.error_kind or "no response"
-        out.reason = out.error
-        out.verdict = Verdict.FAIL_ALL if res.error_kind in PERMANENT_ERROR_KINDS else Verdict.RETRY
-        return out
-    reading = read_response(res.status, res.body, gids, order_no=order.order_no, mode=out.mode)
+        error = res.error or res.error_kind or "no response"
+        verdict = Verdict.FAIL_ALL if res.error_kind in PERMANENT_ERROR_KINDS else Verdict.RETRY
+        return _outcome(order, tp, attempt(error), verdict, error, {})
+    mode = _policy(tp, attempt_kind).mode
+    reading = read_response(res.status, res.body, gids, order_no=order.order_no, mode=mode)
     if res.error_kind is not None and reading.verdict is not Verdict.RETRY:
         # A complete status but a body we could not read whole (too large).
-        out.verdict = Verdict.FAIL_ALL
-        out.reason = out.error = res.error or res.error_kind
-        return out
-    out.verdict = reading.verdict
-    out.reason = reading.reason
-    out.statuses = reading.statuses
-    out.error = reading.reason or _note(reading, order)
-    return out
+        error = res.error or res.error_kind
+        return _outcome(order, tp, attempt(error), Verdict.FAIL_ALL, error, {})
+    note = reading.reason or _note(reading, order)
+    return _outcome(order, tp, attempt(note), reading.verdict, reading.reason, reading.statuses)
 
 
 def from_plugin(
@@ -122,19 +153,18 @@ def from_plugin(
     failed: str | None = None,
 ) -> Outcome:
     """Read a plugin's answer with the same rules as a synchronous HTTP response."""
-    out = _base(order, tp, kind, at)
-    out.batch_gids = gids
-    out.duration_ms = duration_ms
+    attempt_kind = _kind(kind)
+
+    def attempt(error: str | None, excerpt: str | None = None) -> AttemptRecord:
+        return AttemptRecord(attempt_kind, at, duration_ms, None, error, excerpt)
+
     if retryable is not None:
-        out.verdict, out.reason, out.error = Verdict.RETRY, retryable, retryable
-        return out
+        return _outcome(order, tp, attempt(retryable), Verdict.RETRY, retryable, {})
     if failed is not None:
-        out.verdict, out.reason, out.error = Verdict.FAIL_ALL, failed, failed
-        return out
+        return _outcome(order, tp, attempt(failed), Verdict.FAIL_ALL, failed, {})
     if not isinstance(results, list):
         msg = "the plugin returned something other than a list of statuses"
-        out.verdict, out.reason, out.error = Verdict.FAIL_ALL, msg, msg
-        return out
+        return _outcome(order, tp, attempt(msg), Verdict.FAIL_ALL, msg, {})
     doc = {
         "code": 0,
         "sendStatusList": [
@@ -148,27 +178,22 @@ def from_plugin(
             for r in results
         ],
     }
-    reading = read_document(doc, gids, order_no=order.order_no, mode=out.mode)
-    out.verdict = reading.verdict
-    out.reason = reading.reason
-    out.statuses = reading.statuses
-    out.error = reading.reason or _note(reading, order)
-    out.excerpt = excerpt_of(_dump(results))
-    return out
+    mode = _policy(tp, attempt_kind).mode
+    reading = read_document(doc, gids, order_no=order.order_no, mode=mode)
+    record = attempt(reading.reason or _note(reading, order), excerpt_of(_dump(results)))
+    return _outcome(order, tp, record, reading.verdict, reading.reason, reading.statuses)
 
 
 def _dump(results: Any) -> bytes:
-    import orjson
-
     try:
         return orjson.dumps(results)
     except TypeError:
         return repr(results).encode()
 
 
-def receipt_timed_out(order: ClaimedOrder, tp: TouchpointConfig, at: datetime) -> Outcome:
-    """The receipt deadline passed: still-pending users fail ("receipt timeout")."""
-    out = _base(order, tp, "receipt", at)
-    out.receipt_timeout = True
-    out.record_attempt = False
-    return out
+def receipt_timed_out(
+    order: ClaimedOrder, tp: TouchpointConfig | None, at: datetime
+) -> ReceiptTimedOut:
+    """The receipt deadline passed: still-pending users fail ("receipt timeout").
+    (``tp`` is not needed: no request is made.)"""
+    return ReceiptTimedOut(order, at)

@@ -1,13 +1,15 @@
 """SQL for orders, per-user results and attempts.
 
 The hot paths (enqueue, claim, settle) use Core statements with executemany
-and never build an ORM object per user; reading a single order for the API
-uses the ORM.
+(or COPY) and never build an ORM object per user; reading a single order for
+the API uses the ORM. Per user, the only write is its final result
+(``order_results``, plus its ``$ma_channel_touch`` event) at settlement.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -17,47 +19,16 @@ from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..db import dialect_name
-from ..models import Attempt, Order, OrderUser, Touchpoint, User
+from ..models import Attempt, Order, OrderResult, Touchpoint
 
 ACTIVE_STATES = ("sending", "polling")
 TOUCH_EVENT = "$ma_channel_touch"
-_users: Table = User.__table__  # type: ignore[assignment]
 _orders: Table = Order.__table__  # type: ignore[assignment]
-_order_users: Table = OrderUser.__table__  # type: ignore[assignment]
+_results: Table = OrderResult.__table__  # type: ignore[assignment]
 _attempts: Table = Attempt.__table__  # type: ignore[assignment]
 
 
 # --- enqueue -----------------------------------------------------------------
-
-
-def user_attributes(
-    session: Session, project_id: int, gids: Sequence[int]
-) -> dict[int, dict[str, Any]]:
-    """Attributes of these users in one query (users not in the store are absent).
-
-    Driver-level SQL on purpose: this runs once per few thousand users on the
-    hot path, and the JSON text goes straight to orjson.
-    """
-    if not gids:
-        return {}
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        # A join on unnest() is an index lookup per gid whatever the statistics
-        # say; "gid = ANY(array)" on a freshly imported (unanalysed) table was
-        # planned as a scan of the whole project (12 s per 5,000 gids at 1M users).
-        cur = conn.exec_driver_sql(
-            "SELECT u.gid, u.attributes::text FROM unnest(%s::bigint[]) AS g(gid) "
-            "JOIN users u ON u.project_id = %s AND u.gid = g.gid",
-            (list(gids), project_id),
-        )
-    else:
-        marks = ",".join("?" * len(gids))
-        cur = conn.exec_driver_sql(
-            f"SELECT gid, attributes FROM users WHERE project_id = ? AND gid IN ({marks})",
-            (project_id, *gids),
-        )
-    loads = orjson.loads
-    return {gid: loads(raw) for gid, raw in cur.cursor.fetchall()}
 
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
@@ -66,31 +37,6 @@ def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
         return []
     stmt = insert(_orders).returning(_orders.c.id, sort_by_parameter_order=True)
     return [r[0] for r in session.execute(stmt, rows)]
-
-
-def insert_pending_users(session: Session, rows: Sequence[tuple[int, int]]) -> None:
-    """``rows``: ``(order_id, gid)`` each; every user starts pending.
-
-    PostgreSQL gets COPY, SQLite a driver-level executemany: one row per user
-    is the biggest write of an enqueue.
-    """
-    if not rows:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        # COPY text format built here: integers need no escaping.
-        data = "".join([f"{order_id}\t{gid}\tpending\t0\n" for order_id, gid in rows])
-        with (
-            raw.cursor() as cur,
-            cur.copy("COPY order_users (order_id, gid, status, attempts) FROM STDIN") as copy,
-        ):
-            copy.write(data.encode())
-        return
-    conn.exec_driver_sql(
-        "INSERT INTO order_users (order_id, gid, status, attempts) VALUES (?, ?, 'pending', 0)",
-        list(rows),
-    )
 
 
 # --- reading -----------------------------------------------------------------
@@ -106,16 +52,12 @@ def get_order_any(session: Session, order_no: str) -> Order | None:
     return session.scalar(select(Order).where(Order.order_no == order_no))
 
 
-def order_users(session: Session, order_id: int) -> Sequence[Row[int, str, str | None, int]]:
+def order_results(session: Session, order_id: int) -> Sequence[Row[int, str, str | None, int]]:
+    """The final results of an order's users, by gid (pending users have none)."""
     stmt = (
-        select(
-            _order_users.c.gid,
-            _order_users.c.status,
-            _order_users.c.error_msg,
-            _order_users.c.attempts,
-        )
-        .where(_order_users.c.order_id == order_id)
-        .order_by(_order_users.c.gid)
+        select(_results.c.gid, _results.c.status, _results.c.error_msg, _results.c.attempts)
+        .where(_results.c.order_id == order_id)
+        .order_by(_results.c.gid)
     )
     return session.execute(stmt).all()
 
@@ -127,14 +69,14 @@ def order_attempts(session: Session, order_id: int) -> Sequence[Attempt]:
 
 
 def user_counts(session: Session, order_ids: Sequence[int]) -> dict[int, dict[str, int]]:
-    """``{order_id: {status: count}}``."""
+    """``{order_id: {status: count}}`` of final results (pending = user_count − both)."""
     out: dict[int, dict[str, int]] = {oid: {} for oid in order_ids}
     if not order_ids:
         return out
     stmt = (
-        select(_order_users.c.order_id, _order_users.c.status, func.count())
-        .where(_order_users.c.order_id.in_(order_ids))
-        .group_by(_order_users.c.order_id, _order_users.c.status)
+        select(_results.c.order_id, _results.c.status, func.count())
+        .where(_results.c.order_id.in_(order_ids))
+        .group_by(_results.c.order_id, _results.c.status)
     )
     for oid, status, n in session.execute(stmt):
         out[oid][status] = n
@@ -167,9 +109,9 @@ def list_orders(
 
 def failed_gids(session: Session, order_id: int) -> list[int]:
     stmt = (
-        select(_order_users.c.gid)
-        .where(_order_users.c.order_id == order_id, _order_users.c.status == "TOU_FAIL")
-        .order_by(_order_users.c.gid)
+        select(_results.c.gid)
+        .where(_results.c.order_id == order_id, _results.c.status == "TOU_FAIL")
+        .order_by(_results.c.gid)
     )
     return list(session.scalars(stmt))
 
@@ -250,48 +192,104 @@ def lock_owned(session: Session, order_ids: Sequence[int], owner: str) -> dict[i
     return {oid: state for oid, state in session.execute(stmt)}
 
 
-def pending_gids(session: Session, order_ids: Sequence[int]) -> dict[int, list[int]]:
-    out: dict[int, list[int]] = {oid: [] for oid in order_ids}
+def settled_gids(session: Session, order_ids: Sequence[int]) -> dict[int, set[int]]:
+    """The users of these orders that already have their final result."""
+    out: dict[int, set[int]] = {oid: set() for oid in order_ids}
     if not order_ids:
         return out
-    stmt = select(_order_users.c.order_id, _order_users.c.gid).where(
-        _order_users.c.order_id.in_(order_ids), _order_users.c.status == "pending"
-    )
+    stmt = select(_results.c.order_id, _results.c.gid).where(_results.c.order_id.in_(order_ids))
     for oid, gid in session.execute(stmt):
-        out[oid].append(gid)
+        out[oid].add(gid)
     return out
 
 
-def _settle_pending(session: Session, rows: list[dict[str, Any]], *, per_user: bool) -> None:
-    if not rows:
-        return
-    where = [_order_users.c.order_id == bindparam("o_id"), _order_users.c.status == "pending"]
-    if per_user:
-        where.append(_order_users.c.gid == bindparam("u_gid"))
-    stmt = (
-        update(_order_users)
-        .where(*where)
-        .values(
-            status=bindparam("status"),
-            error_msg=bindparam("error_msg"),
-            attempts=bindparam("attempts"),
-            settled_at=bindparam("settled_at"),
-        )
+def existing_order_ids(session: Session, order_ids: Sequence[int]) -> set[int]:
+    if not order_ids:
+        return set()
+    return set(session.scalars(select(_orders.c.id).where(_orders.c.id.in_(order_ids))))
+
+
+@dataclass(frozen=True)
+class SettledGroup:
+    """Users of one order that settle with the same result (all of an order's
+    users, in the common all-success case): their result rows and their
+    ``$ma_channel_touch`` events are written from this one value."""
+
+    order_id: int
+    project_id: int
+    status: str
+    error_msg: str
+    attempts: int
+    properties: str  # the events' properties, JSON text
+    gids: Sequence[int]
+
+
+def _copy_text(value: str) -> str:
+    """A text value in COPY's text format."""
+    return (
+        value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     )
-    session.connection().execute(stmt, rows)
 
 
-def settle_all_pending(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Every pending user of an order gets the same result.
+def insert_results(session: Session, at: datetime, groups: Sequence[SettledGroup]) -> None:
+    """Write final results (one row per settled user) and their ``$ma_channel_touch``
+    events (the rows ``datastore.repository.insert_events`` writes), all at ``at``.
 
-    ``rows``: ``{"o_id", "status", "error_msg", "attempts", "settled_at"}``.
+    These are the writes per user of a delivery, so they go at driver level:
+    PostgreSQL gets two COPYs; SQLite one ``INSERT … SELECT … FROM json_each``
+    per group and table (the rows are made in C from the group's gids). A second
+    result for the same user of the same order violates the primary key and
+    rolls the settlement back.
     """
-    _settle_pending(session, rows, per_user=False)
+    if not groups:
+        return
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
+        stamp = at.isoformat()
+        results: list[str] = []
+        events: list[str] = []
+        for g in groups:
+            msg = _copy_text(g.error_msg)
+            head = f"{g.order_id}\t"
+            tail = f"\t{g.status}\t{msg}\t{g.attempts}\t{stamp}\n"
+            results += [f"{head}{gid}{tail}" for gid in g.gids]
+            # JSON text has no raw tabs or newlines, only backslashes to double.
+            head = f"{g.project_id}\t{TOUCH_EVENT}\t"
+            tail = f"\t{stamp}\t{g.properties.replace(chr(92), chr(92) * 2)}\n"
+            events += [f"{head}{gid}{tail}" for gid in g.gids]
+        with raw.cursor() as cur:
+            with cur.copy(
+                "COPY order_results (order_id, gid, status, error_msg, attempts, settled_at) "
+                "FROM STDIN"
+            ) as copy:
+                copy.write("".join(results).encode())
+            with cur.copy(
+                "COPY events (project_id, name, gid, time, properties) FROM STDIN"
+            ) as copy:
+                copy.write("".join(events).encode())
+        return
+    stamp = _sqlite_stamp(at)
+    dumps = orjson.dumps
+    gid_lists = [dumps(list(g.gids)).decode() for g in groups]
+    conn.exec_driver_sql(
+        "INSERT INTO order_results (order_id, gid, status, error_msg, attempts, settled_at) "
+        f"SELECT ?, value, ?, ?, ?, '{stamp}' FROM json_each(?)",
+        [
+            (g.order_id, g.status, g.error_msg, g.attempts, gids)
+            for g, gids in zip(groups, gid_lists, strict=True)
+        ],
+    )
+    conn.exec_driver_sql(
+        "INSERT INTO events (project_id, name, gid, time, properties) "
+        f"SELECT ?, '{TOUCH_EVENT}', value, '{stamp}', ? FROM json_each(?)",
+        [(g.project_id, g.properties, gids) for g, gids in zip(groups, gid_lists, strict=True)],
+    )
 
 
-def settle_users(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Per-user results: ``{"o_id", "u_gid", "status", "error_msg", "attempts", "settled_at"}``."""
-    _settle_pending(session, rows, per_user=True)
+def _sqlite_stamp(at: datetime) -> str:
+    """SQLite keeps naive UTC in SQLAlchemy's own DateTime text format."""
+    return at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
 
 
 def update_orders(session: Session, rows: list[dict[str, Any]]) -> None:
@@ -324,50 +322,3 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     "response_excerpt"}``."""
     if rows:
         session.execute(insert(_attempts), rows)
-
-
-def insert_touch_events(
-    session: Session, at: datetime, rows: Sequence[tuple[int, int, str]]
-) -> None:
-    """Write ``$ma_channel_touch`` events at ``at``: ``(project_id, gid, properties JSON)``.
-
-    The same rows ``datastore.repository.insert_events`` writes, at driver
-    level (COPY on PostgreSQL, executemany on SQLite): one event per settled
-    user made the ORM bulk path the slowest part of a settlement (see
-    bench/delivery.py).
-    """
-    if not rows:
-        return
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        # COPY text format built here: JSON text has no raw tabs or newlines,
-        # only backslashes to double; each distinct properties text once.
-        escaped: dict[str, str] = {}
-        stamp = at.isoformat()
-        parts = []
-        for project_id, gid, props in rows:
-            text = escaped.get(props)
-            if text is None:
-                text = escaped[props] = props.replace("\\", "\\\\")
-            parts.append(f"{project_id}\t{TOUCH_EVENT}\t{gid}\t{stamp}\t{text}\n")
-        with (
-            raw.cursor() as cur,
-            cur.copy("COPY events (project_id, name, gid, time, properties) FROM STDIN") as copy,
-        ):
-            copy.write("".join(parts).encode())
-        return
-    # SQLite keeps naive UTC in SQLAlchemy's own DateTime text format.
-    stamp = at.astimezone(UTC).replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    conn.exec_driver_sql(
-        "INSERT INTO events (project_id, name, gid, time, properties) "
-        f"VALUES (?, '{TOUCH_EVENT}', ?, '{stamp}', ?)",
-        list(rows),
-    )
-
-
-def count_unsettled(session: Session, project_id: int | None = None) -> int:
-    stmt = select(func.count()).select_from(_orders).where(_orders.c.state != "done")
-    if project_id is not None:
-        stmt = stmt.where(_orders.c.project_id == project_id)
-    return session.scalar(stmt) or 0

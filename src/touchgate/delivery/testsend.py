@@ -34,7 +34,7 @@ from . import protocol
 from .client import HttpResult, get_client
 from .options import OptionsSource
 from .params import api_option_sources, fetch_enum_options, validate_params
-from .protocol import FAIL, PENDING, Reading, Verdict
+from .protocol import FAIL, PENDING, Reading, Verdict, batch_size_of
 
 REDACTED = "<redacted>"
 # How much of a response body the result shows.
@@ -177,7 +177,7 @@ def prepare(
 
     tp = touchpoints.get_touchpoint(session, project_id, touchpoint_id)
     errors = FieldErrors()
-    batch = int(tp.batch_size or 500)
+    batch = batch_size_of(tp.batch_size)
     if len(body.users) > batch:
         errors.add(
             "users",

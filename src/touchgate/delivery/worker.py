@@ -35,12 +35,13 @@ from sqlalchemy.orm import Session
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import BackgroundTask, Runtime
-from . import hooks, protocol, rate_repository, receipts, service
+from . import protocol, rate_repository, receipts
 from . import repository as repo
 from .client import get_client
+from .outcomes import DEFAULT_POLL_SECONDS, ClaimedOrder, Outcome, receipt_timeout_minutes
 from .rate_gate import RateGate, reserve_in
 from .receipts import TouchpointConfig
-from .service import ClaimedOrder, Outcome
+from .settlement import settle
 
 log = logging.getLogger("touchgate.delivery.worker")
 
@@ -86,8 +87,8 @@ def touchpoint_config(
         receipt_mode="async" if receipt.get("mode") == "async" else "sync",
         receipt_url=receipt.get("url"),
         # The API enforces ≥ 30 s; the engine trusts what is stored.
-        poll_seconds=max(1, int(receipt.get("poll_seconds") or service.DEFAULT_POLL_SECONDS)),
-        timeout_minutes=service.receipt_timeout_minutes(receipt),
+        poll_seconds=max(1, int(receipt.get("poll_seconds") or DEFAULT_POLL_SECONDS)),
+        timeout_minutes=receipt_timeout_minutes(receipt),
         plugin_id=tp.plugin_id,
         plugin_config=tp.plugin_config,
         requests_per_second=requests_per_second,  # rate limit
@@ -196,7 +197,7 @@ class Worker:
         on SQLite, one round trip of commits on PostgreSQL)."""
         try:
             with self.runtime.tx() as session:
-                settled = service.settle(session, self.id, outcomes)
+                settled = settle(session, self.id, outcomes, followups=self.runtime.followups)
                 claimed = self._claim_in(session, limit, skip) if limit > 0 else []
                 return settled, claimed
         except Exception as exc:
@@ -209,7 +210,9 @@ class Worker:
             for outcome in outcomes:
                 try:
                     with self.runtime.tx() as session:
-                        settled += service.settle(session, self.id, [outcome])
+                        settled += settle(
+                            session, self.id, [outcome], followups=self.runtime.followups
+                        )
                 except Exception as one_exc:
                     log.exception(
                         "order %s: settlement failed", outcome.order.order_no, exc_info=one_exc
@@ -301,7 +304,6 @@ class Worker:
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, send and settle until ``stop`` is set, then drain what is in flight."""
         log.info("delivery worker %s started (concurrency %d)", self.id, self.concurrency)
-        hooks.load_listener_modules()
         idle_wait = 0.0
         try:
             while True:

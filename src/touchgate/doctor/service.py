@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from ..delivery.client import HttpResult, get_client
+from ..delivery.protocol import batch_size_of
 from ..errors import InvalidInput
 from ..models.base import utcnow
 from ..runtime import Runtime
@@ -37,7 +38,7 @@ def prepare(session: Session, runtime: Runtime, project_id: int, touchpoint_id: 
         url=tp.url,
         token=touchpoints.auth_token(runtime.secrets, tp),
         secrets=tuple(touchpoints.signing_secrets(runtime.secrets, tp, utcnow())),
-        batch_size=int(tp.batch_size or 500),
+        batch_size=batch_size_of(tp.batch_size),
         timeout=float(tp.timeout_seconds or 15),
         receipt_mode="async" if receipt.get("mode") == "async" else "sync",
         receipt_url=receipt.get("url") or None,

@@ -3,7 +3,7 @@
 from .base import Base
 from .campaigns import Campaign as Campaign  # registers every campaigns table
 from .datastore import Attribute, Event, User
-from .delivery import Attempt, Order, OrderUser
+from .delivery import Attempt, Order, OrderResult
 from .plugins import Plugin
 from .projects import ApiKey, AuditEntry, Project, Space
 from .protection import TouchpointProtection
@@ -17,7 +17,7 @@ __all__ = [
     "Base",
     "Event",
     "Order",
-    "OrderUser",
+    "OrderResult",
     "Plugin",
     "Project",
     "Space",

@@ -1,4 +1,4 @@
-"""Orders (one per batch request), their per-user results and every attempt."""
+"""Orders (one per batch request), their users' final results and every attempt."""
 
 from __future__ import annotations
 
@@ -52,21 +52,24 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-class OrderUser(Base):
-    """A user's result in an order: pending → TOU_SUCC | TOU_FAIL."""
+class OrderResult(Base):
+    """A user's final result in an order, written once when it settles (append-only).
 
-    __tablename__ = "order_users"
-    # Campaign results look users up by gid across orders.
-    __table_args__ = (Index("ix_order_users_gid", "gid"),)
+    The users of an order are named by its frozen ``payload``; a user without a
+    row here is still pending. The primary key makes a second result for the
+    same user of the same order impossible. No foreign key to ``orders``: it
+    would cost a trigger per row on PostgreSQL, orders are never deleted, and
+    settlement writes a result only for an order it holds locked.
+    """
 
-    order_id: Mapped[int] = mapped_column(
-        ForeignKey("orders.id", ondelete="CASCADE"), primary_key=True
-    )
+    __tablename__ = "order_results"
+
+    order_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
     gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
-    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status: Mapped[str] = mapped_column(String(16))  # TOU_SUCC | TOU_FAIL
     error_msg: Mapped[str | None] = mapped_column(Text, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    settled_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Attempt(Base):

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from ..delivery.protocol import DEFAULT_BATCH_SIZE
 from .base import Base, JSONType, UTCDateTime, utcnow
 
 
@@ -26,7 +27,7 @@ class Touchpoint(Base):
     signing_secret_encrypted: Mapped[str] = mapped_column(Text)
     previous_signing_secret_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    batch_size: Mapped[int] = mapped_column(Integer, default=500)
+    batch_size: Mapped[int] = mapped_column(Integer, default=DEFAULT_BATCH_SIZE)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     timeout_seconds: Mapped[int] = mapped_column(Integer, default=15)
     retry_schedule: Mapped[list[int]] = mapped_column(JSONType)

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
+from ..delivery.protocol import DEFAULT_BATCH_SIZE, MAX_BATCH_SIZE
+from ..delivery.retry import DEFAULT_SCHEDULE
 from ..errors import FieldDetail
 from ..names import BIDI_CONTROLS
 
@@ -29,8 +31,7 @@ URL_MAX = 2048
 TOKEN_MAX = 1024
 MAX_RETRY_STEPS = 10
 MAX_RETRY_TOTAL_SECONDS = 72 * 3600
-DEFAULT_RETRY_SCHEDULE = [5, 30, 120, 600, 1800, 3600]
-DEFAULT_BATCH_SIZE = 100
+DEFAULT_RETRY_SCHEDULE = list(DEFAULT_SCHEDULE)
 DEFAULT_TIMEOUT_SECONDS = 15
 MAX_USER_ATTRIBUTES = 200
 MAX_TEMPLATE_PARAMS = 100
@@ -159,7 +160,7 @@ Name = Annotated[str, _text(NAME_MAX)]
 HttpUrl = Annotated[str, AfterValidator(check_http_url)]
 Token = Annotated[str, Field(max_length=TOKEN_MAX), AfterValidator(_check_token)]
 Description = Annotated[str, Field(max_length=DESCRIPTION_MAX), AfterValidator(_check_description)]
-BatchSize = Annotated[int, Field(ge=1, le=500)]
+BatchSize = Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)]
 TimeoutSeconds = Annotated[int, Field(ge=1, le=60)]
 RetrySchedule = Annotated[
     list[Annotated[int, Field(ge=1, le=MAX_RETRY_TOTAL_SECONDS)]],

@@ -5,7 +5,7 @@
 its requests' slots from it in one statement (delivery/ratelimit.py).
 
 Revision ID: 0012_rate_limit_slots
-Revises: 0010_users_without_project_fk
+Revises: 0011_order_results
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_rate_limit_slots"
-down_revision = "0010_users_without_project_fk"
+down_revision = "0011_order_results"
 branch_labels = None
 depends_on = None
 
