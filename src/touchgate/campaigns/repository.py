@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -367,15 +368,66 @@ def insert_entries(
     return int(entered), int(suppressed)
 
 
-def entered_gids_page(session: Session, run_id: int, after: int, limit: int) -> list[int]:
-    """The next page of a run's entered gids (keyset paging: no cursor stays open)."""
-    return list(
-        session.scalars(
-            select(CampaignEntry.gid)
-            .where(CampaignEntry.run_id == run_id, CampaignEntry.gid > after)
-            .order_by(CampaignEntry.gid)
-            .limit(limit)
+def add_entry_pages(
+    session: Session,
+    *,
+    campaign_id: int,
+    run_id: int,
+    step_id: str,
+    due_at: datetime,
+    page: int,
+) -> int:
+    """The run's entered users after the first ``page`` (see ``first_entry_page``)
+    reach its first step: one due row (``kind = step``) per ``page`` users in gid
+    order, written by one INSERT … SELECT (the gids never pass through Python here).
+    Each is then routed in its own short transaction, so the delivery worker starts
+    on the first page while later ones are routed, and a crash mid-way leaves the
+    pages not yet done. Returns how many due rows."""
+    numbered = (
+        select(
+            CampaignEntry.gid,
+            ((func.row_number().over(order_by=CampaignEntry.gid) - 1) // page).label("page"),
         )
+        .where(CampaignEntry.run_id == run_id)
+        .subquery("numbered")
+    )
+    if dialect_name(session) == "postgresql":
+        gids: Any = func.jsonb_agg(aggregate_order_by(numbered.c.gid, numbered.c.gid))
+    else:
+        gids = func.json_group_array(numbered.c.gid)
+    rows = (
+        select(
+            literal(campaign_id),
+            literal(run_id, BigInteger()),
+            literal(step_id),
+            literal("step"),
+            _ts(due_at),
+            gids,
+            literal(False),
+        )
+        .select_from(numbered)
+        .where(numbered.c.page > 0)
+        .group_by(numbered.c.page)
+    )
+    result = session.execute(
+        insert(CampaignDue)
+        .from_select(
+            ["campaign_id", "run_id", "step_id", "kind", "due_at", "gids", "fallback"], rows
+        )
+        .returning(CampaignDue.id)
+    )
+    return len(result.all())
+
+
+def first_entry_page(session: Session, run_id: int, page: int) -> list[int]:
+    """The run's first ``page`` entered gids (the rest: ``add_entry_pages``)."""
+    return list(
+        session.execute(
+            select(CampaignEntry.gid)
+            .where(CampaignEntry.run_id == run_id)
+            .order_by(CampaignEntry.gid)
+            .limit(page)
+        ).scalars()
     )
 
 

@@ -2,9 +2,13 @@
 through the strategy tree and hand them to sending; and the preview, the same walk
 without sending.
 
-Users move through the tree in pages of gids (keyset-paged from the run's entries,
-so memory stays bounded and no cursor stays open while orders are written). Every
-statement works on a page at once: no per-user round trip, no ORM object per user.
+A run selects its audience and routes its first page of entered users in one
+transaction, and leaves the others as pages of due work at the first step
+(``repo.add_entry_pages``); each is then routed and sent in its own short
+transaction (``run_due``), so the delivery worker
+starts on the first page at once, writers on SQLite take turns, memory stays
+bounded, and a crash mid-way leaves only the pages not yet done. Every statement
+works on a page at once: no per-user round trip, no ORM object per user.
 """
 
 from __future__ import annotations
@@ -165,10 +169,17 @@ def execute_run(
     now: datetime,
     entrants: repo.Rows | None = None,
 ) -> None:
-    """Select the audience of a run (participation applied) and start everyone on it.
+    """Select the audience of a run (participation applied), start the first page of
+    entered users on its first step and queue the others, page by page (``run_due``
+    routes them).
     ``entrants``: ``(gid, event_id)`` of the users who did the triggering event."""
+    started = time.monotonic()
     ctx = _context(session, campaign, run_id, now)
     content = ctx.content
+    # Pages are routed after this transaction: a touchpoint that is gone breaks the
+    # run here, before anyone enters (and the campaign is closed), not page by page.
+    for touchpoint_id in sorted(content.touchpoint_ids()):
+        ctx.touchpoint(touchpoint_id)
     catalogue = repo.catalogue(session, campaign.project_id)
     every = (
         content.participation.days
@@ -191,20 +202,25 @@ def execute_run(
     ctx.tally.add("targeted", entered + suppressed)
     ctx.tally.add("entered", entered)
     ctx.tally.add("suppressed", suppressed, reason=repo.PARTICIPATION)
-    router = _router(ctx)
-    after = 0
-    started = time.monotonic()
-    while page := repo.entered_gids_page(session, run_id, after, PAGE):
-        dispatch(ctx, router, content.strategy, page)
-        ctx.flush()
-        after = page[-1]
+    # The first page is routed (and sent) in this transaction, as a small run is
+    # whole; the others become due work, each routed in its own transaction.
+    dispatch(ctx, _router(ctx), content.strategy, repo.first_entry_page(session, run_id, PAGE))
+    pages = repo.add_entry_pages(
+        session,
+        campaign_id=campaign.id,
+        run_id=run_id,
+        step_id=content.strategy.id,
+        due_at=now,
+        page=PAGE,
+    )
     ctx.flush()
     log.info(
-        "campaign %s run %s: %d entered, %d suppressed (%.1fs)",
+        "campaign %s run %s: %d entered, %d suppressed, %d more pages to route (%.1fs)",
         campaign.id,
         run_id,
         entered,
         suppressed,
+        pages,
         time.monotonic() - started,
     )
 

@@ -93,7 +93,9 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
     with runtime.tx() as session:
         due_ids = repo.due_ids(session, now, DUE_PER_TICK)
     for due_id in due_ids:
-        result = _guarded(runtime, None, partial(runner.run_due, due_id=due_id, now=now))
+        with runtime.tx() as session:
+            owner = repo.due_campaign(session, due_id)
+        result = _guarded(runtime, owner, partial(runner.run_due, due_id=due_id, now=now))
         if result is True:
             report.due += 1
     with runtime.tx() as session:
