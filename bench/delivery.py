@@ -265,7 +265,10 @@ def touchgate_run(
 CAMPAIGN_PARAMS = [
     {"key": "title", "name": "Title", "type": "text", "required": True},
     {"key": "amount", "name": "Amount", "type": "number", "required": True},
+    {"key": "startDate", "name": "Start date", "type": "text", "required": True},
 ]
+# The engine mode's temData: no placeholder, so both modes render the same bodies.
+CAMPAIGN_TEM_DATA = {"title": "Member birthday coupon", "amount": 100, "startDate": "2026-12-01"}
 ADMIN_TOKEN = "tg-bench-admin-token"
 
 
@@ -426,9 +429,7 @@ def campaign_run(
                 "id": "s1",
                 "mode": "first_success",
                 "timing": {"type": "now"},
-                "channels": [
-                    {"touchpoint_id": tid, "params": {"title": "Hi {{memberId}}", "amount": 100}}
-                ],
+                "channels": [{"touchpoint_id": tid, "params": CAMPAIGN_TEM_DATA}],
             },
         }
         r = api.post(campaigns, json=body)

@@ -119,12 +119,14 @@ def screen(
     With ``record`` the allowed users' messages are written as counted; without it
     (the preview) nothing is written and nobody is locked."""
     if rules.blocked is not None:
-        blocked = {g for g in gids if g in rules.blocked}
+        blocked = {g for g in gids if g in rules.blocked} if rules.blocked else set()
     else:
         blocked = repo.blocked_gids(session, project_id, touchpoint_id, gids)
-    out = Screened(allowed=[g for g in gids if g not in blocked])
     if blocked:
+        out = Screened(allowed=[g for g in gids if g not in blocked])
         out.suppressed[BLOCKLIST] = [g for g in gids if g in blocked]
+    else:
+        out = Screened(allowed=list(gids))
     if rules.anti_disturb and rules.quiet_hours is not None and out.allowed:
         until = quiet_until(rules.quiet_hours, tz, now)
         if until is not None:

@@ -308,6 +308,15 @@ def insert_entries(
     ``entrants`` (event triggers): ``(gid, event_id)`` of the users who did the
     triggering event, the event kept with the entry for event splits. Returns the
     entered and suppressed counts."""
+    # A campaign's first run: nobody entered before, so participation holds everyone
+    # and nothing is suppressed for it (two statements and a lookup per user saved).
+    first_run = not session.scalar(
+        select(
+            exists().where(CampaignEntry.campaign_id == campaign_id, CampaignEntry.run_id != run_id)
+        )
+    )
+    if first_run:
+        participation = true()
     source: Any = User
     event_id: Any = literal(None, BigInteger())
     if entrants is not None:
@@ -345,11 +354,12 @@ def insert_entries(
         .select_from(source)
         .where(User.project_id == project_id, audience, ~exists(this_run))
     )
-    session.execute(
-        insert(CampaignSuppression).from_select(
-            ["campaign_id", "run_id", "gid", "reason", "at"], suppressed_sel
+    if not first_run:
+        session.execute(
+            insert(CampaignSuppression).from_select(
+                ["campaign_id", "run_id", "gid", "reason", "at"], suppressed_sel
+            )
         )
-    )
     if dialect_name(session) == "postgresql":
         # The rows just written are invisible to the planner's statistics, which would
         # then choose sequential scans for every page of this run.
@@ -357,7 +367,9 @@ def insert_entries(
     # Counted afterwards: an ORM-level INSERT … SELECT does not report a reliable rowcount.
     entered = session.scalar(select(func.count()).where(CampaignEntry.run_id == run_id)) or 0
     suppressed = (
-        session.scalar(
+        0
+        if first_run
+        else session.scalar(
             select(func.count()).where(
                 CampaignSuppression.run_id == run_id,
                 CampaignSuppression.reason == PARTICIPATION,
@@ -491,18 +503,24 @@ def insert_step_users(
     outcome: str,
     now: datetime,
 ) -> None:
-    """Record users reaching a step: one INSERT … SELECT from the run's entries (every
-    user moving through a run's steps entered it), not a row per user from Python."""
+    """Record users reaching a step (users of the run): one INSERT … SELECT from the
+    gids passed as one parameter, not a row per user from Python."""
     if not gids:
         return
-    rows = select(
-        CampaignEntry.run_id,
-        literal(step_id),
-        CampaignEntry.gid,
-        CampaignEntry.campaign_id,
-        literal(outcome),
-        _ts(now),
-    ).where(CampaignEntry.run_id == run_id, gid_in(session, CampaignEntry.gid, gids))
+    source, gid = gid_rows(session, gids)
+    rows = (
+        select(
+            literal(run_id, BigInteger()),
+            literal(step_id),
+            gid,
+            literal(campaign_id),
+            literal(outcome),
+            _ts(now),
+        )
+        .select_from(source)
+        # Always a WHERE: SQLite reads "… FROM x ON CONFLICT" as a join otherwise.
+        .where(true())
+    )
     stmt = _insert_ignore(session, CampaignStepUser, ["run_id", "step_id", "gid"])
     session.execute(
         stmt.from_select(["run_id", "step_id", "gid", "campaign_id", "outcome", "at"], rows)
@@ -538,17 +556,16 @@ def add_due(
     )
 
 
-def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
-    """Due work of running campaigns (paused ones keep theirs until resumed)."""
-    return list(
-        session.scalars(
-            select(CampaignDue.id)
-            .join(Campaign, Campaign.id == CampaignDue.campaign_id)
-            .where(CampaignDue.due_at <= now, Campaign.status == "running")
-            .order_by(CampaignDue.due_at, CampaignDue.id)
-            .limit(limit)
-        )
-    )
+def due_work(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:
+    """``(due id, campaign id)`` of the due work of running campaigns, in order."""
+    rows = session.execute(
+        select(CampaignDue.id, CampaignDue.campaign_id)
+        .join(Campaign, Campaign.id == CampaignDue.campaign_id)
+        .where(CampaignDue.due_at <= now, Campaign.status == "running")
+        .order_by(CampaignDue.due_at, CampaignDue.id)
+        .limit(limit)
+    ).all()
+    return [(int(due_id), int(campaign_id)) for due_id, campaign_id in rows]
 
 
 def claim_due(session: Session, due_id: int) -> CampaignDue | None:

@@ -91,11 +91,9 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
         elif result is not None:
             report.runs += 1
     with runtime.tx() as session:
-        due_ids = repo.due_ids(session, now, DUE_PER_TICK)
-    for due_id in due_ids:
-        with runtime.tx() as session:
-            owner = repo.due_campaign(session, due_id)
-        result = _guarded(runtime, owner, partial(runner.run_due, due_id=due_id, now=now))
+        due_work = repo.due_work(session, now, DUE_PER_TICK)
+    for due_id, campaign_id in due_work:
+        result = _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
         if result is True:
             report.due += 1
     with runtime.tx() as session:
