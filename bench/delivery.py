@@ -389,6 +389,15 @@ def setup_campaign(
     return pid, sid, tid
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (less noisy than the wall clock on
+    a shared machine)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Start the process's peak RSS afresh (Linux: ``clear_refs`` 5), so the set-up
     does not count."""
@@ -407,7 +416,7 @@ def campaign_run(
     concurrency: int,
     receiver_url: str,
     verbose: bool,
-) -> tuple[float, bool]:
+) -> tuple[float, bool, float]:
     """Publish a "send now" campaign to everyone; seconds until every result is
     settled and the stats agree."""
     import httpx
@@ -437,6 +446,7 @@ def campaign_run(
             raise SystemExit(f"campaign: {r.status_code} {r.text}")
         cid = r.json()["id"]
         rss_reset = reset_peak_rss(serve_pid)
+        cpu_before = cpu_seconds(serve_pid)
         started = time.perf_counter()
         for action in ("submit", "publish"):
             r = api.post(f"{campaigns}/{cid}/{action}")
@@ -462,17 +472,18 @@ def campaign_run(
             if now - started > 3600:
                 raise SystemExit(f"not settled after an hour: {stats}")
         elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(serve_pid) - cpu_before
         if not (stats["targeted"] == stats["entered"] == stats["sent"] == users):
             raise SystemExit(f"stats disagree: {stats}")
         if stats["succeeded"] != users or stats["failed"] != 0:
             raise SystemExit(f"not every user succeeded: {stats}")
-        return elapsed, rss_reset
+        return elapsed, rss_reset, cpu
 
 
 def campaign_mode(args: Any, url: str, data_dir: str, receiver_url: str, raw: float) -> None:
     serve, base = start_serve(url, data_dir, args.concurrency)
     try:
-        elapsed, rss_reset = campaign_run(
+        elapsed, rss_reset, cpu = campaign_run(
             base, serve.pid, args.users, args.batch, args.concurrency, receiver_url, args.verbose
         )
         rss = peak_rss_mb(serve.pid)
@@ -482,6 +493,7 @@ def campaign_mode(args: Any, url: str, data_dir: str, receiver_url: str, raw: fl
     tg = args.users / elapsed
     print(f"(b) campaign publish → settled: {tg:9,.0f} users/s  ({elapsed:.1f} s)", flush=True)
     print(f"    ratio b/a:               {tg / raw:12.2f}")
+    print(f"    CPU of serve:            {cpu:12.1f} s ({args.users / cpu:,.0f} users per CPU s)")
     during = "from the publish on" if rss_reset else "including the set-up"
     print(f"    peak RSS of serve:       {rss:12.0f} MB ({during})")
 

@@ -128,15 +128,18 @@ def dispatch(ctx: RunContext, router: Router, step: Any, gids: Sequence[int]) ->
     """Users reach ``step``: record them at every step they reach now, and send."""
     for reached, users in router.route(step, gids):
         control = isinstance(reached, SendStep) and reached.is_control
-        repo.insert_step_users(
-            ctx.session,
-            campaign_id=ctx.campaign.id,
-            run_id=ctx.run_id,
-            step_id=reached.id,
-            gids=users,
-            outcome="control" if control else "entered",
-            now=ctx.now,
-        )
+        if isinstance(reached, SendStep) and reached.keeps_user_state:
+            # Only mode ``all`` keeps a row per user at the step (its deliveries
+            # still open); every step's users are counted (``tally``).
+            repo.insert_step_users(
+                ctx.session,
+                campaign_id=ctx.campaign.id,
+                run_id=ctx.run_id,
+                step_id=reached.id,
+                gids=users,
+                outcome="entered",
+                now=ctx.now,
+            )
         ctx.tally.add("entered", len(users), step=reached.id)
         if control:
             ctx.tally.add("control", len(users), step=reached.id)

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..db import dialect_name
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..runtime import Runtime
@@ -34,6 +35,10 @@ log = logging.getLogger("touchgate.campaigns.scheduler")
 
 TICK_SECONDS = 1.0
 DUE_PER_TICK = 200
+# On SQLite, after each piece of due work, pause this many times as long as it took
+# (at most SQLITE_TURN_MAX seconds of it) so the delivery worker gets the write lock.
+SQLITE_TURN = 1.0
+SQLITE_TURN_MAX = 0.5
 # Housekeeping (folding counters, forgetting what caps no longer look at) runs at
 # most this often per process.
 MAINTENANCE_SECONDS = 600.0
@@ -92,8 +97,16 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
             report.runs += 1
     with runtime.tx() as session:
         due_work = repo.due_work(session, now, DUE_PER_TICK)
+        sqlite = dialect_name(session) == "sqlite"
     for due_id, campaign_id in due_work:
+        started = time.monotonic()
         result = _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
+        if sqlite:
+            # SQLite has one writer, and a writer waiting for the lock polls with
+            # growing sleeps: back to back, the pages of a big run would keep the
+            # delivery worker from settling (and claiming) until the last one. A
+            # pause as long as the page gives it its turn, so both move together.
+            time.sleep(min(time.monotonic() - started, SQLITE_TURN_MAX) * SQLITE_TURN)
         if result is True:
             report.due += 1
     with runtime.tx() as session:
