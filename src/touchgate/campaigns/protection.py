@@ -54,8 +54,10 @@ QUIET_HOURS = "quiet_hours"
 FREQUENCY_CAP = "frequency_cap"
 PARTICIPATION = "participation"
 REASONS = (FREQUENCY_CAP, QUIET_HOURS, BLOCKLIST, PARTICIPATION)
-# Blocklists up to this size are read once per piece of work and kept in memory.
-BLOCKLIST_IN_MEMORY = 100_000
+# Blocklists up to this size are read once per piece of work (a page of a run, a
+# settlement) and kept in memory; larger ones are looked up for each page's gids, so
+# a page never reads more than about a page of blocklist.
+BLOCKLIST_IN_MEMORY = 5_000
 
 
 def quiet_until(window: QuietHours, tz: ZoneInfo, now: datetime) -> datetime | None:
