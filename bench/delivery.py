@@ -447,6 +447,7 @@ def campaign_run(
         cid = r.json()["id"]
         rss_reset = reset_peak_rss(serve_pid)
         cpu_before = cpu_seconds(serve_pid)
+        refused = 0
         started = time.perf_counter()
         for action in ("submit", "publish"):
             r = api.post(f"{campaigns}/{cid}/{action}")
@@ -457,8 +458,15 @@ def campaign_run(
         last = started
         while True:
             time.sleep(0.25)
-            stats = api.get(f"{campaigns}/{cid}/stats").json()
+            r = api.get(f"{campaigns}/{cid}/stats")
             now = time.perf_counter()
+            if r.status_code != 200:
+                # What a user would see meanwhile (e.g. SQLite busy for 30 s).
+                refused += 1
+                if verbose:
+                    print(f"    {now - started:6.1f} s: stats {r.status_code}", file=sys.stderr)
+                continue
+            stats = r.json()
             if verbose and now - last >= 5:
                 last = now
                 print(
@@ -473,6 +481,8 @@ def campaign_run(
                 raise SystemExit(f"not settled after an hour: {stats}")
         elapsed = time.perf_counter() - started
         cpu = cpu_seconds(serve_pid) - cpu_before
+        if refused:
+            print(f"    stats requests refused during the run: {refused}", flush=True)
         if not (stats["targeted"] == stats["entered"] == stats["sent"] == users):
             raise SystemExit(f"stats disagree: {stats}")
         if stats["succeeded"] != users or stats["failed"] != 0:

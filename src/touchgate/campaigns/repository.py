@@ -114,13 +114,14 @@ def get_campaign(session: Session, space_id: int, campaign_id: int) -> Campaign 
     return campaign if campaign is not None and campaign.space_id == space_id else None
 
 
-def lock_campaign(session: Session, campaign_id: int) -> Campaign | None:
-    """Re-read a campaign, locked for this transaction on PostgreSQL."""
+def lock_campaign(session: Session, campaign_id: int, *, shared: bool = False) -> Campaign | None:
+    """Re-read a campaign, locked for this transaction on PostgreSQL (``shared``: other
+    shared holders go on at once; a change of the campaign, e.g. a pause, waits)."""
     query = (
         select(Campaign).where(Campaign.id == campaign_id).execution_options(populate_existing=True)
     )
     if dialect_name(session) == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(read=shared)
     return session.scalars(query).first()
 
 

@@ -334,7 +334,9 @@ def run_due(session: Session, due_id: int, now: datetime) -> bool:
     campaign_id = repo.due_campaign(session, due_id)
     if campaign_id is None:
         return False
-    campaign = repo.lock_campaign(session, campaign_id)
+    # Shared: pieces of due work of one campaign (the pages of a run) go on side by
+    # side; a pause or a close waits for them.
+    campaign = repo.lock_campaign(session, campaign_id, shared=True)
     if campaign is None or campaign.status != "running":
         return False
     row = repo.claim_due(session, due_id)
