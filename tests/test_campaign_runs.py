@@ -592,6 +592,12 @@ def test_a_big_run_is_routed_page_by_page(
         ]
         assert [g for _, _, gids in pages for g in gids] == everyone[7:]
 
+        # A tick that has spent its time leaves the pages for the next one, at once.
+        monkeypatch.setattr(scheduler, "DUE_SECONDS", 0.0)
+        report = scheduler.tick(runtime, at)
+        assert (report.due, report.more) == (0, True)
+        monkeypatch.setattr(scheduler, "DUE_SECONDS", 5.0)
+
         failing = everyone[20]
         real_start_send = runner.start_send
 
@@ -601,7 +607,8 @@ def test_a_big_run_is_routed_page_by_page(
             real_start_send(ctx, step, gids)
 
         monkeypatch.setattr(runner, "start_send", start_send)
-        assert scheduler.tick(runtime, at).due == 4
+        report = scheduler.tick(runtime, at)
+        assert (report.due, report.more) == (4, False)
         monkeypatch.setattr(runner, "start_send", real_start_send)
         assert scheduler.tick(runtime, at).due == 1
         stats = wait_for(lambda: _settled(client, base, cid, len(everyone)), what="all settled")

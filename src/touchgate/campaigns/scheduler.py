@@ -40,6 +40,8 @@ DUE_PER_TICK = 200
 # (at most SQLITE_TURN_MAX seconds of it) so the delivery worker gets the write lock.
 SQLITE_TURN = 0.5
 SQLITE_TURN_MAX = 0.5
+# A tick starts no more due work after this many seconds (the next tick goes on).
+DUE_SECONDS = 5.0
 # Pieces of due work done at once on PostgreSQL.
 DUE_THREADS = 2
 # Housekeeping (folding counters, forgetting what caps no longer look at) runs at
@@ -57,6 +59,8 @@ class TickReport:
     due: int = 0
     finished: int = 0
     closed: int = 0
+    # Due work left for the next tick (this one spent its DUE_SECONDS): no pause.
+    more: bool = False
 
 
 def _guarded(runtime: Runtime, campaign_id: int | None, work: Callable[[Session], Any]) -> Any:
@@ -101,8 +105,16 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
     with runtime.tx() as session:
         due_work = repo.due_work(session, now, DUE_PER_TICK)
         sqlite = dialect_name(session) == "sqlite"
+    report.more = len(due_work) == DUE_PER_TICK
+
+    # A big run's pages are spread over ticks, so other campaigns start on time and a
+    # stop is not held up by a whole run.
+    deadline = time.monotonic() + DUE_SECONDS
 
     def do(work: tuple[int, int]) -> Any:
+        if time.monotonic() > deadline:
+            report.more = True
+            return None
         due_id, campaign_id = work
         return _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
 
@@ -115,6 +127,8 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
     for work in due_work:
         started = time.monotonic()
         result = do(work)
+        if report.more:
+            break
         if sqlite:
             # SQLite has one writer, and a writer waiting for the lock polls with
             # growing sleeps: back to back, the pages of a big run would keep the
@@ -149,8 +163,9 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
     """Tick until ``stop`` is set (the worker command and ``serve`` run this)."""
     maintained = float("-inf")
     while not stop.is_set():
+        more = False
         try:
-            await asyncio.to_thread(tick, runtime)
+            more = (await asyncio.to_thread(tick, runtime)).more
         except Exception:
             log.exception("campaign scheduler tick failed")
         if time.monotonic() - maintained >= MAINTENANCE_SECONDS:
@@ -162,7 +177,7 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
         # Wait in short slices and re-read the interval each time, so an embedding
         # process can slow its own scheduler down and speed it up again.
         started = time.monotonic()
-        while not stop.is_set():
+        while not stop.is_set() and not more:
             every = (
                 interval
                 if interval is not None
