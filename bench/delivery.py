@@ -2,12 +2,20 @@
 
     .venv/bin/python bench/delivery.py [--users 1000000] [--batch 500] [--concurrency 8]
         [--database-url postgresql://postgres@127.0.0.1:5432/tg_bench] [--profile out.prof]
+        [--mode engine|campaign]
 
 (a) the raw limit: a bare aiohttp loop posting pre-built bodies of the same
     size to the same receiver, with the same concurrency;
 (b) Touchgate: from ``enqueue_delivery`` of N users (already in the store) to
     every per-user result settled in the database, with a worker running — in
     a child process whose peak RSS is reported.
+
+``--mode campaign`` replaces (b) with what a user sees: ``touchgate serve`` (API,
+scheduler and worker in one process) on the same database; a project, a touchpoint
+and N users are set up through its API (not measured), then a "send now" campaign to
+everyone is published through the API, and the time runs from the publish request
+until every result is settled and the campaign's stats agree (succeeded = N,
+nothing pending). Peak RSS is the served process's (``VmHWM``).
 
 The receiver (``bench/receiver.py``) runs in its own process and answers
 TOU_SUCC for every user. Default database: a temporary SQLite file. A
@@ -252,6 +260,254 @@ def touchgate_run(
     out.send({"elapsed": elapsed, "rss_mb": rss_kb / 1024})
 
 
+# --- (b) campaign mode: publish → settled through a served process -------------------------
+
+CAMPAIGN_PARAMS = [
+    {"key": "title", "name": "Title", "type": "text", "required": True},
+    {"key": "amount", "name": "Amount", "type": "number", "required": True},
+    {"key": "startDate", "name": "Start date", "type": "text", "required": True},
+]
+# The engine mode's temData: no placeholder, so both modes render the same bodies.
+CAMPAIGN_TEM_DATA = {"title": "Member birthday coupon", "amount": 100, "startDate": "2026-12-01"}
+ADMIN_TOKEN = "tg-bench-admin-token"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_serve(url: str, data_dir: str, concurrency: int) -> tuple[subprocess.Popen[str], str]:
+    """``touchgate serve`` on a free port (API, scheduler and delivery worker)."""
+    import os
+
+    port = free_port()
+    env = {
+        **os.environ,
+        "TOUCHGATE_DATABASE_URL": url,
+        "TOUCHGATE_SECRET_KEY": "bench",
+        "TOUCHGATE_ADMIN_TOKEN": ADMIN_TOKEN,
+        "TOUCHGATE_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "TOUCHGATE_WORKER_CONCURRENCY": str(concurrency * 2),
+        "TOUCHGATE_DATA_DIR": data_dir,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "touchgate.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(Path(data_dir) / "serve.log", "w"),  # noqa: SIM115
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    import httpx
+
+    deadline = time.monotonic() + 120
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit(f"serve exited; see {data_dir}/serve.log")
+        try:
+            if httpx.get(base + "/healthz", timeout=2).status_code == 200:
+                return proc, base
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("serve did not start")
+        time.sleep(0.2)
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def setup_campaign(
+    api: Any, users: int, batch: int, concurrency: int, receiver_url: str
+) -> tuple[int, int, int]:
+    """Project, space, catalogue, touchpoint and N users through the API;
+    returns (project, space, touchpoint) ids."""
+
+    def ok(r: Any) -> Any:
+        if r.status_code >= 300:
+            raise SystemExit(f"{r.request.method} {r.request.url}: {r.status_code} {r.text}")
+        return r.json()
+
+    pid = ok(api.post("/projects", json={"name": "bench", "approval_required": False}))["id"]
+    sid = ok(api.post(f"/projects/{pid}/spaces", json={"name": "bench"}))["id"]
+    for key in ("memberId", "phone", "city"):
+        ok(
+            api.post(
+                f"/projects/{pid}/attributes",
+                json={"key": key, "name": key, "type": "string", "kind": "attribute"},
+            )
+        )
+    tid = ok(
+        api.post(
+            f"/projects/{pid}/touchpoints",
+            json={
+                "name": "bench",
+                "type": "benefit",
+                "transport": "http",
+                "url": receiver_url,
+                "token": "token",
+                "batch_size": batch,
+                "timeout_seconds": 30,
+                "retry_schedule": [1, 5, 30],
+                "max_in_flight": concurrency,
+                "user_attributes": ["memberId", "phone"],
+                "template_params": CAMPAIGN_PARAMS,
+            },
+        )
+    )["id"]
+    ok(api.put(f"/projects/{pid}/touchpoints/{tid}/spaces", json={"space_ids": [sid]}))
+    step = 200_000
+    for start in range(1, users + 1, step):
+        body = b"\n".join(
+            orjson.dumps(
+                {
+                    "gid": g,
+                    "attributes": {
+                        "memberId": f"M{g:09d}",
+                        "phone": f"130{g:08d}",
+                        "city": "Shanghai",
+                    },
+                }
+            )
+            for g in range(start, min(start + step, users + 1))
+        )
+        ok(
+            api.post(
+                f"/projects/{pid}/users/import",
+                content=body,
+                headers={"Content-Type": "application/x-ndjson"},
+            )
+        )
+    return pid, sid, tid
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (less noisy than the wall clock on
+    a shared machine)."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Start the process's peak RSS afresh (Linux: ``clear_refs`` 5), so the set-up
+    does not count."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def campaign_run(
+    base: str,
+    serve_pid: int,
+    users: int,
+    batch: int,
+    concurrency: int,
+    receiver_url: str,
+    verbose: bool,
+) -> tuple[float, bool, float]:
+    """Publish a "send now" campaign to everyone; seconds until every result is
+    settled and the stats agree."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=base + "/api/v1", headers=headers, timeout=600) as api:
+        t0 = time.perf_counter()
+        pid, sid, tid = setup_campaign(api, users, batch, concurrency, receiver_url)
+        print(f"    (set up through the API in {time.perf_counter() - t0:.1f} s, not measured)")
+        campaigns = f"/projects/{pid}/spaces/{sid}/campaigns"
+        body = {
+            "name": "Bench: everyone, now",
+            "trigger": {"type": "once"},
+            "audience": {"match": "all"},
+            "participation": {"mode": "once"},
+            "anti_disturb": True,
+            "strategy": {
+                "type": "send",
+                "id": "s1",
+                "mode": "first_success",
+                "timing": {"type": "now"},
+                "channels": [{"touchpoint_id": tid, "params": CAMPAIGN_TEM_DATA}],
+            },
+        }
+        r = api.post(campaigns, json=body)
+        if r.status_code != 201:
+            raise SystemExit(f"campaign: {r.status_code} {r.text}")
+        cid = r.json()["id"]
+        rss_reset = reset_peak_rss(serve_pid)
+        cpu_before = cpu_seconds(serve_pid)
+        refused = 0
+        started = time.perf_counter()
+        for action in ("submit", "publish"):
+            r = api.post(f"{campaigns}/{cid}/{action}")
+            if r.status_code != 200:
+                raise SystemExit(f"{action}: {r.status_code} {r.text}")
+            if action == "submit" and r.json()["status"] != "awaiting_publish":
+                raise SystemExit(f"submit: {r.json()['status']}")
+        last = started
+        while True:
+            time.sleep(0.25)
+            r = api.get(f"{campaigns}/{cid}/stats")
+            now = time.perf_counter()
+            if r.status_code != 200:
+                # What a user would see meanwhile (e.g. SQLite busy for 30 s).
+                refused += 1
+                if verbose:
+                    print(f"    {now - started:6.1f} s: stats {r.status_code}", file=sys.stderr)
+                continue
+            stats = r.json()
+            if verbose and now - last >= 5:
+                last = now
+                print(
+                    f"    {now - started:6.1f} s: entered {stats['entered']:,}, sent "
+                    f"{stats['sent']:,}, succeeded {stats['succeeded']:,}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            if stats["succeeded"] + stats["failed"] >= users and stats["pending"] == 0:
+                break
+            if now - started > 3600:
+                raise SystemExit(f"not settled after an hour: {stats}")
+        elapsed = time.perf_counter() - started
+        cpu = cpu_seconds(serve_pid) - cpu_before
+        if refused:
+            print(f"    stats requests refused during the run: {refused}", flush=True)
+        if not (stats["targeted"] == stats["entered"] == stats["sent"] == users):
+            raise SystemExit(f"stats disagree: {stats}")
+        if stats["succeeded"] != users or stats["failed"] != 0:
+            raise SystemExit(f"not every user succeeded: {stats}")
+        return elapsed, rss_reset, cpu
+
+
+def campaign_mode(args: Any, url: str, data_dir: str, receiver_url: str, raw: float) -> None:
+    serve, base = start_serve(url, data_dir, args.concurrency)
+    try:
+        elapsed, rss_reset, cpu = campaign_run(
+            base, serve.pid, args.users, args.batch, args.concurrency, receiver_url, args.verbose
+        )
+        rss = peak_rss_mb(serve.pid)
+    finally:
+        serve.terminate()
+        serve.wait(60)
+    tg = args.users / elapsed
+    print(f"(b) campaign publish → settled: {tg:9,.0f} users/s  ({elapsed:.1f} s)", flush=True)
+    print(f"    ratio b/a:               {tg / raw:12.2f}")
+    print(f"    CPU of serve:            {cpu:12.1f} s ({args.users / cpu:,.0f} users per CPU s)")
+    during = "from the publish on" if rss_reset else "including the set-up"
+    print(f"    peak RSS of serve:       {rss:12.0f} MB ({during})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Touchgate delivery benchmark")
     parser.add_argument("--users", type=int, default=1_000_000)
@@ -260,6 +516,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--database-url", default=None)
     parser.add_argument("--profile", default=None, help="write a cProfile of (b) here")
     parser.add_argument("--verbose", action="store_true", help="print progress of (b)")
+    parser.add_argument(
+        "--mode",
+        choices=["engine", "campaign"],
+        default="engine",
+        help="engine: enqueue → settled; campaign: publish through the API → settled",
+    )
     args = parser.parse_args(argv)
 
     tmp = tempfile.TemporaryDirectory(prefix="tg-bench-")
@@ -282,6 +544,9 @@ def main(argv: list[str] | None = None) -> None:
         )
         raw = asyncio.run(raw_loop(receiver_url, args.users, args.batch, args.concurrency))
         print(f"(a) raw aiohttp loop:        {raw:12,.0f} users/s", flush=True)
+        if args.mode == "campaign":
+            campaign_mode(args, url, tmp.name, receiver_url, raw)
+            return
         t0 = time.perf_counter()
         tp_id = setup_store(url, args.users, args.batch, args.concurrency, receiver_url)
         print(f"    (store set up in {time.perf_counter() - t0:.1f} s, not measured)", flush=True)

@@ -279,11 +279,7 @@ def test_a_cap_holds_for_two_campaigns_published_at_the_same_moment(
             if timing == "now":
                 return lambda session: runner.fire(session, cid, at)
             with runtime.tx() as session:
-                [due_id] = [
-                    d
-                    for d in repo.due_ids(session, due, 10)
-                    if repo.due_campaign(session, d) == cid
-                ]
+                [due_id] = [d for d, c in repo.due_work(session, due, 10) if c == cid]
             return lambda session: runner.run_due(session, due_id, due)
 
         if timing == "delay":

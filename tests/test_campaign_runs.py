@@ -23,11 +23,12 @@ from test_campaign_support import (
     send_step,
     wait_for,
 )
-from touchgate.campaigns import scheduler
+from touchgate.campaigns import repository as repo
+from touchgate.campaigns import runner, scheduler
 from touchgate.campaigns.router import ab_bucket
 from touchgate.models import Order, Touchpoint
 from touchgate.models.base import utcnow
-from touchgate.models.campaigns import CampaignEntry, CampaignRun, CampaignWait
+from touchgate.models.campaigns import CampaignDue, CampaignEntry, CampaignRun, CampaignWait
 from touchgate.runtime import Runtime
 
 CITIES = ["Shanghai", "Beijing", "Shenzhen", None]
@@ -549,3 +550,68 @@ def test_event_without_trigger(
         assert waits() == 0
         stats = client.get(f"{base}/{cid}/stats").json()
         assert stats["entered"] == 3
+
+
+def test_a_big_run_is_routed_page_by_page(
+    client: httpx.Client, world: dict[str, Any], runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The run's own transaction routes the first page; the other entered users wait
+    as due pages, each routed in its own transaction: a page that fails stays for the
+    next tick while the others go out, and every user is sent exactly once."""
+    pid, sid, base = world["pid"], world["sid"], world["base"]
+    monkeypatch.setattr(runner, "PAGE", 7)
+    everyone = sorted(USERS)
+    at = (utcnow() + timedelta(days=1)).replace(microsecond=0)
+    with running_receiver(Receiver()) as rx:
+        tid = make_touchpoint(client, pid, rx.url, [sid], batch_size=5)
+        body = campaign_body(
+            tid, audience={"match": "all"}, trigger={"type": "once", "at": at.isoformat()}
+        )
+        cid = client.post(base, json=body).json()["id"]
+        assert _publish(client, base, cid)["status"] == "not_started"
+        with runtime.tx() as session:
+            assert repo.start_due_campaigns(session, at) == 1
+        with runtime.tx() as session:
+            assert runner.fire(session, cid, at) is not None
+        with runtime.tx() as session:
+            pages = session.execute(
+                select(CampaignDue.kind, CampaignDue.step_id, CampaignDue.gids)
+                .where(CampaignDue.campaign_id == cid)
+                .order_by(CampaignDue.id)
+            ).all()
+            queued = session.scalar(
+                select(func.sum(Order.user_count)).where(Order.campaign_id == cid)
+            )
+        assert queued == 7
+        assert [(kind, step, len(gids)) for kind, step, gids in pages] == [
+            ("step", "s1", 7),
+            ("step", "s1", 7),
+            ("step", "s1", 7),
+            ("step", "s1", 7),
+            ("step", "s1", 5),
+        ]
+        assert [g for _, _, gids in pages for g in gids] == everyone[7:]
+
+        # A tick that has spent its time leaves the pages for the next one, at once.
+        monkeypatch.setattr(scheduler, "DUE_SECONDS", 0.0)
+        report = scheduler.tick(runtime, at)
+        assert (report.due, report.more) == (0, True)
+        monkeypatch.setattr(scheduler, "DUE_SECONDS", 5.0)
+
+        failing = everyone[20]
+        real_start_send = runner.start_send
+
+        def start_send(ctx: Any, step: Any, gids: Any) -> None:
+            if failing in gids:
+                raise RuntimeError("the page fails")
+            real_start_send(ctx, step, gids)
+
+        monkeypatch.setattr(runner, "start_send", start_send)
+        report = scheduler.tick(runtime, at)
+        assert (report.due, report.more) == (4, False)
+        monkeypatch.setattr(runner, "start_send", real_start_send)
+        assert scheduler.tick(runtime, at).due == 1
+        stats = wait_for(lambda: _settled(client, base, cid, len(everyone)), what="all settled")
+        assert sorted(rx.gids()) == everyone
+        assert stats["entered"] == stats["succeeded"] == len(everyone)
+        assert stats["by_step"]["s1"]["entered"] == len(everyone)

@@ -794,6 +794,12 @@ class SendStep(StepBase):
     def is_control(self) -> bool:
         return isinstance(self.timing, NoTiming)
 
+    @property
+    def keeps_user_state(self) -> bool:
+        """Mode ``all`` through several touchpoints: each user's open deliveries are
+        kept (``campaign_step_users``) until the last one settles."""
+        return self.mode == "all" and len(self.channels) > 1 and not self.is_control
+
     def children(self) -> list[tuple[tuple[str | int, ...], AnyStep]]:
         return [(("next",), self.next)] if self.next is not None else []
 

@@ -54,8 +54,10 @@ QUIET_HOURS = "quiet_hours"
 FREQUENCY_CAP = "frequency_cap"
 PARTICIPATION = "participation"
 REASONS = (FREQUENCY_CAP, QUIET_HOURS, BLOCKLIST, PARTICIPATION)
-# Blocklists up to this size are read once per piece of work and kept in memory.
-BLOCKLIST_IN_MEMORY = 100_000
+# Blocklists up to this size are read once per piece of work (a page of a run, a
+# settlement) and kept in memory; larger ones are looked up for each page's gids, so
+# a page never reads more than about a page of blocklist.
+BLOCKLIST_IN_MEMORY = 5_000
 
 
 def quiet_until(window: QuietHours, tz: ZoneInfo, now: datetime) -> datetime | None:
@@ -119,12 +121,14 @@ def screen(
     With ``record`` the allowed users' messages are written as counted; without it
     (the preview) nothing is written and nobody is locked."""
     if rules.blocked is not None:
-        blocked = {g for g in gids if g in rules.blocked}
+        blocked = {g for g in gids if g in rules.blocked} if rules.blocked else set()
     else:
         blocked = repo.blocked_gids(session, project_id, touchpoint_id, gids)
-    out = Screened(allowed=[g for g in gids if g not in blocked])
     if blocked:
+        out = Screened(allowed=[g for g in gids if g not in blocked])
         out.suppressed[BLOCKLIST] = [g for g in gids if g in blocked]
+    else:
+        out = Screened(allowed=list(gids))
     if rules.anti_disturb and rules.quiet_hours is not None and out.allowed:
         until = quiet_until(rules.quiet_hours, tz, now)
         if until is not None:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -115,13 +116,14 @@ def get_campaign(session: Session, space_id: int, campaign_id: int) -> Campaign 
     return campaign if campaign is not None and campaign.space_id == space_id else None
 
 
-def lock_campaign(session: Session, campaign_id: int) -> Campaign | None:
-    """Re-read a campaign, locked for this transaction on PostgreSQL."""
+def lock_campaign(session: Session, campaign_id: int, *, shared: bool = False) -> Campaign | None:
+    """Re-read a campaign, locked for this transaction on PostgreSQL (``shared``: other
+    shared holders go on at once; a change of the campaign, e.g. a pause, waits)."""
     query = (
         select(Campaign).where(Campaign.id == campaign_id).execution_options(populate_existing=True)
     )
     if dialect_name(session) == "postgresql":
-        query = query.with_for_update()
+        query = query.with_for_update(read=shared)
     return session.scalars(query).first()
 
 
@@ -309,6 +311,15 @@ def insert_entries(
     ``entrants`` (event triggers): ``(gid, event_id)`` of the users who did the
     triggering event, the event kept with the entry for event splits. Returns the
     entered and suppressed counts."""
+    # A campaign's first run: nobody entered before, so participation holds everyone
+    # and nothing is suppressed for it (two statements and a lookup per user saved).
+    first_run = not session.scalar(
+        select(
+            exists().where(CampaignEntry.campaign_id == campaign_id, CampaignEntry.run_id != run_id)
+        )
+    )
+    if first_run:
+        participation = true()
     source: Any = User
     event_id: Any = literal(None, BigInteger())
     if entrants is not None:
@@ -346,11 +357,12 @@ def insert_entries(
         .select_from(source)
         .where(User.project_id == project_id, audience, ~exists(this_run))
     )
-    session.execute(
-        insert(CampaignSuppression).from_select(
-            ["campaign_id", "run_id", "gid", "reason", "at"], suppressed_sel
+    if not first_run:
+        session.execute(
+            insert(CampaignSuppression).from_select(
+                ["campaign_id", "run_id", "gid", "reason", "at"], suppressed_sel
+            )
         )
-    )
     if dialect_name(session) == "postgresql":
         # The rows just written are invisible to the planner's statistics, which would
         # then choose sequential scans for every page of this run.
@@ -358,7 +370,9 @@ def insert_entries(
     # Counted afterwards: an ORM-level INSERT … SELECT does not report a reliable rowcount.
     entered = session.scalar(select(func.count()).where(CampaignEntry.run_id == run_id)) or 0
     suppressed = (
-        session.scalar(
+        0
+        if first_run
+        else session.scalar(
             select(func.count()).where(
                 CampaignSuppression.run_id == run_id,
                 CampaignSuppression.reason == PARTICIPATION,
@@ -369,15 +383,66 @@ def insert_entries(
     return int(entered), int(suppressed)
 
 
-def entered_gids_page(session: Session, run_id: int, after: int, limit: int) -> list[int]:
-    """The next page of a run's entered gids (keyset paging: no cursor stays open)."""
-    return list(
-        session.scalars(
-            select(CampaignEntry.gid)
-            .where(CampaignEntry.run_id == run_id, CampaignEntry.gid > after)
-            .order_by(CampaignEntry.gid)
-            .limit(limit)
+def add_entry_pages(
+    session: Session,
+    *,
+    campaign_id: int,
+    run_id: int,
+    step_id: str,
+    due_at: datetime,
+    page: int,
+) -> int:
+    """The run's entered users after the first ``page`` (see ``first_entry_page``)
+    reach its first step: one due row (``kind = step``) per ``page`` users in gid
+    order, written by one INSERT … SELECT (the gids never pass through Python here).
+    Each is then routed in its own short transaction, so the delivery worker starts
+    on the first page while later ones are routed, and a crash mid-way leaves the
+    pages not yet done. Returns how many due rows."""
+    numbered = (
+        select(
+            CampaignEntry.gid,
+            ((func.row_number().over(order_by=CampaignEntry.gid) - 1) // page).label("page"),
         )
+        .where(CampaignEntry.run_id == run_id)
+        .subquery("numbered")
+    )
+    if dialect_name(session) == "postgresql":
+        gids: Any = func.jsonb_agg(aggregate_order_by(numbered.c.gid, numbered.c.gid))
+    else:
+        gids = func.json_group_array(numbered.c.gid)
+    rows = (
+        select(
+            literal(campaign_id),
+            literal(run_id, BigInteger()),
+            literal(step_id),
+            literal("step"),
+            _ts(due_at),
+            gids,
+            literal(False),
+        )
+        .select_from(numbered)
+        .where(numbered.c.page > 0)
+        .group_by(numbered.c.page)
+    )
+    result = session.execute(
+        insert(CampaignDue)
+        .from_select(
+            ["campaign_id", "run_id", "step_id", "kind", "due_at", "gids", "fallback"], rows
+        )
+        .returning(CampaignDue.id)
+    )
+    return len(result.all())
+
+
+def first_entry_page(session: Session, run_id: int, page: int) -> list[int]:
+    """The run's first ``page`` entered gids (the rest: ``add_entry_pages``)."""
+    return list(
+        session.execute(
+            select(CampaignEntry.gid)
+            .where(CampaignEntry.run_id == run_id)
+            .order_by(CampaignEntry.gid)
+            .limit(page)
+        ).scalars()
     )
 
 
@@ -428,18 +493,24 @@ def insert_step_users(
     outcome: str,
     now: datetime,
 ) -> None:
-    """Record users reaching a step: one INSERT … SELECT from the run's entries (every
-    user moving through a run's steps entered it), not a row per user from Python."""
+    """Record users reaching a step (users of the run): one INSERT … SELECT from the
+    gids passed as one parameter, not a row per user from Python."""
     if not gids:
         return
-    rows = select(
-        CampaignEntry.run_id,
-        literal(step_id),
-        CampaignEntry.gid,
-        CampaignEntry.campaign_id,
-        literal(outcome),
-        _ts(now),
-    ).where(CampaignEntry.run_id == run_id, gid_in(session, CampaignEntry.gid, gids))
+    source, gid = gid_rows(session, gids)
+    rows = (
+        select(
+            literal(run_id, BigInteger()),
+            literal(step_id),
+            gid,
+            literal(campaign_id),
+            literal(outcome),
+            _ts(now),
+        )
+        .select_from(source)
+        # Always a WHERE: SQLite reads "… FROM x ON CONFLICT" as a join otherwise.
+        .where(true())
+    )
     stmt = _insert_ignore(session, CampaignStepUser, ["run_id", "step_id", "gid"])
     session.execute(
         stmt.from_select(["run_id", "step_id", "gid", "campaign_id", "outcome", "at"], rows)
@@ -475,17 +546,16 @@ def add_due(
     )
 
 
-def due_ids(session: Session, now: datetime, limit: int) -> list[int]:
-    """Due work of running campaigns (paused ones keep theirs until resumed)."""
-    return list(
-        session.scalars(
-            select(CampaignDue.id)
-            .join(Campaign, Campaign.id == CampaignDue.campaign_id)
-            .where(CampaignDue.due_at <= now, Campaign.status == "running")
-            .order_by(CampaignDue.due_at, CampaignDue.id)
-            .limit(limit)
-        )
-    )
+def due_work(session: Session, now: datetime, limit: int) -> list[tuple[int, int]]:
+    """``(due id, campaign id)`` of the due work of running campaigns, in order."""
+    rows = session.execute(
+        select(CampaignDue.id, CampaignDue.campaign_id)
+        .join(Campaign, Campaign.id == CampaignDue.campaign_id)
+        .where(CampaignDue.due_at <= now, Campaign.status == "running")
+        .order_by(CampaignDue.due_at, CampaignDue.id)
+        .limit(limit)
+    ).all()
+    return [(int(due_id), int(campaign_id)) for due_id, campaign_id in rows]
 
 
 def claim_due(session: Session, due_id: int) -> CampaignDue | None:

@@ -2,9 +2,13 @@
 through the strategy tree and hand them to sending; and the preview, the same walk
 without sending.
 
-Users move through the tree in pages of gids (keyset-paged from the run's entries,
-so memory stays bounded and no cursor stays open while orders are written). Every
-statement works on a page at once: no per-user round trip, no ORM object per user.
+A run selects its audience and routes its first page of entered users in one
+transaction, and leaves the others as pages of due work at the first step
+(``repo.add_entry_pages``); each is then routed and sent in its own short
+transaction (``run_due``), so the delivery worker
+starts on the first page at once, writers on SQLite take turns, memory stays
+bounded, and a crash mid-way leaves only the pages not yet done. Every statement
+works on a page at once: no per-user round trip, no ORM object per user.
 """
 
 from __future__ import annotations
@@ -113,15 +117,18 @@ def dispatch(ctx: RunContext, router: Router, step: Any, gids: Sequence[int]) ->
     """Users reach ``step``: record them at every step they reach now, and send."""
     for reached, users in router.route(step, gids):
         control = isinstance(reached, SendStep) and reached.is_control
-        repo.insert_step_users(
-            ctx.session,
-            campaign_id=ctx.campaign.id,
-            run_id=ctx.run_id,
-            step_id=reached.id,
-            gids=users,
-            outcome="control" if control else "entered",
-            now=ctx.now,
-        )
+        if isinstance(reached, SendStep) and reached.keeps_user_state:
+            # Only mode ``all`` keeps a row per user at the step (its deliveries
+            # still open); every step's users are counted (``tally``).
+            repo.insert_step_users(
+                ctx.session,
+                campaign_id=ctx.campaign.id,
+                run_id=ctx.run_id,
+                step_id=reached.id,
+                gids=users,
+                outcome="entered",
+                now=ctx.now,
+            )
         ctx.tally.add("entered", len(users), step=reached.id)
         if control:
             ctx.tally.add("control", len(users), step=reached.id)
@@ -154,10 +161,17 @@ def execute_run(
     now: datetime,
     entrants: repo.Rows | None = None,
 ) -> None:
-    """Select the audience of a run (participation applied) and start everyone on it.
+    """Select the audience of a run (participation applied), start the first page of
+    entered users on its first step and queue the others, page by page (``run_due``
+    routes them).
     ``entrants``: ``(gid, event_id)`` of the users who did the triggering event."""
+    started = time.monotonic()
     ctx = _context(session, campaign, run_id, now)
     content = ctx.content
+    # Pages are routed after this transaction: a touchpoint that is gone breaks the
+    # run here, before anyone enters (and the campaign is closed), not page by page.
+    for touchpoint_id in sorted(content.touchpoint_ids()):
+        ctx.touchpoint(touchpoint_id)
     catalogue = repo.catalogue(session, campaign.project_id)
     every = (
         content.participation.days
@@ -180,20 +194,25 @@ def execute_run(
     ctx.tally.add("targeted", entered + suppressed)
     ctx.tally.add("entered", entered)
     ctx.tally.add("suppressed", suppressed, reason=repo.PARTICIPATION)
-    router = _router(ctx)
-    after = 0
-    started = time.monotonic()
-    while page := repo.entered_gids_page(session, run_id, after, PAGE):
-        dispatch(ctx, router, content.strategy, page)
-        ctx.flush()
-        after = page[-1]
+    # The first page is routed (and sent) in this transaction, as a small run is
+    # whole; the others become due work, each routed in its own transaction.
+    dispatch(ctx, _router(ctx), content.strategy, repo.first_entry_page(session, run_id, PAGE))
+    pages = repo.add_entry_pages(
+        session,
+        campaign_id=campaign.id,
+        run_id=run_id,
+        step_id=content.strategy.id,
+        due_at=now,
+        page=PAGE,
+    )
     ctx.flush()
     log.info(
-        "campaign %s run %s: %d entered, %d suppressed (%.1fs)",
+        "campaign %s run %s: %d entered, %d suppressed, %d more pages to route (%.1fs)",
         campaign.id,
         run_id,
         entered,
         suppressed,
+        pages,
         time.monotonic() - started,
     )
 
@@ -304,7 +323,9 @@ def run_due(session: Session, due_id: int, now: datetime) -> bool:
     campaign_id = repo.due_campaign(session, due_id)
     if campaign_id is None:
         return False
-    campaign = repo.lock_campaign(session, campaign_id)
+    # Shared: pieces of due work of one campaign (the pages of a run) go on side by
+    # side; a pause or a close waits for them.
+    campaign = repo.lock_campaign(session, campaign_id, shared=True)
     if campaign is None or campaign.status != "running":
         return False
     row = repo.claim_due(session, due_id)

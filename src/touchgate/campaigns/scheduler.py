@@ -16,6 +16,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -23,6 +24,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from ..db import dialect_name
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..outage import database_error, describe
@@ -35,6 +37,14 @@ log = logging.getLogger("touchgate.campaigns.scheduler")
 
 TICK_SECONDS = 1.0
 DUE_PER_TICK = 200
+# On SQLite, after each piece of due work, pause half as long as it took
+# (at most SQLITE_TURN_MAX seconds of it) so the delivery worker gets the write lock.
+SQLITE_TURN = 0.5
+SQLITE_TURN_MAX = 0.5
+# A tick starts no more due work after this many seconds (the next tick goes on).
+DUE_SECONDS = 5.0
+# Pieces of due work done at once on PostgreSQL.
+DUE_THREADS = 2
 # Housekeeping (folding counters, forgetting what caps no longer look at) runs at
 # most this often per process.
 MAINTENANCE_SECONDS = 600.0
@@ -50,6 +60,8 @@ class TickReport:
     due: int = 0
     finished: int = 0
     closed: int = 0
+    # Due work left for the next tick (this one spent its DUE_SECONDS): no pause.
+    more: bool = False
 
 
 def _guarded(runtime: Runtime, campaign_id: int | None, work: Callable[[Session], Any]) -> Any:
@@ -92,9 +104,39 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
         elif result is not None:
             report.runs += 1
     with runtime.tx() as session:
-        due_ids = repo.due_ids(session, now, DUE_PER_TICK)
-    for due_id in due_ids:
-        result = _guarded(runtime, None, partial(runner.run_due, due_id=due_id, now=now))
+        due_work = repo.due_work(session, now, DUE_PER_TICK)
+        sqlite = dialect_name(session) == "sqlite"
+    report.more = len(due_work) == DUE_PER_TICK
+
+    # A big run's pages are spread over ticks, so other campaigns start on time and a
+    # stop is not held up by a whole run.
+    deadline = time.monotonic() + DUE_SECONDS
+
+    def do(work: tuple[int, int]) -> Any:
+        if time.monotonic() > deadline:
+            report.more = True
+            return None
+        due_id, campaign_id = work
+        return _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
+
+    if not sqlite and len(due_work) > 1:
+        # PostgreSQL works on several pieces at once (while one waits for the
+        # database, another routes and renders), each in its own transaction.
+        with ThreadPoolExecutor(DUE_THREADS, thread_name_prefix="campaign-due") as pool:
+            report.due += sum(1 for result in pool.map(do, due_work) if result is True)
+        due_work = []
+    for work in due_work:
+        started = time.monotonic()
+        result = do(work)
+        if report.more:
+            break
+        if sqlite:
+            # SQLite has one writer, and a writer waiting for the lock polls with
+            # growing sleeps: back to back, the pages of a big run would keep the
+            # delivery worker from settling (and claiming) until the last one. A
+            # pause of half the page's time outlasts the waiter's next poll (sleeps of
+            # 25–100 ms) and gives it its turn, so both move together.
+            time.sleep(min(time.monotonic() - started, SQLITE_TURN_MAX) * SQLITE_TURN)
         if result is True:
             report.due += 1
     with runtime.tx() as session:
@@ -123,8 +165,9 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
     maintained = float("-inf")
     down_since: float | None = None  # the database is unreachable since then
     while not stop.is_set():
+        more = False
         try:
-            await asyncio.to_thread(tick, runtime)
+            more = (await asyncio.to_thread(tick, runtime)).more
         except Exception as exc:
             if database_error(exc) is None:
                 log.exception("campaign scheduler tick failed")
@@ -151,7 +194,7 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
         # Wait in short slices and re-read the interval each time, so an embedding
         # process can slow its own scheduler down and speed it up again.
         started = time.monotonic()
-        while not stop.is_set():
+        while not stop.is_set() and not more:
             every = interval if interval is not None else runtime.campaign_tick_seconds
             if every is None:
                 every = TICK_SECONDS

@@ -105,12 +105,12 @@ class CampaignEntry(Base):
 
 
 class CampaignStepUser(Base):
-    """A user reaching a step of a run; ``outcome`` is ``entered`` or ``control``
-    (a ``timing: none`` step: counted, not sent). No foreign keys (see CampaignEntry).
-
-    A send step in mode ``all`` keeps each user's deliveries still open (``open``)
-    and whether one of them succeeded (``ok``): the user's result for the step is
-    known when the last one settles."""
+    """A user at a send step in mode ``all`` (through several touchpoints) of a run:
+    the user's deliveries still open (``open``) and whether one of them succeeded
+    (``ok``); the user's result for the step is known when the last one settles.
+    Other steps keep no row per user (their users are counted in
+    ``campaign_counts``); rows written before kept ``outcome`` ``entered`` or
+    ``control``. No foreign keys (see CampaignEntry)."""
 
     __tablename__ = "campaign_step_users"
     __table_args__ = (Index("ix_campaign_step_users_campaign", "campaign_id", "step_id"),)
