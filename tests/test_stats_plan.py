@@ -34,7 +34,7 @@ from touchgate.runtime import Runtime
 
 N = 30
 OTHER_ROWS = 200_000
-PER_USER = ("order_users", "campaign_entries", "campaign_step_users", "campaign_suppressions",
+PER_USER = ("order_results", "campaign_entries", "campaign_step_users", "campaign_suppressions",
             "events", "sent_messages", "attempts", " users")  # fmt: skip
 STATS_TABLES = ("campaign_counts", "campaign_runs", "campaigns", "projects", "touchpoints")
 
