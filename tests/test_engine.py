@@ -33,7 +33,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
 )
 from touchgate.delivery import hooks
 from touchgate.delivery.enqueue import enqueue_delivery
-from touchgate.models import Order, OrderResult
+from touchgate.models import Order, OrderResult, User
 from touchgate.runtime import Runtime
 
 
@@ -98,6 +98,64 @@ def test_enqueue_users_directly_and_static_template(runtime: Runtime) -> None:
         "dynamicData": {"phone": "3"},
     }
     assert len(orjson.loads(payloads[2])) == 200
+
+
+ODD_VALUES: list[Any] = [
+    '130 ü "quoted" 100%',
+    1.5,
+    -7,
+    True,
+    None,
+    {"nested": [1, {"a": "b"}]},
+    ["x", 2],
+    "2026-12-01",
+]
+
+
+@pytest.mark.parametrize(
+    "gids",
+    [
+        [*range(10, 30), 45],  # a range read, the users in 30–44 left out
+        [12, 10, 11, 14, 13, 10, 15],  # dense, unordered, with a repeat
+        [*range(40, 60)],  # a range, 50–59 not in the store (sent with nulls)
+        [3, 40, 900, 7000, 99_999],  # sparse: looked up by gid
+    ],
+)
+def test_enqueue_without_placeholders_renders_the_same_entries(
+    runtime: Runtime, gids: list[int]
+) -> None:
+    """The entries the database helps render (values taken out as JSON text) equal
+    the ones ``data_entry`` makes from the attributes, whatever the values are."""
+    keys = ["phone", "odd", "missing", 'we"ird', "n.ested"]
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch", batch_size=4, user_attributes=keys)
+    stored = {
+        g: {"phone": f"p{g}", "odd": ODD_VALUES[g % len(ODD_VALUES)], "n.ested": g}
+        for g in [*range(1, 50), 900, 5000, 7000]
+    }
+    with runtime.tx() as s:
+        s.execute(
+            User.__table__.insert(),
+            [{"project_id": tp.project_id, "gid": g, "attributes": a} for g, a in stored.items()],
+        )
+    tem = {"title": "Same for all 100%", "amount": 1.5, "list": [1, "ü"]}
+    for plain_keys in (keys[:2], keys):  # the second has a key the fast path cannot name
+        tp.user_attributes = plain_keys
+        with runtime.tx() as s:
+            s.execute(Order.__table__.delete())
+            res = enqueue_delivery(s, touchpoint=tp, gids=iter(gids), tem_data=tem)
+        with runtime.tx() as s:
+            payloads = s.scalars(select(Order.payload).order_by(Order.id)).all()
+        sent = [e for p in payloads for e in orjson.loads(p)]
+        unique = list(dict.fromkeys(gids[:4])) + list(dict.fromkeys(gids[4:]))
+        assert res.user_count == len(unique) == len(sent)
+        assert sent == [
+            {
+                "gid": g,
+                "temData": tem,
+                "dynamicData": {k: stored.get(g, {}).get(k) for k in plain_keys},
+            }
+            for g in unique
+        ]
 
 
 def test_delivers_settles_reports_and_notifies(runtime: Runtime, endpoint: Endpoint) -> None:

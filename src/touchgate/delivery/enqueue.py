@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 from sqlalchemy.orm import Session
 
-from ..datastore.repository import user_attributes
+from ..datastore.repository import can_read_values, user_attributes, user_values
 from ..errors import Conflict, NotFound
 from ..models import Touchpoint
 from ..models.base import utcnow
@@ -75,6 +75,45 @@ def enqueue_delivery(
     order_nos: list[str] = []
     total = 0
 
+    def order_row(payload: bytes, users: int) -> dict[str, Any]:
+        order_no = protocol.new_order_no()
+        order_nos.append(order_no)
+        return {
+            "order_no": order_no,
+            "project_id": project_id,
+            "touchpoint_id": touchpoint.id,
+            "campaign_id": campaign_id,
+            "run_id": run_id,
+            "step_id": step_id,
+            "state": "sending",
+            "payload": payload,
+            "user_count": users,
+            "attempt_count": 0,
+            "next_attempt_at": now,
+            "replay_of": replay_of,
+            "context": context,
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    if gids is not None and not text_keys and can_read_values(dynamic_keys):
+        # The common case (no placeholders): the database takes each user's values
+        # out of the stored attributes as JSON text, and each entry is one ``%``.
+        template = protocol.entry_template(tem, dynamic_keys)
+        nobody = ("null",) * len(dynamic_keys)
+        for chunk in _chunks(gids, chunk_size):
+            values = user_values(session, project_id, chunk, dynamic_keys) if dynamic_keys else {}
+            order_rows: list[dict[str, Any]] = []
+            for start in range(0, len(chunk), batch):
+                part = list(dict.fromkeys(int(g) for g in chunk[start : start + batch]))
+                payload = protocol.render_entries(
+                    template, [values.get(g) or (g, *nobody) for g in part]
+                )
+                order_rows.append(order_row(payload, len(part)))
+                total += len(part)
+            repo.insert_orders(session, order_rows)
+        return EnqueueResult(order_nos=order_nos, user_count=total)
+
     def pairs() -> Iterator[list[tuple[int, Mapping[str, Any]]]]:
         if users is not None:
             yield from _chunks(users, chunk_size)
@@ -87,48 +126,29 @@ def enqueue_delivery(
 
     dumps = orjson.dumps
     for chunk in pairs():
-        order_rows: list[dict[str, Any]] = []
+        order_rows = []
         for start in range(0, len(chunk), batch):
-            part = chunk[start : start + batch]
-            if len({g for g, _ in part}) != len(part):
+            pairs_part = chunk[start : start + batch]
+            if len({g for g, _ in pairs_part}) != len(pairs_part):
                 # A gid twice in one batch would be one user sent twice under one
                 # orderNo (and collide on the per-user result): keep the first.
                 unique: dict[int, Mapping[str, Any]] = {}
-                for g, a in part:
+                for g, a in pairs_part:
                     unique.setdefault(g, a)
-                part = list(unique.items())
+                pairs_part = list(unique.items())
             if text_keys:
-                entries = [protocol.data_entry(g, a, dynamic_keys, tem, text_keys) for g, a in part]
+                entries = [
+                    protocol.data_entry(g, a, dynamic_keys, tem, text_keys) for g, a in pairs_part
+                ]
             else:
                 # temData is the same object for everyone; orjson encodes the
                 # whole batch in one C call.
                 entries = [
                     {"gid": g, "temData": tem, "dynamicData": {k: a.get(k) for k in dynamic_keys}}
-                    for g, a in part
+                    for g, a in pairs_part
                 ]
-            payload = dumps(entries)
-            order_no = protocol.new_order_no()
-            order_nos.append(order_no)
-            order_rows.append(
-                {
-                    "order_no": order_no,
-                    "project_id": project_id,
-                    "touchpoint_id": touchpoint.id,
-                    "campaign_id": campaign_id,
-                    "run_id": run_id,
-                    "step_id": step_id,
-                    "state": "sending",
-                    "payload": payload,
-                    "user_count": len(part),
-                    "attempt_count": 0,
-                    "next_attempt_at": now,
-                    "replay_of": replay_of,
-                    "context": context,
-                    "created_at": now,
-                    "updated_at": now,
-                }
-            )
-            total += len(part)
+            order_rows.append(order_row(dumps(entries), len(pairs_part)))
+            total += len(pairs_part)
         # The payload names the order's users: no row per user until it settles.
         repo.insert_orders(session, order_rows)
     return EnqueueResult(order_nos=order_nos, user_count=total)
