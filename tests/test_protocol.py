@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
 import orjson
 import pytest
@@ -203,3 +204,58 @@ def test_plugin_results_use_error_msg() -> None:
         order_no=ORDER,
     )
     assert reading.statuses == {1: (FAIL, "quota")}
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        # The usual answer: read in a few passes over the list.
+        [{"gid": g, "status": "TOU_SUCC", "errorMsg": ""} for g in range(1, 6)],
+        [
+            {"gid": 1, "status": "TOU_SUCC"},
+            {"gid": 2, "status": "TOU_FAIL", "errorMsg": 404},
+            {"gid": 3, "status": "TOU_FAIL", "error_msg": "quota"},
+            {"gid": 1, "status": "TOU_FAIL", "errorMsg": "twice: the last one counts"},
+        ],
+        # Anything else: read entry by entry.
+        [{"gid": 1, "status": "TOU_SUCC"}, {"gid": "2", "status": "TOU_SUCC"}],
+        [{"gid": 1, "status": "TOU_SUCC"}, {"gid": 77, "status": "TOU_SUCC"}],
+        [{"gid": 1, "status": "PENDING"}, {"gid": 2, "status": "TOU_SUCC"}],
+        [{"gid": 1, "status": ["TOU_SUCC"]}],
+        [{"gid": True, "status": "TOU_SUCC"}],
+        [{"gid": 1, "status": "TOU_SUCC"}, "not an object"],
+    ],
+)
+def test_every_answer_reads_as_entry_by_entry(entries: list[Any]) -> None:
+    """Whichever way an answer is read, its reading is what the entry-by-entry rules
+    give (written out here as the reference)."""
+    reading = protocol.read_document(
+        {"code": 0, "sendStatusList": entries}, [1, 2, 3, 4, 5], order_no=ORDER
+    )
+    expected: dict[int, tuple[str, str]] = {}
+    unexpected = []
+    for item in entries:
+        if not isinstance(item, dict):
+            assert reading.verdict is Verdict.FAIL_ALL
+            assert "not an object" in reading.reason
+            return
+        gid, status = item["gid"], item["status"]
+        if isinstance(gid, bool):
+            assert reading.verdict is Verdict.FAIL_ALL
+            return
+        if not isinstance(status, str):
+            assert reading.verdict is Verdict.FAIL_ALL
+            assert "expected TOU_SUCC" in reading.reason
+            return
+        gid = int(gid)
+        if gid not in range(1, 6):
+            unexpected.append(gid)
+        elif status != "PENDING":
+            err = item.get("errorMsg", item.get("error_msg"))
+            expected[gid] = (status, "" if err is None else str(err))
+    missing = [g for g in range(1, 6) if g not in expected]
+    expected.update({g: (FAIL, "no status returned") for g in missing})
+    assert reading.verdict is Verdict.RESULTS
+    assert list(reading.statuses.items()) == list(expected.items())
+    assert reading.unexpected_gids == unexpected
+    assert reading.missing_gids == missing

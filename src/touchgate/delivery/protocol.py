@@ -219,6 +219,28 @@ def read_response(
     return read_document(doc, batch_gids, order_no=order_no, mode=mode)
 
 
+_FINAL = frozenset({SUCC, FAIL})
+
+
+def _plain_statuses(raw_list: list[Any], wanted: set[int]) -> dict[int, tuple[str, str]] | None:
+    """The statuses of the usual answer in a few C-level passes (a full answer has
+    hundreds of entries): every entry an object with an integer gid of the batch and
+    a final status. None when any entry is otherwise (the entry-by-entry reading
+    then says what is wrong, or handles the strings, pendings and strangers)."""
+    if not all(type(item) is dict for item in raw_list):
+        return None
+    gids = [item.get("gid") for item in raw_list]
+    if not all(type(gid) is int for gid in gids) or not wanted.issuperset(gids):
+        return None
+    states = [item.get("status") for item in raw_list]
+    if not all(type(st) is str for st in states) or not _FINAL.issuperset(states):
+        return None
+    errors = [item.get("errorMsg", item.get("error_msg")) for item in raw_list]
+    if not all(type(err) is str for err in errors):
+        errors = ["" if err is None else str(err) for err in errors]
+    return dict(zip(gids, zip(states, errors, strict=True), strict=True))
+
+
 def read_document(
     doc: Any, batch_gids: Sequence[int], *, order_no: str, mode: str = "sync"
 ) -> Reading:
@@ -238,9 +260,10 @@ def read_document(
     if not isinstance(raw_list, list):
         return Reading(Verdict.FAIL_ALL, reason="'sendStatusList' is not a list", code=code)
     wanted = set(batch_gids)
-    statuses: dict[int, tuple[str, str]] = {}
     unexpected: list[int] = []
-    for item in raw_list:
+    plain = _plain_statuses(raw_list, wanted)
+    statuses: dict[int, tuple[str, str]] = {} if plain is None else plain
+    for item in raw_list if plain is None else ():
         if not isinstance(item, dict):
             return Reading(
                 Verdict.FAIL_ALL, reason="an entry of 'sendStatusList' is not an object", code=code
