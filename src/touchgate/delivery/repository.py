@@ -31,12 +31,11 @@ _attempts: Table = Attempt.__table__  # type: ignore[assignment]
 # --- enqueue -----------------------------------------------------------------
 
 
-def insert_orders(session: Session, rows: list[dict[str, Any]]) -> list[int]:
-    """Insert orders in one executemany and return their ids in the same order."""
-    if not rows:
-        return []
-    stmt = insert(_orders).returning(_orders.c.id, sort_by_parameter_order=True)
-    return [r[0] for r in session.execute(stmt, rows)]
+def insert_orders(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert orders in one executemany (no ids returned: nobody needs them, and
+    returning them in order costs a sort of the batch)."""
+    if rows:
+        session.execute(insert(_orders), rows)
 
 
 # --- reading -----------------------------------------------------------------
