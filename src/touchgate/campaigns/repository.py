@@ -16,6 +16,7 @@ from sqlalchemy import (
     Interval,
     Select,
     String,
+    Table,
     any_,
     bindparam,
     delete,
@@ -338,9 +339,13 @@ def insert_entries(
         .select_from(source)
         .where(User.project_id == project_id, audience, participation)
     )
-    session.execute(
-        insert(CampaignEntry).from_select(
-            ["campaign_id", "run_id", "gid", "status", "at", "event_id"], entered_sel
+    # The table's Core insert: its rowcount is the number of rows written (an
+    # ORM-level INSERT … SELECT does not report one), so no count of 1M rows follows.
+    entered = _rowcount(
+        session.execute(
+            insert(cast(Table, CampaignEntry.__table__)).from_select(
+                ["campaign_id", "run_id", "gid", "status", "at", "event_id"], entered_sel
+            )
         )
     )
     this_run = select(CampaignEntry.id).where(
@@ -367,8 +372,6 @@ def insert_entries(
         # The rows just written are invisible to the planner's statistics, which would
         # then choose sequential scans for every page of this run.
         session.execute(text("ANALYZE campaign_entries"))
-    # Counted afterwards: an ORM-level INSERT … SELECT does not report a reliable rowcount.
-    entered = session.scalar(select(func.count()).where(CampaignEntry.run_id == run_id)) or 0
     suppressed = (
         0
         if first_run
