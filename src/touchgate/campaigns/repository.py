@@ -343,9 +343,9 @@ def insert_entries(
     # ORM-level INSERT … SELECT does not report one), so no count of 1M rows follows.
     entered = _rowcount(
         session.execute(
-            insert(cast(Table, CampaignEntry.__table__)).from_select(
-                ["campaign_id", "run_id", "gid", "status", "at", "event_id"], entered_sel
-            )
+            insert(cast(Table, CampaignEntry.__table__))
+            .from_select(["campaign_id", "run_id", "gid", "status", "at", "event_id"], entered_sel)
+            .execution_options(preserve_rowcount=True)
         )
     )
     this_run = select(CampaignEntry.id).where(
