@@ -14,6 +14,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -23,11 +24,28 @@ from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..projects import service as projects
 from . import repository as repo
-from .content import SendStep
+from .content import CampaignContent, SendStep
 from .sending import CampaignBroken, RunContext, close_all_mode, deliver, move_on
 from .service import campaign_content, project_tz
 
 log = logging.getLogger("touchgate.campaigns")
+
+
+# Where a settlement transaction keeps what it has read about each campaign: one
+# settlement settles many orders of the same campaign, and its content (parsed) and
+# time zone do not change within a transaction.
+_SEEN = "touchgate.campaigns.settlement"
+
+
+def _campaign_of(session: Session, campaign: Campaign) -> tuple[CampaignContent, ZoneInfo]:
+    """The campaign's typed content and its project's time zone, read once per
+    transaction (the session lives for one)."""
+    seen: dict[int, tuple[CampaignContent, ZoneInfo]] = session.info.setdefault(_SEEN, {})
+    found = seen.get(campaign.id)
+    if found is None:
+        tz = project_tz(projects.get_project(session, campaign.project_id))
+        found = seen[campaign.id] = (campaign_content(campaign), tz)
+    return found
 
 
 class CampaignSettlementSink:
@@ -41,7 +59,7 @@ class CampaignSettlementSink:
         campaign = session.get(Campaign, order.campaign_id)
         if campaign is None or not results:
             return
-        content = campaign_content(campaign)
+        content, tz = _campaign_of(session, campaign)
         step = content.step(order.step_id)
         if not isinstance(step, SendStep):
             return
@@ -49,7 +67,6 @@ class CampaignSettlementSink:
         channel = int(context.get("channel", 0))
         fallback = bool(context.get("fallback", False))
         now = utcnow()
-        tz = project_tz(projects.get_project(session, campaign.project_id))
         ctx = RunContext(session, campaign, content, order.run_id, now, tz)
         succeeded = [r[0] for r in results if r[1] == SUCC]
         failed: dict[str, list[int]] = defaultdict(list)
