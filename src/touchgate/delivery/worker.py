@@ -18,7 +18,6 @@ lease from recording anything.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
@@ -30,12 +29,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import Runtime
-from . import hooks, protocol, receipts, service
+from . import breaker, hooks, protocol, receipts, service
 from . import repository as repo
 from .client import get_client
 from .receipts import TouchpointConfig
@@ -43,14 +44,11 @@ from .service import ClaimedOrder, Outcome
 
 log = logging.getLogger("touchgate.delivery.worker")
 
-# A claimed order must be settled before its lease ends, or another worker may
-# take it (harmless — the fence and the orderNo make it safe — but wasteful).
-DEFAULT_LEASE_SECONDS = 180.0
+# A short lease, renewed by the worker's heartbeat (every third of it) while the
+# worker lives: a killed worker's orders are due again within seconds.
+DEFAULT_LEASE_SECONDS = 15.0
 DEFAULT_IDLE_SECONDS = 0.5
 SETTLE_MAX = 500
-# Orders claimed per touchpoint beyond its in-flight limit, ready to go the
-# moment a slot frees (hides the claim round trip without hoarding orders).
-READY_PER_TOUCHPOINT = 2
 # Decrypted secrets are re-read at least this often (e.g. a rotation's grace period ends).
 TOUCHPOINT_CACHE_SECONDS = 60.0
 
@@ -106,18 +104,32 @@ class Worker:
         concurrency: int | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        breaker_rules: breaker.Rules = breaker.DEFAULT_RULES,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.runtime = runtime
         self.id = worker_id or default_worker_id()
         self.concurrency = concurrency or runtime.settings.worker_concurrency
         self.lease_seconds = lease_seconds
+        # Three heartbeats per lease: one late or lost beat does not lose the lease.
+        self.heartbeat_seconds = max(0.05, lease_seconds / 3)
         self.idle_seconds = idle_seconds
+        self.breaker_rules = breaker_rules
+        self.clock = clock
         self._in_flight = 0
         self._per_touchpoint: Counter[int] = Counter()
+        # Orders whose lease this worker holds: being sent, or answered and
+        # waiting for settlement. The heartbeat renews exactly these.
+        self._held: set[int] = set()
         self._queue: list[Outcome] = []
+        # What each answered request says about its touchpoint's health (HTTP only).
+        self._requests: dict[int, breaker.RequestResult] = {}
         self._queued = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._touchpoints: dict[int, _Cached] = {}
+        self._unhealthy: dict[int, breaker.Health] = {}
+        self._last_beat = time.monotonic()
+        self._outage = _Outage()
         self.settled_users = 0
         self.sent_orders = 0
 
@@ -128,30 +140,18 @@ class Worker:
         size = cached.config.max_in_flight if cached is not None else None
         return size or self.runtime.settings.per_touchpoint_in_flight
 
-    def _saturated(self, settling: list[Outcome]) -> list[int]:
-        """Touchpoints with their in-flight limit busy plus a small ready queue
-        (not counting the orders about to be settled).
-
-        Claiming more of them would only park orders (and their leases) behind
-        the client's per-touchpoint limit while other touchpoints' orders wait.
-        """
+    def _busy(self, settling: list[Outcome]) -> Counter[int]:
+        """Requests in flight per touchpoint (not counting the ones being settled)."""
         busy = Counter(self._per_touchpoint)
         busy.subtract(o.order.touchpoint_id for o in settling)
-        return [tid for tid, n in busy.items() if n >= self._limit(tid) + READY_PER_TOUCHPOINT]
+        return busy
 
-    def _claim_in(
-        self, session: Session, limit: int, skip: list[int]
-    ) -> list[tuple[ClaimedOrder, _Cached]]:
-        now = utcnow()
-        until = now + timedelta(seconds=self.lease_seconds)
-        clock = time.monotonic()
-        rows = repo.claim_due(session, self.id, now, until, limit, skip_touchpoints=skip)
-        if not rows:
-            return []
+    def _load_touchpoints(self, session: Session, ids: set[int], now: datetime) -> None:
         # The touchpoint rows are read on every claim (a few rows), so an edit
         # applies to the next attempt; decrypting secrets happens only when the
         # row changed.
-        for tp in repo.touchpoints_by_id(session, {r.touchpoint_id for r in rows}):
+        clock = time.monotonic()
+        for tp in repo.touchpoints_by_id(session, ids):
             version = (tp.created_at, tp.updated_at)
             cached = self._touchpoints.get(tp.id)
             if (
@@ -166,27 +166,104 @@ class Worker:
             self._touchpoints[tp.id] = _Cached(
                 touchpoint_config(self.runtime, tp, now), plugin_config, clock, version
             )
-        out = []
+
+    def _claim_in(
+        self, session: Session, free: int, busy: Counter[int]
+    ) -> list[tuple[ClaimedOrder, _Cached]]:
+        """Lease only what can be sent now: at most ``free`` orders, and per
+        touchpoint at most its free in-flight slots; none of a touchpoint whose
+        breaker is open (a probe once its cool-down is over)."""
+        now = self.clock()
+        until = now + timedelta(seconds=self.lease_seconds)
+        self._unhealthy = repo.unhealthy(session)
+        paused = [t for t, h in self._unhealthy.items() if h.state != breaker.CLOSED]
+        rows: list[Any] = []
+        for tid in paused:
+            h = self._unhealthy[tid]
+            if free - len(rows) <= 0 or not breaker.may_probe(h, now, self.breaker_rules):
+                continue
+            probe = repo.claim_one_of(session, self.id, tid, now, until)
+            if not probe:
+                continue
+            if repo.take_probe(session, tid, h, self.id, now):
+                log.info("touchpoint %d: cool-down over, sending one probe", tid)
+                rows.extend(probe)
+            else:
+                repo.release_leases(session, self.id, [probe[0].id])
+        skip = sorted({*paused, *(t for t, n in busy.items() if n >= self._limit(t))})
+        if free - len(rows) > 0:
+            rows.extend(
+                repo.claim_due(
+                    session, self.id, now, until, free - len(rows), skip_touchpoints=skip
+                )
+            )
+        if not rows:
+            return []
+        self._load_touchpoints(session, {r.touchpoint_id for r in rows}, now)
+        out: list[tuple[ClaimedOrder, _Cached]] = []
+        extra: list[int] = []
+        taking = Counter(busy)
         for r in rows:
             order = ClaimedOrder(**r._asdict())
             cached = self._touchpoints.get(order.touchpoint_id)
             if cached is None:  # the touchpoint row is gone (cascade deletes its orders)
                 continue
+            if taking[order.touchpoint_id] >= self._limit(order.touchpoint_id):
+                extra.append(order.id)  # no free slot: give it back, unsent
+                continue
+            taking[order.touchpoint_id] += 1
             out.append((order, cached))
+        repo.release_leases(session, self.id, extra)
         return out
 
+    def _apply_health(self, session: Session, outcomes: list[Outcome]) -> None:
+        """Count the settled requests against their touchpoints' breakers."""
+        per_touchpoint: dict[int, list[breaker.RequestResult]] = {}
+        for o in outcomes:
+            result = self._requests.get(o.order.id)
+            if result is not None:
+                per_touchpoint.setdefault(o.order.touchpoint_id, []).append(result)
+        # Healthy touchpoints answering fine cost no write at all.
+        touched = [
+            t
+            for t, results in per_touchpoint.items()
+            if t in self._unhealthy or any(r.failed for r in results)
+        ]
+        if not touched:
+            return
+        now = self.clock()
+        current = repo.lock_health(session, touched, now)
+        changed: dict[int, breaker.Health] = {}
+        for tid in touched:
+            before = current.get(tid, breaker.CLOSED_HEALTH)
+            after = breaker.after_requests(before, per_touchpoint[tid], now, self.breaker_rules)
+            if after != before:
+                changed[tid] = after
+                if after.state != before.state:
+                    _log_health(tid, before, after)
+        repo.save_health(session, changed)
+
     def _cycle(
-        self, outcomes: list[Outcome], limit: int, skip: list[int]
-    ) -> tuple[int, list[tuple[ClaimedOrder, _Cached]]]:
-        """Settle what finished and claim more, in ONE transaction (one write lock
-        on SQLite, one round trip of commits on PostgreSQL)."""
+        self,
+        outcomes: list[Outcome],
+        free: int,
+        busy: Counter[int],
+        renew: list[int] | None,
+    ) -> tuple[int, list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
+        """Renew leases (the heartbeat), settle what finished and claim more, in
+        ONE transaction (one write lock on SQLite, one commit on PostgreSQL)."""
         try:
             with self.runtime.tx() as session:
+                kept = None
+                if renew is not None:
+                    until = self.clock() + timedelta(seconds=self.lease_seconds)
+                    kept = repo.renew_leases(session, self.id, renew, until)
                 settled = service.settle(session, self.id, outcomes)
-                claimed = self._claim_in(session, limit, skip) if limit > 0 else []
-                return settled, claimed
+                self._apply_health(session, outcomes)
+                claimed = self._claim_in(session, free, busy) if free > 0 else []
+                return settled, claimed, kept
         except Exception as exc:
-            if len(outcomes) <= 1:
+            if len(outcomes) <= 1 or is_connection_error(exc):
                 raise
             # One bad settlement (a failing listener…) must not hold back the
             # others: settle them one by one, leave the failures to their leases.
@@ -196,17 +273,20 @@ class Worker:
                 try:
                     with self.runtime.tx() as session:
                         settled += service.settle(session, self.id, [outcome])
+                        self._apply_health(session, [outcome])
                 except Exception as one_exc:
+                    if is_connection_error(one_exc):
+                        raise
                     log.exception(
                         "order %s: settlement failed", outcome.order.order_no, exc_info=one_exc
                     )
-            return settled, []
+            return settled, [], None
 
     # --- sending ---------------------------------------------------------------------
 
     async def _attempt(self, order: ClaimedOrder, cached: _Cached) -> Outcome:
         tp = cached.config
-        at = utcnow()
+        at = self.clock()
         gids = order.batch_gids()
         if order.state == "polling":
             if order.receipt_deadline is not None and at >= order.receipt_deadline:
@@ -231,6 +311,10 @@ class Worker:
             timeout=tp.timeout_seconds,
             touchpoint_id=tp.id,
             max_in_flight=tp.max_in_flight,
+        )
+        self._requests[order.id] = breaker.RequestResult(
+            breaker.request_failed(res.status, res.error_kind),
+            res.error or (f"HTTP {res.status}" if res.status is not None else None),
         )
         return receipts.from_http(order, tp, kind, at, gids, res)
 
@@ -275,58 +359,103 @@ class Worker:
             log.exception("order %s: attempt crashed", order.order_no, exc_info=exc)
             self._in_flight -= 1
             self._per_touchpoint[order.touchpoint_id] -= 1
+            self._held.discard(order.id)
+            self._requests.pop(order.id, None)
             self._queued.set()
             return
         self._queue.append(outcome)
         self._queued.set()
 
-    # --- the loops ---------------------------------------------------------------------
+    # --- the loop ----------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim, send and settle until ``stop`` is set, then drain what is in flight."""
-        log.info("delivery worker %s started (concurrency %d)", self.id, self.concurrency)
+        """Claim, send and settle until ``stop`` is set, then drain what is in flight.
+
+        While the database is unreachable no new request starts; the answers of
+        requests already in flight wait in memory (at most ``concurrency`` of
+        them: nothing new is sent) and are settled when it is back, under the
+        lease fence.
+        """
+        log.info(
+            "delivery worker %s started (concurrency %d, lease %g s)",
+            self.id,
+            self.concurrency,
+            self.lease_seconds,
+        )
         hooks.load_listener_modules()
         idle_wait = 0.0
         try:
             while True:
                 if idle_wait:
                     self._queued.clear()
-                    if not self._queue:
+                    if not self._queue or self._outage.down:
                         # Once stopping, only outcomes matter (stop is already set).
                         watch = None if stop.is_set() else stop
-                        await _wait_any(watch, self._queued, timeout=idle_wait)
+                        # While the database is away, answers arriving do not
+                        # hurry the next try.
+                        answers = None if self._outage.down else self._queued
+                        await _wait_any(watch, answers, timeout=idle_wait)
                     idle_wait = 0.0
-                batch, self._queue = self._queue[:SETTLE_MAX], self._queue[SETTLE_MAX:]
+                down = self._outage.down
+                batch = self._queue[:SETTLE_MAX]
                 stopping = stop.is_set()
                 if stopping and not batch and self._in_flight == 0:
                     return
-                free = 0 if stopping else self.concurrency - (self._in_flight - len(batch))
-                if not batch and free <= 0:
-                    idle_wait = 1.0  # every slot busy: wait for an outcome
-                    continue
-                try:
-                    settled, claimed = await asyncio.to_thread(
-                        self._cycle, batch, free, self._saturated(batch)
+                if stopping and down and self._in_flight == len(self._queue):
+                    return  # every answer is in; the last try below settles or gives up
+                free = 0 if stopping or down else self.concurrency - (self._in_flight - len(batch))
+                beat_due = time.monotonic() - self._last_beat >= self.heartbeat_seconds
+                if not batch and free <= 0 and not beat_due and not down:
+                    # Every slot busy: wait for an outcome or the next heartbeat.
+                    idle_wait = max(
+                        0.01, self.heartbeat_seconds - (time.monotonic() - self._last_beat)
                     )
-                except Exception as exc:  # database away: the leases bring the orders back
+                    continue
+                renew = sorted(self._held) if beat_due or down else None
+                try:
+                    settled, claimed, kept = await asyncio.to_thread(
+                        self._cycle, batch, free, self._busy(batch), renew
+                    )
+                except Exception as exc:
+                    if is_connection_error(exc):
+                        # Keep the answers; try again shortly.
+                        self._outage.failed(exc, len(self._queue), self._in_flight)
+                        idle_wait = OUTAGE_RETRY_SECONDS
+                        continue
+                    # Unexpected: drop these outcomes; their leases expire and
+                    # another attempt sends the same orders again.
                     log.exception("worker cycle failed", exc_info=exc)
-                    settled, claimed = 0, []
+                    settled, claimed, kept = 0, [], None
                     idle_wait = 2.0
+                    for done in batch:
+                        self._held.discard(done.order.id)
+                        self._requests.pop(done.order.id, None)
+                if down:
+                    self._outage.recovered(len(batch))
+                if renew is not None:
+                    self._last_beat = time.monotonic()
+                    if kept is not None and len(kept) < len(renew):
+                        lost = len(set(renew) - kept)
+                        log.warning("heartbeat: %d lease(s) were taken by another worker", lost)
+                del self._queue[: len(batch)]
                 self.settled_users += settled
                 self.sent_orders += len(batch)
                 self._in_flight -= len(batch)
                 for done in batch:
                     self._per_touchpoint[done.order.touchpoint_id] -= 1
+                    self._held.discard(done.order.id)
+                    self._requests.pop(done.order.id, None)
                 for order, cached in claimed:
                     self._in_flight += 1
                     self._per_touchpoint[order.touchpoint_id] += 1
+                    self._held.add(order.id)
                     task = asyncio.create_task(self._run_one(order, cached))
                     self._tasks.add(task)
                     task.add_done_callback(self._tasks.discard)
                 if stopping:
                     idle_wait = idle_wait or 0.2
                 elif not claimed and not batch:
-                    idle_wait = self.idle_seconds  # nothing due: poll again later
+                    idle_wait = min(self.idle_seconds, self.heartbeat_seconds)  # nothing due
                 elif not self._queue and len(claimed) < free:
                     # Less work than room: let outcomes accumulate (bigger transactions).
                     idle_wait = min(0.02, self.idle_seconds)
@@ -334,9 +463,17 @@ class Worker:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._queue:
-                with contextlib.suppress(Exception):
-                    settled, _ = await asyncio.to_thread(self._cycle, self._queue, 0, [])
+                try:
+                    settled, _, _ = await asyncio.to_thread(
+                        self._cycle, self._queue, 0, Counter(), None
+                    )
                     self.settled_users += settled
+                except Exception as exc:
+                    log.warning(
+                        "stopping with %d answer(s) unsettled (%s); their orders are sent again",
+                        len(self._queue),
+                        _short(exc),
+                    )
                 self._queue = []
             log.info(
                 "delivery worker %s stopped (%d orders, %d users settled)",
@@ -344,6 +481,87 @@ class Worker:
                 self.sent_orders,
                 self.settled_users,
             )
+
+
+OUTAGE_RETRY_SECONDS = 1.0
+# While the database stays away, one reminder line this often.
+OUTAGE_REMINDER_SECONDS = 60.0
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Did this fail because the database cannot be reached (as opposed to a bug
+    or a bad statement)? Connection refused or closed, the database not
+    accepting connections, a terminated backend."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, DisconnectionError):
+        return True
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        if isinstance(cur, DBAPIError) and isinstance(cur.orig, psycopg.Error):
+            cur = cur.orig
+            continue
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _Outage:
+    """Says once that the database went away and once that it is back."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._reminded = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException, answers: int, in_flight: int) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self._reminded = now
+            log.warning(
+                "database unreachable (%s): no new requests; %d answer(s) kept, %d in flight",
+                _short(exc),
+                answers,
+                in_flight,
+            )
+        elif now - self._reminded >= OUTAGE_REMINDER_SECONDS:
+            self._reminded = now
+            log.warning(
+                "database still unreachable after %.0f s (%s); %d answer(s) kept",
+                now - self.since,
+                _short(exc),
+                answers,
+            )
+
+    def recovered(self, settled: int) -> None:
+        if self.since is None:
+            return
+        log.info(
+            "database reachable again after %.1f s; %d answer(s) kept meanwhile settled",
+            time.monotonic() - self.since,
+            settled,
+        )
+        self.since = None
+
+
+def _log_health(touchpoint_id: int, before: breaker.Health, after: breaker.Health) -> None:
+    if after.state == breaker.OPEN:
+        log.warning(
+            "touchpoint %d: deliveries paused (breaker open): %s", touchpoint_id, after.reason
+        )
+    elif after.state == breaker.CLOSED:
+        log.info("touchpoint %d: the probe succeeded, deliveries resume", touchpoint_id)
 
 
 async def _wait_any(
