@@ -78,6 +78,7 @@ OUTPUT_FIELDS = {
     "plugin_config",
     "space_ids",
     "last_test",
+    "health",
     "created_at",
     "updated_at",
 }
@@ -152,6 +153,7 @@ def test_life_of_a_touchpoint(client: httpx.Client, pid: int) -> None:
     assert created["receipt"] == EXAMPLE["receipt"]
     assert created["template_params"] == EXAMPLE["template_params"]
     assert created["last_test"] is None
+    assert created["health"] == {"state": "closed", "since": None, "reason": None}
 
     got = client.get(f"/projects/{pid}/touchpoints/{tid}").json()
     assert set(got) == OUTPUT_FIELDS
