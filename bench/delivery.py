@@ -325,10 +325,6 @@ def main(argv: list[str] | None = None) -> None:
         tmp.cleanup()
 
 
-if __name__ == "__main__":
-    main()
-
-
 # --- latency and worker modes (a latency-bound endpoint) ----------------------------------
 
 LATENCY_MS = 50.0
@@ -579,3 +575,7 @@ def workers_mode(args: argparse.Namespace) -> None:
         receiver.terminate()
         receiver.wait(10)
         _pg_drop(*pg)
+
+
+if __name__ == "__main__":
+    main()
