@@ -108,7 +108,9 @@ def test_a_failing_endpoint_pauses_its_deliveries_until_a_probe_succeeds(
         health = _health(runtime, tp.project_id, tp.id)
         assert str(health["reason"]).startswith("3 failed requests in a row; the last: HTTP 503")
         sent = len(endpoint.of("touch"))
-        assert sent == 3
+        # The third failure opens it; one more request may have started while
+        # that answer was being settled (claims do not wait for settlements).
+        assert 3 <= sent <= 4
         time.sleep(0.5)  # the worker keeps polling: nothing of this touchpoint goes out
         assert len(endpoint.of("touch")) == sent
         # Paused, not failed: every user still waits.
@@ -121,9 +123,9 @@ def test_a_failing_endpoint_pauses_its_deliveries_until_a_probe_succeeds(
         w.close()
     assert _health(runtime, tp.project_id, tp.id)["state"] == CLOSED
     assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
-    # The probe went alone: the request after the three failures had no company.
-    probe = endpoint.of("touch")[3]
-    later = [s.at for s in endpoint.of("touch")[4:]]
+    # The probe went alone: nothing else was sent until it had been answered.
+    probe = endpoint.of("touch")[sent]
+    later = [s.at for s in endpoint.of("touch")[sent + 1 :]]
     assert later and min(later) >= probe.at
 
 

@@ -18,6 +18,7 @@ lease from recording anything.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
@@ -243,25 +244,30 @@ class Worker:
                     _log_health(tid, before, after)
         repo.save_health(session, changed)
 
-    def _cycle(
-        self,
-        outcomes: list[Outcome],
-        free: int,
-        busy: Counter[int],
-        renew: list[int] | None,
-    ) -> tuple[int, list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
-        """Renew leases (the heartbeat), settle what finished and claim more, in
-        ONE transaction (one write lock on SQLite, one commit on PostgreSQL)."""
+    def _claim_cycle(
+        self, free: int, busy: Counter[int], renew: list[int] | None
+    ) -> tuple[list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
+        """Renew the leases held (the heartbeat) and claim what can be sent now,
+        in one short transaction: new requests start before the answers that
+        freed their slots are settled, so a slow endpoint's slots never wait
+        for the database."""
+        with self.runtime.tx() as session:
+            kept = None
+            if renew is not None:
+                until = self.clock() + timedelta(seconds=self.lease_seconds)
+                kept = repo.renew_leases(session, self.id, renew, until)
+            claimed = self._claim_in(session, free, busy) if free > 0 else []
+            return claimed, kept
+
+    def _settle_cycle(self, outcomes: list[Outcome]) -> int:
+        """Settle what finished (results, events, attempt log, breakers) in one
+        transaction; if that fails for another reason than the database being
+        away, one by one."""
         try:
             with self.runtime.tx() as session:
-                kept = None
-                if renew is not None:
-                    until = self.clock() + timedelta(seconds=self.lease_seconds)
-                    kept = repo.renew_leases(session, self.id, renew, until)
                 settled = service.settle(session, self.id, outcomes)
                 self._apply_health(session, outcomes)
-                claimed = self._claim_in(session, free, busy) if free > 0 else []
-                return settled, claimed, kept
+                return settled
         except Exception as exc:
             if len(outcomes) <= 1 or is_connection_error(exc):
                 raise
@@ -280,7 +286,7 @@ class Worker:
                     log.exception(
                         "order %s: settlement failed", outcome.order.order_no, exc_info=one_exc
                     )
-            return settled, [], None
+            return settled
 
     # --- sending ---------------------------------------------------------------------
 
@@ -368,9 +374,37 @@ class Worker:
 
     # --- the loop ----------------------------------------------------------------------
 
+    def _start(self, claimed: list[tuple[ClaimedOrder, _Cached]]) -> None:
+        for order, cached in claimed:
+            self._in_flight += 1
+            self._per_touchpoint[order.touchpoint_id] += 1
+            self._held.add(order.id)
+            task = asyncio.create_task(self._run_one(order, cached))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _beat(self, renewed: list[int], kept: set[int] | None) -> None:
+        self._last_beat = time.monotonic()
+        if kept is not None and len(kept) < len(renewed):
+            lost = len(set(renewed) - kept)
+            log.warning("heartbeat: %d lease(s) were taken by another worker", lost)
+
+    def _done(self, batch: list[Outcome], settled: int) -> None:
+        """Forget outcomes that were settled (or given up)."""
+        del self._queue[: len(batch)]
+        self.settled_users += settled
+        self.sent_orders += len(batch)
+        self._in_flight -= len(batch)
+        for done in batch:
+            self._per_touchpoint[done.order.touchpoint_id] -= 1
+            self._held.discard(done.order.id)
+            self._requests.pop(done.order.id, None)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Claim, send and settle until ``stop`` is set, then drain what is in flight.
 
+        Claims (with the heartbeat) and settlements run side by side: a slot
+        freed by an answer is refilled while that answer is being settled.
         While the database is unreachable no new request starts; the answers of
         requests already in flight wait in memory (at most ``concurrency`` of
         them: nothing new is sent) and are settled when it is back, under the
@@ -383,91 +417,97 @@ class Worker:
             self.lease_seconds,
         )
         hooks.load_listener_modules()
-        idle_wait = 0.0
+        # Answers waiting for settlement hold new claims back beyond this: the
+        # next requests go out while the last ones are settled, but sending
+        # never runs further ahead of settlement (memory, and a failing
+        # endpoint's breaker opening late).
+        backlog_max = self.concurrency
+        settling: asyncio.Task[int] | None = None
+        settling_batch: list[Outcome] = []
+        retry_at = 0.0  # while the database is away: the next try
         try:
             while True:
-                if idle_wait:
-                    self._queued.clear()
-                    if not self._queue or self._outage.down:
-                        # Once stopping, only outcomes matter (stop is already set).
-                        watch = None if stop.is_set() else stop
-                        # While the database is away, answers arriving do not
-                        # hurry the next try.
-                        answers = None if self._outage.down else self._queued
-                        await _wait_any(watch, answers, timeout=idle_wait)
-                    idle_wait = 0.0
-                down = self._outage.down
-                batch = self._queue[:SETTLE_MAX]
+                # Cleared before reading the state: whatever happens from here
+                # on (an answer, a settlement finishing) ends the wait below.
+                self._queued.clear()
+                now = time.monotonic()
                 stopping = stop.is_set()
-                if stopping and not batch and self._in_flight == 0:
-                    return
-                if stopping and down and self._in_flight == len(self._queue):
-                    return  # every answer is in; the last try below settles or gives up
-                free = 0 if stopping or down else self.concurrency - (self._in_flight - len(batch))
-                beat_due = time.monotonic() - self._last_beat >= self.heartbeat_seconds
-                if not batch and free <= 0 and not beat_due and not down:
-                    # Every slot busy: wait for an outcome or the next heartbeat.
-                    idle_wait = max(
-                        0.01, self.heartbeat_seconds - (time.monotonic() - self._last_beat)
-                    )
-                    continue
-                renew = sorted(self._held) if beat_due or down else None
-                try:
-                    settled, claimed, kept = await asyncio.to_thread(
-                        self._cycle, batch, free, self._busy(batch), renew
-                    )
-                except Exception as exc:
-                    if is_connection_error(exc):
-                        # Keep the answers; try again shortly.
+                # 1. A settlement that finished.
+                if settling is not None and settling.done():
+                    task, batch = settling, settling_batch
+                    settling, settling_batch = None, []
+                    exc = task.exception()
+                    if exc is None:
+                        self._outage.recovered()
+                        self._done(batch, task.result())
+                    elif is_connection_error(exc):
                         self._outage.failed(exc, len(self._queue), self._in_flight)
-                        idle_wait = OUTAGE_RETRY_SECONDS
-                        continue
-                    # Unexpected: drop these outcomes; their leases expire and
-                    # another attempt sends the same orders again.
-                    log.exception("worker cycle failed", exc_info=exc)
-                    settled, claimed, kept = 0, [], None
-                    idle_wait = 2.0
-                    for done in batch:
-                        self._held.discard(done.order.id)
-                        self._requests.pop(done.order.id, None)
-                if down:
-                    self._outage.recovered(len(batch))
-                if renew is not None:
-                    self._last_beat = time.monotonic()
-                    if kept is not None and len(kept) < len(renew):
-                        lost = len(set(renew) - kept)
-                        log.warning("heartbeat: %d lease(s) were taken by another worker", lost)
-                del self._queue[: len(batch)]
-                self.settled_users += settled
-                self.sent_orders += len(batch)
-                self._in_flight -= len(batch)
-                for done in batch:
-                    self._per_touchpoint[done.order.touchpoint_id] -= 1
-                    self._held.discard(done.order.id)
-                    self._requests.pop(done.order.id, None)
-                for order, cached in claimed:
-                    self._in_flight += 1
-                    self._per_touchpoint[order.touchpoint_id] += 1
-                    self._held.add(order.id)
-                    task = asyncio.create_task(self._run_one(order, cached))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                if stopping:
-                    idle_wait = idle_wait or 0.2
-                elif not claimed and not batch:
-                    idle_wait = min(self.idle_seconds, self.heartbeat_seconds)  # nothing due
-                elif not self._queue and len(claimed) < free:
-                    # Less work than room: let outcomes accumulate (bigger transactions).
-                    idle_wait = min(0.02, self.idle_seconds)
+                        retry_at = now + OUTAGE_RETRY_SECONDS
+                    else:
+                        # Unexpected: give these answers up; their leases expire
+                        # and another attempt sends the same orders again.
+                        log.error("settling %d answer(s) failed", len(batch), exc_info=exc)
+                        self._done(batch, 0)
+                down = self._outage.down
+                answered = len(self._queue)
+                if stopping and self._in_flight == 0 and settling is None:
+                    return
+                if stopping and down and self._in_flight == answered and settling is None:
+                    return  # every answer is in; the last try below settles or gives up
+                # 2. Settle what has been answered (one settlement at a time).
+                if settling is None and answered and (not down or now >= retry_at):
+                    settling_batch = self._queue[:SETTLE_MAX]
+                    settling = asyncio.create_task(
+                        asyncio.to_thread(self._settle_cycle, settling_batch)
+                    )
+                    settling.add_done_callback(lambda _: self._queued.set())
+                # 3. Claim into free slots; renew the leases held when the
+                # heartbeat is due (while the database is away: to notice its return).
+                free = self.concurrency - (self._in_flight - answered)
+                if stopping or down or answered >= backlog_max:
+                    free = 0
+                beat = now - self._last_beat >= self.heartbeat_seconds or (down and now >= retry_at)
+                claimed: list[tuple[ClaimedOrder, _Cached]] = []
+                if free > 0 or beat:
+                    renew = sorted(self._held) if beat else None
+                    try:
+                        claimed, kept = await asyncio.to_thread(
+                            self._claim_cycle, free, self._busy(self._queue), renew
+                        )
+                    except Exception as exc:
+                        if is_connection_error(exc):
+                            self._outage.failed(exc, len(self._queue), self._in_flight)
+                            retry_at = time.monotonic() + OUTAGE_RETRY_SECONDS
+                        else:
+                            log.error("claiming orders failed", exc_info=exc)
+                        self._last_beat = time.monotonic()  # not again at once
+                    else:
+                        self._outage.recovered()
+                        self._start(claimed)
+                        if renew is not None:
+                            self._beat(renew, kept)
+                    if free > 0 and len(claimed) >= free:
+                        continue  # more may be due
+                # 4. Wait for an answer, a finished settlement, the heartbeat or stop.
+                if self._outage.down:
+                    wait = max(0.01, retry_at - time.monotonic())
+                elif claimed or answered:
+                    wait = min(0.02, self.idle_seconds)  # let answers gather a little
+                else:
+                    wait = self.idle_seconds  # nothing due: poll again later
+                wait = min(wait, max(0.01, self._last_beat + self.heartbeat_seconds - now))
+                await _wait_any(None if stopping else stop, self._queued, timeout=wait)
         finally:
+            if settling is not None:
+                with contextlib.suppress(Exception):
+                    await settling
+                if not settling.cancelled() and settling.exception() is None:
+                    self._done(settling_batch, settling.result())
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._queue:
                 try:
-                    settled, _, _ = await asyncio.to_thread(
-                        self._cycle, self._queue, 0, Counter(), None
-                    )
-                    self.settled_users += settled
+                    self.settled_users += await asyncio.to_thread(self._settle_cycle, self._queue)
                 except Exception as exc:
                     log.warning(
                         "stopping with %d answer(s) unsettled (%s); their orders are sent again",
@@ -544,14 +584,10 @@ class _Outage:
                 answers,
             )
 
-    def recovered(self, settled: int) -> None:
+    def recovered(self) -> None:
         if self.since is None:
             return
-        log.info(
-            "database reachable again after %.1f s; %d answer(s) kept meanwhile settled",
-            time.monotonic() - self.since,
-            settled,
-        )
+        log.info("database reachable again after %.1f s", time.monotonic() - self.since)
         self.since = None
 
 
