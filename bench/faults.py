@@ -130,6 +130,21 @@ def set_reachable(name: str, reachable: bool) -> None:
             )
 
 
+def wait_connected(name: str, n: int, timeout: float = 60) -> None:
+    """Until n processes hold connections to the database (the workers are up)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT count(DISTINCT client_port) FROM pg_stat_activity WHERE datname = %s",
+                (name,),
+            ).fetchone()
+            if row and row[0] >= n:
+                return
+            time.sleep(0.1)
+    raise SystemExit("the workers did not connect")
+
+
 def new_touchpoint(url: str, template_tp: int, receiver_url: str, name: str) -> int:
     """A copy of the benchmark touchpoint pointing at this run's receiver."""
     from touchgate.config import Settings
@@ -240,11 +255,14 @@ def run(
     logs = workdir / label
     logs.mkdir()
     workers = Workers(url, args.concurrency, logs)
-    time.sleep(3)  # the workers start (imports, connections): not part of the figure
+    # The workers start (imports, connections): not part of the figure.
+    wait_connected(url.rsplit("/", 1)[1], 2)
     done = threading.Event()
     try:
         started = time.perf_counter()
         enqueue(url, tp_id, args.users)
+        if args.verbose:
+            print(f"{'':12s} enqueued in {time.perf_counter() - started:.1f} s", flush=True)
         thread = None
         if disturb is not None:
             thread = threading.Thread(target=disturb, args=(workers, done), daemon=True)
@@ -253,6 +271,8 @@ def run(
             n = settled_users(dsn, tp_id)
             if n == args.users:
                 break
+            if args.verbose and int(time.perf_counter() - started) % 2 == 0:
+                print(f"{'':12s} {time.perf_counter() - started:5.1f} s: {n} settled", flush=True)
             time.sleep(0.1)
         elapsed = time.perf_counter() - started
         done.set()
@@ -277,6 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--outages", type=int, default=2)
     parser.add_argument("--outage-seconds", type=float, default=10.0)
+    parser.add_argument("--verbose", action="store_true", help="print progress")
     parser.add_argument("--workdir", default=None, help="keep logs and records here")
     args = parser.parse_args(argv)
 
