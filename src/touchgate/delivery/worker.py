@@ -383,11 +383,14 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _beat(self, renewed: list[int], kept: set[int] | None) -> None:
+    def _beat(self, renewed: list[int], kept: set[int] | None, settling: list[Outcome]) -> None:
         self._last_beat = time.monotonic()
-        if kept is not None and len(kept) < len(renewed):
-            lost = len(set(renewed) - kept)
-            log.warning("heartbeat: %d lease(s) were taken by another worker", lost)
+        if kept is None or len(kept) == len(renewed):
+            return
+        # Orders settled meanwhile (in parallel with the heartbeat) were released.
+        lost = set(renewed) - kept - {o.order.id for o in settling}
+        if lost:
+            log.warning("heartbeat: %d lease(s) were taken by another worker", len(lost))
 
     def _done(self, batch: list[Outcome], settled: int) -> None:
         """Forget outcomes that were settled (or given up)."""
@@ -464,7 +467,7 @@ class Worker:
                 # 3. Claim into free slots; renew the leases held when the
                 # heartbeat is due (while the database is away: to notice its return).
                 free = self.concurrency - (self._in_flight - answered)
-                if stopping or down or answered >= backlog_max:
+                if stopping or down or answered >= backlog_max or now < self._outage.claims_from:
                     free = 0
                 beat = now - self._last_beat >= self.heartbeat_seconds or (down and now >= retry_at)
                 claimed: list[tuple[ClaimedOrder, _Cached]] = []
@@ -485,7 +488,7 @@ class Worker:
                         self._outage.recovered()
                         self._start(claimed)
                         if renew is not None:
-                            self._beat(renew, kept)
+                            self._beat(renew, kept, settling_batch)
                     if free > 0 and len(claimed) >= free:
                         continue  # more may be due
                 # 4. Wait for an answer, a finished settlement, the heartbeat or stop.
@@ -524,6 +527,7 @@ class Worker:
 
 
 OUTAGE_RETRY_SECONDS = 1.0
+OUTAGE_CLAIM_GRACE_SECONDS = 2.0
 # While the database stays away, one reminder line this often.
 OUTAGE_REMINDER_SECONDS = 60.0
 
@@ -560,6 +564,10 @@ class _Outage:
     def __init__(self) -> None:
         self.since: float | None = None
         self._reminded = 0.0
+        # After an outage every worker renews its leases first; claims wait a
+        # moment so that nobody takes an order whose lease merely ran out while
+        # its worker could not reach the database either.
+        self.claims_from = 0.0
 
     @property
     def down(self) -> bool:
@@ -587,8 +595,10 @@ class _Outage:
     def recovered(self) -> None:
         if self.since is None:
             return
-        log.info("database reachable again after %.1f s", time.monotonic() - self.since)
+        now = time.monotonic()
+        log.info("database reachable again after %.1f s", now - self.since)
         self.since = None
+        self.claims_from = now + OUTAGE_CLAIM_GRACE_SECONDS
 
 
 def _log_health(touchpoint_id: int, before: breaker.Health, after: breaker.Health) -> None:
