@@ -457,14 +457,7 @@ class Worker:
                     return
                 if stopping and down and self._in_flight == answered and settling is None:
                     return  # every answer is in; the last try below settles or gives up
-                # 2. Settle what has been answered (one settlement at a time).
-                if settling is None and answered and (not down or now >= retry_at):
-                    settling_batch = self._queue[:SETTLE_MAX]
-                    settling = asyncio.create_task(
-                        asyncio.to_thread(self._settle_cycle, settling_batch)
-                    )
-                    settling.add_done_callback(lambda _: self._queued.set())
-                # 3. Claim into free slots; renew the leases held when the
+                # 2. Claim into free slots; renew the leases held when the
                 # heartbeat is due (while the database is away: to notice its return).
                 free = self.concurrency - (self._in_flight - answered)
                 if stopping or down or answered >= backlog_max or now < self._outage.claims_from:
@@ -489,8 +482,16 @@ class Worker:
                         self._start(claimed)
                         if renew is not None:
                             self._beat(renew, kept, settling_batch)
-                    if free > 0 and len(claimed) >= free:
-                        continue  # more may be due
+                # 3. Settle what has been answered (one settlement at a time), after
+                # the claim: on SQLite both need the write lock, and the claim is short.
+                if settling is None and answered and (not down or now >= retry_at):
+                    settling_batch = self._queue[:SETTLE_MAX]
+                    settling = asyncio.create_task(
+                        asyncio.to_thread(self._settle_cycle, settling_batch)
+                    )
+                    settling.add_done_callback(lambda _: self._queued.set())
+                if free > 0 and claimed and len(claimed) >= free:
+                    continue  # more may be due
                 # 4. Wait for an answer, a finished settlement, the heartbeat or stop.
                 if self._outage.down:
                     wait = max(0.01, retry_at - time.monotonic())
