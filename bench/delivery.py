@@ -429,6 +429,14 @@ def latency_run(url: str, concurrency: int, profile: str | None, out: Any) -> No
         stop.set()
         await task
         await close(runtime)
+        print(
+            f"    worker: {worker.claims} claims, {worker.claim_seconds:.1f} s in them; "
+            f"{worker.settlements} settlements, {worker.settle_seconds:.1f} s in them "
+            f"({worker.settled_users / max(worker.settle_seconds, 1e-9):,.0f} users/s settled "
+            "while settling)",
+            file=sys.stderr,
+            flush=True,
+        )
         return elapsed, worker.settled_users
 
     elapsed, settled = asyncio.run(main())

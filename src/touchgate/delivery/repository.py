@@ -526,3 +526,12 @@ def take_probe(
         .values(state=HALF_OPEN, since=now, probe_owner=owner)
     )
     return (session.execute(stmt).rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def touchpoint_versions(
+    session: Session, ids: Iterable[int]
+) -> dict[int, tuple[datetime, datetime]]:
+    """``{id: (created_at, updated_at)}``: whether a cached touchpoint is current."""
+    t: Table = Touchpoint.__table__  # type: ignore[assignment]
+    stmt = select(t.c.id, t.c.created_at, t.c.updated_at).where(t.c.id.in_(list(ids)))
+    return {tid: (created, updated) for tid, created, updated in session.execute(stmt)}
