@@ -3,16 +3,24 @@
 A pipeline on one asyncio loop, database work in threads so the loop never
 blocks::
 
-    claim (lease many due orders at once) ──► attempts (concurrent, within each
-    touchpoint's in-flight limit) ──► settle queue ──► settle (one transaction
-    for everything finished meanwhile)
+    claim (lease only what can be sent now: per touchpoint, the free places of
+    its in-flight limit; renew the leases held — the heartbeat) ──► attempts
+    (concurrent) ──► answers ──► settle (one transaction for everything
+    answered meanwhile, while the next claims go on)
 
-Workers are stateless: run one inside ``touchgate serve`` or any number of
-``touchgate worker`` processes against PostgreSQL. A worker killed at any
-moment loses nothing: its leases expire and another worker resends the same
-orders under the same ``orderNo`` (the receiver's idempotency key), and the
-settlement fence (``repository.lock_owned``) keeps a worker that lost its
-lease from recording anything.
+Leases are short (``--lease-seconds``, 15 s) and renewed every third of that
+while the worker lives. Workers are stateless: run one inside ``touchgate
+serve`` or any number of ``touchgate worker`` processes against PostgreSQL. A
+worker killed at any moment loses nothing: its leases expire within seconds
+and another worker resends the same orders under the same ``orderNo`` (the
+receiver's idempotency key); the settlement fence (``repository.lock_owned``:
+the order is still leased to this worker, expired or not) keeps a worker whose
+order was taken over from recording anything.
+
+When the database is unreachable, no new request starts; the answers of the
+requests in flight stay in memory (at most ``concurrency``) and are settled
+when it is back. Touchpoints whose requests keep failing are paused by their
+circuit breaker (``breaker``), shared through the database.
 """
 
 from __future__ import annotations
