@@ -171,3 +171,31 @@ def test_an_outage_costs_little_more_than_its_length(
     assert len(away) == 1 and away[0].levelno == logging.WARNING
     assert len(again) == 1 and again[0].levelno == logging.INFO
     assert not [r for r in lines if r.exc_info], [r.getMessage() for r in lines if r.exc_info]
+
+
+def test_an_idle_worker_says_it_once(
+    pg: tuple[Runtime, Database], caplog: pytest.LogCaptureFixture
+) -> None:
+    """With nothing to send, the heartbeat still notices the outage and its end,
+    and says each once (the retries in between stay quiet)."""
+    runtime, db = pg
+    caplog.set_level(logging.INFO, logger="touchgate")
+    worker = WorkerThread(runtime, concurrency=2, lease_seconds=0.6)
+
+    def said(text: str) -> int:
+        return sum(text in r.getMessage() for r in caplog.records)
+
+    try:
+        wait_for(lambda: said("started") == 1, what="the worker to start")
+        time.sleep(0.5)
+        _allow(db.name, False)
+        wait_for(lambda: said("database unreachable") == 1, timeout=10, what="the warning")
+        time.sleep(3)  # several retries and heartbeats fail meanwhile
+        _allow(db.name, True)
+        wait_for(lambda: said("database reachable again") == 1, timeout=10, what="the return")
+        time.sleep(1)
+    finally:
+        worker.close()
+    assert said("database unreachable") == 1
+    assert said("database reachable again") == 1
+    assert not [r for r in caplog.records if r.exc_info]

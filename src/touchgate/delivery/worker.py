@@ -290,6 +290,9 @@ class Worker:
         self, free: int, busy: Counter[int], renew: list[int] | None
     ) -> tuple[list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
         with self.runtime.tx() as session:
+            # Always reach the database (an idle worker's heartbeat has nothing
+            # to renew): a success here is how the end of an outage is noticed.
+            session.connection()
             kept = None
             if renew is not None:
                 until = self.clock() + timedelta(seconds=self.lease_seconds)
