@@ -613,7 +613,7 @@ def start_slow_receiver(delay_ms: float) -> tuple[subprocess.Popen[str], int]:
 def enqueue_untimed(url: str, tp_id: int, users: int) -> None:
     """Queue N users as orders (not measured: these modes time the worker)."""
     from touchgate.config import Settings
-    from touchgate.delivery import service
+    from touchgate.delivery.enqueue import enqueue_delivery
     from touchgate.models import Touchpoint
     from touchgate.runtime import Runtime
 
@@ -623,7 +623,7 @@ def enqueue_untimed(url: str, tp_id: int, users: int) -> None:
         assert tp is not None
     for start in range(1, users + 1, ENQUEUE_CHUNK):
         with runtime.tx() as s:
-            service.enqueue_delivery(
+            enqueue_delivery(
                 s,
                 touchpoint=tp,
                 gids=range(start, min(start + ENQUEUE_CHUNK, users + 1)),

@@ -173,7 +173,7 @@ def new_touchpoint(url: str, template_tp: int, receiver_url: str, name: str) -> 
 
 def enqueue(url: str, tp_id: int, users: int) -> list[str]:
     from touchgate.config import Settings
-    from touchgate.delivery import service
+    from touchgate.delivery.enqueue import enqueue_delivery
     from touchgate.models import Touchpoint
     from touchgate.runtime import Runtime
 
@@ -184,7 +184,7 @@ def enqueue(url: str, tp_id: int, users: int) -> list[str]:
         assert tp is not None
     for start in range(1, users + 1, 10_000):
         with runtime.tx() as s:
-            res = service.enqueue_delivery(
+            res = enqueue_delivery(
                 s,
                 touchpoint=tp,
                 gids=range(start, min(start + 10_000, users + 1)),
@@ -200,8 +200,8 @@ def settled_users(dsn: str, tp_id: int) -> int | None:
     try:
         with psycopg.connect(dsn, connect_timeout=2) as conn:
             row = conn.execute(
-                "SELECT count(*) FROM order_users u JOIN orders o ON o.id = u.order_id "
-                "WHERE o.touchpoint_id = %s AND u.status <> 'pending'",
+                "SELECT count(*) FROM order_results u JOIN orders o ON o.id = u.order_id "
+                "WHERE o.touchpoint_id = %s",
                 (tp_id,),
             ).fetchone()
             return int(row[0]) if row else 0
@@ -213,13 +213,13 @@ def check(dsn: str, tp_id: int, users: int, record: Path) -> str:
     with psycopg.connect(dsn) as conn:
         statuses = dict(
             conn.execute(
-                "SELECT u.status, count(*) FROM order_users u JOIN orders o ON o.id = u.order_id "
+                "SELECT u.status, count(*) FROM order_results u JOIN orders o ON o.id = u.order_id "
                 "WHERE o.touchpoint_id = %s GROUP BY u.status",
                 (tp_id,),
             ).fetchall()
         )
         distinct = conn.execute(
-            "SELECT count(DISTINCT u.gid) FROM order_users u JOIN orders o ON o.id = u.order_id "
+            "SELECT count(DISTINCT u.gid) FROM order_results u JOIN orders o ON o.id = u.order_id "
             "WHERE o.touchpoint_id = %s",
             (tp_id,),
         ).fetchone()

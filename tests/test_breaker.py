@@ -25,7 +25,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
 )
 from touchgate.delivery import breaker
 from touchgate.delivery.breaker import CLOSED, HALF_OPEN, OPEN, Health, RequestResult, Rules
-from touchgate.models import OrderUser
+from touchgate.models import OrderResult
 from touchgate.models.base import utcnow
 from touchgate.runtime import Runtime
 from touchgate.touchpoints import service as touchpoints
@@ -156,7 +156,7 @@ def test_the_probe_failing_keeps_it_open(runtime: Runtime, endpoint: Endpoint) -
     assert _health(runtime, tp.project_id, tp.id)["reason"] == "the probe failed: HTTP 502"
     with runtime.tx() as s:
         failed = s.scalar(
-            select(func.count()).select_from(OrderUser).where(OrderUser.status == "TOU_FAIL")
+            select(func.count()).select_from(OrderResult).where(OrderResult.status == "TOU_FAIL")
         )
     assert failed == 0
     assert not all_done(runtime, nos)

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from conftest import BACKENDS, PG_ADMIN_DSN, Database, make_settings
 from test_engine_support import WorkerThread, add_users, enqueue, make_touchpoint, wait_for
 from touchgate.migrate import upgrade
-from touchgate.models import Attempt, Order, OrderUser
+from touchgate.models import Attempt, Order, OrderResult
 from touchgate.runtime import Runtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,12 +92,7 @@ def _requests(port: int) -> int:
 
 def _settled(runtime: Runtime) -> int:
     with runtime.tx() as s:
-        return (
-            s.scalar(
-                select(func.count()).select_from(OrderUser).where(OrderUser.status != "pending")
-            )
-            or 0
-        )
+        return s.scalar(select(func.count()).select_from(OrderResult)) or 0
 
 
 def test_an_outage_costs_little_more_than_its_length(
@@ -160,7 +155,7 @@ def test_an_outage_costs_little_more_than_its_length(
         ).all()
         assert dict(attempts) == dict.fromkeys(nos, 1)
         statuses = s.execute(
-            select(OrderUser.status, func.count()).group_by(OrderUser.status)
+            select(OrderResult.status, func.count()).group_by(OrderResult.status)
         ).all()
         assert dict(statuses) == {"TOU_SUCC": USERS}
 
