@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/delivery.py [--users 1000000] [--batch 500] [--concurrency 8]
         [--database-url postgresql://postgres@127.0.0.1:5432/tg_bench] [--profile out.prof]
-        [--mode engine|campaign]
+        [--mode engine|campaign|latency|workers]
 
 (a) the raw limit: a bare aiohttp loop posting pre-built bodies of the same
     size to the same receiver, with the same concurrency;
@@ -518,11 +518,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--verbose", action="store_true", help="print progress of (b)")
     parser.add_argument(
         "--mode",
-        choices=["engine", "campaign"],
+        choices=("engine", "campaign", "latency", "workers"),
         default="engine",
-        help="engine: enqueue → settled; campaign: publish through the API → settled",
+        help="engine: enqueue → settled vs the raw loop; campaign: publish through the API → "
+        "settled; latency: a 50 ms endpoint vs the in-flight-limit ideal; workers: "
+        "PostgreSQL, 2 worker processes vs 1",
     )
     args = parser.parse_args(argv)
+    if args.mode == "latency":
+        latency_mode(args)
+        return
+    if args.mode == "workers":
+        workers_mode(args)
+        return
 
     tmp = tempfile.TemporaryDirectory(prefix="tg-bench-")
     url = args.database_url or f"sqlite:///{tmp.name}/bench.db"
@@ -574,6 +582,305 @@ def main(argv: list[str] | None = None) -> None:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
         tmp.cleanup()
+
+
+# --- latency and worker modes (a latency-bound endpoint) ----------------------------------
+
+LATENCY_MS = 50.0
+TEM_DATA = {"title": "Member birthday coupon", "amount": 100, "startDate": "2026-12-01"}
+
+
+def start_slow_receiver(delay_ms: float) -> tuple[subprocess.Popen[str], int]:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "receiver.py"),
+            "--port",
+            "0",
+            "--delay-ms",
+            str(delay_ms),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("PORT "):
+        raise SystemExit(f"receiver did not start: {line!r}")
+    return proc, int(line.split()[1])
+
+
+def enqueue_untimed(url: str, tp_id: int, users: int) -> None:
+    """Queue N users as orders (not measured: these modes time the worker)."""
+    from touchgate.config import Settings
+    from touchgate.delivery.enqueue import enqueue_delivery
+    from touchgate.models import Touchpoint
+    from touchgate.runtime import Runtime
+
+    runtime = Runtime.from_settings(Settings(database_url=url, secret_key="bench"))
+    with runtime.tx() as s:
+        tp = s.get(Touchpoint, tp_id)
+        assert tp is not None
+    for start in range(1, users + 1, ENQUEUE_CHUNK):
+        with runtime.tx() as s:
+            enqueue_delivery(
+                s,
+                touchpoint=tp,
+                gids=range(start, min(start + ENQUEUE_CHUNK, users + 1)),
+                tem_data=TEM_DATA,
+            )
+    runtime.close()
+
+
+def unsettled_orders(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from touchgate.db import make_engine
+    from touchgate.models import Order
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(func.count()).where(Order.state != "done")) or 0
+    finally:
+        engine.dispose()
+
+
+def latency_run(url: str, concurrency: int, profile: str | None, out: Any) -> None:
+    """(child process) One in-process worker until every queued order is settled."""
+    from sqlalchemy import func, select
+
+    from touchgate.config import Settings
+    from touchgate.delivery.client import close
+    from touchgate.delivery.worker import Worker
+    from touchgate.models import Order
+    from touchgate.runtime import Runtime
+
+    runtime = Runtime.from_settings(
+        Settings(
+            database_url=url,
+            secret_key="bench",
+            allowed_networks="127.0.0.0/8",
+            worker_concurrency=concurrency,
+        )
+    )
+    profiler = None
+    if profile:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
+
+    def unsettled() -> int:
+        with runtime.tx() as s:
+            return (
+                s.scalar(select(func.count()).select_from(Order).where(Order.state != "done")) or 0
+            )
+
+    async def main() -> tuple[float, int]:
+        stop = asyncio.Event()
+        worker = Worker(runtime, idle_seconds=0.02)
+        started = time.perf_counter()
+        task = asyncio.create_task(worker.run(stop))
+        while await asyncio.to_thread(unsettled):
+            await asyncio.sleep(0.1)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+        await close(runtime)
+        print(
+            f"    worker: {worker.claims} claims, {worker.claim_seconds:.1f} s in them; "
+            f"{worker.settlements} settlements, {worker.settle_seconds:.1f} s in them "
+            f"({worker.settled_users / max(worker.settle_seconds, 1e-9):,.0f} users/s settled "
+            "while settling)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return elapsed, worker.settled_users
+
+    elapsed, settled = asyncio.run(main())
+    if profiler is not None and profile:
+        profiler.disable()
+        profiler.dump_stats(profile)
+    runtime.close()
+    out.send({"elapsed": elapsed, "settled": settled})
+
+
+def _pg_create(url: str) -> tuple[str, str]:
+    import psycopg
+
+    base, name = url.rsplit("/", 1)
+    admin = base.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return admin, name
+
+
+def _pg_drop(admin: str, name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def latency_mode(args: argparse.Namespace) -> None:
+    """A receiver that answers after 50 ms: the worker should keep its in-flight
+    limit busy, so users/s approach in_flight × batch / 0.05 s."""
+    tmp = tempfile.TemporaryDirectory(prefix="tg-bench-")
+    url = args.database_url or f"sqlite:///{tmp.name}/bench.db"
+    pg = _pg_create(url) if url.startswith(("postgresql", "postgres")) else None
+    receiver, port = start_slow_receiver(LATENCY_MS)
+    receiver_url = f"http://127.0.0.1:{port}/touch"
+    try:
+        print(
+            f"mode: latency ({LATENCY_MS:g} ms)  database: {url.split('@')[-1]}  "
+            f"users: {args.users:,}  batch: {args.batch}  in flight: {args.concurrency}",
+            flush=True,
+        )
+        ideal = args.concurrency * args.batch / (LATENCY_MS / 1000)
+        raw = asyncio.run(raw_loop(receiver_url, args.users, args.batch, args.concurrency))
+        print(f"(i) in-flight-limit ideal:   {ideal:12,.0f} users/s", flush=True)
+        print(f"(a) raw aiohttp loop:        {raw:12,.0f} users/s  ({raw / ideal:.2f} of i)")
+        t0 = time.perf_counter()
+        tp_id = setup_store(url, args.users, args.batch, args.concurrency, receiver_url)
+        enqueue_untimed(url, tp_id, args.users)
+        print(f"    (store and queue set up in {time.perf_counter() - t0:.1f} s)", flush=True)
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(target=latency_run, args=(url, args.concurrency, args.profile, child))
+        proc.start()
+        result = parent.recv()
+        proc.join()
+        if result["settled"] != args.users:
+            raise SystemExit(f"settled {result['settled']} of {args.users}")
+        tg = args.users / result["elapsed"]
+        print(f"(b) Touchgate worker:        {tg:12,.0f} users/s  ({result['elapsed']:.1f} s)")
+        print(f"    ratio b/i:               {tg / ideal:12.2f}   (target >= 0.8)")
+        print(f"    ratio b/a:               {tg / raw:12.2f}")
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        if pg:
+            _pg_drop(*pg)
+        tmp.cleanup()
+
+
+def analyze(url: str) -> None:
+    """Fresh planner statistics, as autovacuum would have them: both runs plan alike."""
+    from sqlalchemy import text
+
+    from touchgate.db import make_engine
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("ANALYZE"))
+    finally:
+        engine.dispose()
+
+
+def settled_orders(url: str) -> tuple[int, int]:
+    """(orders done, orders in all)."""
+    from sqlalchemy import func, select
+
+    from touchgate.db import make_engine
+    from touchgate.models import Order
+
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            done = conn.scalar(select(func.count()).where(Order.state == "done")) or 0
+            total = conn.scalar(select(func.count()).select_from(Order)) or 0
+            return done, total
+    finally:
+        engine.dispose()
+
+
+def worker_processes(url: str, n: int, concurrency: int) -> float:
+    """Start n ``touchgate worker`` processes on the queued orders; orders settled
+    per second from the first settled one to the last (process start-up, which
+    is the same for 1 and 2 processes, is left out)."""
+    import os
+    import signal
+
+    env = {
+        **os.environ,
+        "TOUCHGATE_DATABASE_URL": url,
+        "TOUCHGATE_SECRET_KEY": "bench",
+        "TOUCHGATE_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "TOUCHGATE_WORKER_CONCURRENCY": str(concurrency),
+    }
+    before, _ = settled_orders(url)
+    procs = [
+        subprocess.Popen(
+            [
+                str(ROOT / ".venv" / "bin" / "touchgate"),
+                "worker",
+                "--no-scheduler",
+                "--id",
+                f"bench-{n}-{i}",
+                "--concurrency",
+                str(concurrency),
+            ],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for i in range(n)
+    ]
+    try:
+        while True:
+            first, total = settled_orders(url)
+            if first > before:
+                started = time.perf_counter()
+                break
+            time.sleep(0.01)
+        while True:
+            done, total = settled_orders(url)
+            if done == total:
+                return (done - first) / (time.perf_counter() - started)
+            time.sleep(0.05)
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGTERM)
+        for p in procs:
+            p.wait(30)
+
+
+def workers_mode(args: argparse.Namespace) -> None:
+    """PostgreSQL, a 50 ms endpoint: 2 ``touchgate worker`` processes vs 1 (each
+    process has its own in-flight limit, so two should take about half the time)."""
+    url = (
+        args.database_url or f"postgresql://postgres@127.0.0.1:5432/tg_bench_{uuid.uuid4().hex[:8]}"
+    )
+    if not url.startswith(("postgresql", "postgres")):
+        raise SystemExit("--mode workers runs on PostgreSQL")
+    pg = _pg_create(url)
+    receiver, port = start_slow_receiver(LATENCY_MS)
+    receiver_url = f"http://127.0.0.1:{port}/touch"
+    try:
+        print(
+            f"mode: workers ({LATENCY_MS:g} ms endpoint)  database: {url.split('@')[-1]}  "
+            f"users: {args.users:,}  batch: {args.batch}  in flight per worker: "
+            f"{args.concurrency}",
+            flush=True,
+        )
+        tp_id = setup_store(url, args.users, args.batch, args.concurrency, receiver_url)
+        rates = {}
+        for n in (1, 2):
+            enqueue_untimed(url, tp_id, args.users)
+            analyze(url)
+            orders_per_s = worker_processes(url, n, args.concurrency)
+            rates[n] = orders_per_s * args.batch
+            print(
+                f"({n}) {n} worker process{'es' if n > 1 else ''}:       {rates[n]:12,.0f} users/s",
+                flush=True,
+            )
+        print(f"    2 vs 1:                  {rates[2] / rates[1]:12.2f}x  (target >= 1.6x)")
+    finally:
+        receiver.terminate()
+        receiver.wait(10)
+        _pg_drop(*pg)
 
 
 if __name__ == "__main__":

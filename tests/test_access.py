@@ -77,6 +77,7 @@ EXPECTED: dict[tuple[str, str], Access] = {
     ("POST", TP + "/{tid}/disable"): PROJECT_ADMIN,
     ("PUT", TP + "/{tid}/spaces"): PROJECT_ADMIN,
     ("POST", TP + "/{tid}/rotate-secret"): PROJECT_ADMIN,
+    ("POST", TP + "/{tid}/health/reset"): PROJECT_ADMIN,
     ("GET", TP + "/{tid}/params/{key}/options"): PROJECT_READ,
     ("POST", TP + "/{tid}/test"): PROJECT_ADMIN,
     ("POST", TP + "/{tid}/doctor"): PROJECT_ADMIN,

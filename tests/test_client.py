@@ -62,8 +62,8 @@ def test_post_returns_status_body_and_lowercase_headers(tmp_path: Path) -> None:
         rt = loopback_runtime(tmp_path)
         async with serve({"/hook": hook}) as base:
             try:
-                return await http.post(
-                    rt, base + "/hook", b'{"a":1}', {"webhook-id": "abc"}, timeout=5
+                return await http.get_client(rt).post(
+                    base + "/hook", b'{"a":1}', {"webhook-id": "abc"}, timeout=5
                 )
             finally:
                 await http.close(rt)
@@ -105,7 +105,7 @@ def test_slow_server_times_out(tmp_path: Path) -> None:
         rt = loopback_runtime(tmp_path)
         async with serve({"/slow": slow}) as base:
             try:
-                return await http.post(rt, base + "/slow", b"{}", {}, timeout=0.3)
+                return await http.get_client(rt).post(base + "/slow", b"{}", {}, timeout=0.3)
             finally:
                 await http.close(rt)
 
@@ -125,7 +125,9 @@ def test_closed_port_is_refused(tmp_path: Path) -> None:
         async def main() -> http.HttpResult:
             rt = loopback_runtime(tmp_path)
             try:
-                return await http.post(rt, f"http://127.0.0.1:{port}/x", b"{}", {}, timeout=5)
+                return await http.get_client(rt).post(
+                    f"http://127.0.0.1:{port}/x", b"{}", {}, timeout=5
+                )
             finally:
                 await http.close(rt)
 
@@ -149,7 +151,7 @@ def test_redirect_is_not_followed(tmp_path: Path) -> None:
         rt = loopback_runtime(tmp_path)
         async with serve({"/moved": moved, "/target": target}) as base:
             try:
-                return await http.post(rt, base + "/moved", b"{}", {}, timeout=5)
+                return await http.get_client(rt).post(base + "/moved", b"{}", {}, timeout=5)
             finally:
                 await http.close(rt)
 
@@ -170,7 +172,7 @@ def test_reset_connection_is_reported(tmp_path: Path) -> None:
         rt = loopback_runtime(tmp_path)
         async with serve({"/rude": rude}) as base:
             try:
-                return await http.post(rt, base + "/rude", b"{}", {}, timeout=5)
+                return await http.get_client(rt).post(base + "/rude", b"{}", {}, timeout=5)
             finally:
                 await http.close(rt)
 
@@ -193,7 +195,7 @@ def test_response_body_is_capped(tmp_path: Path) -> None:
         rt = loopback_runtime(tmp_path)
         async with serve({"/huge": huge}) as base:
             try:
-                return await http.post(rt, base + "/huge", b"{}", {}, timeout=10)
+                return await http.get_client(rt).post(base + "/huge", b"{}", {}, timeout=10)
             finally:
                 await http.close(rt)
 
@@ -281,9 +283,10 @@ def test_loopback_is_blocked_unless_allowed_and_never_connected(tmp_path: Path) 
             ]
             try:
                 blocked = [
-                    await http.post(guarded, u + "/hook", b"{}", {}, timeout=5) for u in spellings
+                    await http.get_client(guarded).post(u + "/hook", b"{}", {}, timeout=5)
+                    for u in spellings
                 ]
-                allowed = await http.post(open_rt, base + "/hook", b"{}", {}, timeout=5)
+                allowed = await http.get_client(open_rt).post(base + "/hook", b"{}", {}, timeout=5)
             finally:
                 await http.close(guarded)
                 await http.close(open_rt)
@@ -322,7 +325,7 @@ def test_bad_urls_are_reported_not_raised(tmp_path: Path) -> None:
         rt = make_runtime(tmp_path)
         try:
             return [
-                await http.post(rt, url, b"{}", {}, timeout=1)
+                await http.get_client(rt).post(url, b"{}", {}, timeout=1)
                 for url in ("ftp://example.invalid/x", "not a url", "http://", "http://[::1")
             ]
         finally:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -13,8 +14,9 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from touchgate.crypto import hash_api_key
-from touchgate.models import ApiKey, Attribute, Order, Touchpoint
+from touchgate.models import ApiKey, Attribute, AuditEntry, Order, Touchpoint
 from touchgate.models.base import utcnow
+from touchgate.models.health import TouchpointHealth
 from touchgate.runtime import Runtime
 from touchgate.touchpoints import service
 from touchgate.touchpoints.schemas import TouchpointCreate
@@ -78,6 +80,7 @@ OUTPUT_FIELDS = {
     "plugin_config",
     "space_ids",
     "last_test",
+    "health",
     "created_at",
     "updated_at",
 }
@@ -152,6 +155,7 @@ def test_life_of_a_touchpoint(client: httpx.Client, pid: int) -> None:
     assert created["receipt"] == EXAMPLE["receipt"]
     assert created["template_params"] == EXAMPLE["template_params"]
     assert created["last_test"] is None
+    assert created["health"] == {"state": "closed", "since": None, "reason": None}
 
     got = client.get(f"/projects/{pid}/touchpoints/{tid}").json()
     assert set(got) == OUTPUT_FIELDS
@@ -1209,3 +1213,44 @@ def test_no_value_crashes_the_service(client: httpx.Client, pid: int) -> None:
                 assert r.json()["error"]["details"], (field, value)
     r = client.put(f"{url}/{tp['id']}/spaces", json={"space_ids": [2**64]})
     assert r.status_code == 422
+
+
+# ---------------------------------------------------------------- health
+
+
+def test_health_reset_by_hand(client: httpx.Client, runtime: Runtime) -> None:
+    r = client.post("/projects", json={"name": f"health-{time.monotonic_ns()}"})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    r = client.post(
+        f"/projects/{pid}/touchpoints",
+        json={"name": "SMS", "type": "notification", "url": "https://sms.example.com/t"},
+    )
+    assert r.status_code == 201, r.text
+    tid = r.json()["id"]
+    # A disabled touchpoint gets no orders, so the live server's worker leaves it be.
+    assert client.post(f"/projects/{pid}/touchpoints/{tid}/disable").status_code == 200
+    since = utcnow().replace(microsecond=0)
+    with runtime.tx() as s:
+        s.add(
+            TouchpointHealth(
+                touchpoint_id=tid, state="open", since=since, reason="5 failed", failures=5
+            )
+        )
+    shown = client.get(f"/projects/{pid}/touchpoints/{tid}").json()["health"]
+    assert shown["state"] == "open" and shown["reason"] == "5 failed"
+    listed = client.get(f"/projects/{pid}/touchpoints").json()["items"]
+    assert [t["health"]["state"] for t in listed] == ["open"]
+
+    r = client.post(f"/projects/{pid}/touchpoints/{tid}/health/reset")
+    assert r.status_code == 200, r.text
+    assert r.json()["health"]["state"] == "closed" and r.json()["health"]["reason"] is None
+    assert client.get(f"/projects/{pid}/touchpoints/{tid}").json()["health"]["state"] == "closed"
+    with runtime.tx() as s:
+        actions = s.scalars(
+            select(AuditEntry.action).where(
+                AuditEntry.project_id == pid, AuditEntry.resource_id == str(tid)
+            )
+        ).all()
+    assert "reset_health" in actions
+    assert client.post(f"/projects/{pid}/touchpoints/999999/health/reset").status_code == 404

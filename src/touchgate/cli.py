@@ -196,8 +196,11 @@ def worker(
         str | None, typer.Option("--id", help="Name of this worker (default host-pid-random).")
     ] = None,
     lease_seconds: Annotated[
-        float, typer.Option(help="How long a claimed order stays this worker's.")
-    ] = 180.0,
+        float,
+        typer.Option(
+            help="Lease of a claimed order; the worker renews it every third of this while alive."
+        ),
+    ] = 15.0,
     scheduler: Annotated[
         bool, typer.Option(help="Also run the campaign scheduler in this process.")
     ] = True,

@@ -20,6 +20,8 @@ from sqlalchemy.orm import Session
 
 from ..db import dialect_name
 from ..models import Attempt, Order, OrderResult, Touchpoint
+from ..models.health import TouchpointHealth
+from .breaker import CLOSED, HALF_OPEN, Health
 
 ACTIVE_STATES = ("sending", "polling")
 TOUCH_EVENT = "$ma_channel_touch"
@@ -321,3 +323,165 @@ def insert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     "response_excerpt"}``."""
     if rows:
         session.execute(insert(_attempts), rows)
+
+
+# --- leases and touchpoint health (the worker's heartbeat and circuit breaker) --
+
+_health: Table = TouchpointHealth.__table__  # type: ignore[assignment]
+
+
+def renew_leases(
+    session: Session, owner: str, order_ids: Sequence[int], lease_until: datetime
+) -> set[int]:
+    """The heartbeat: extend the leases of the orders ``owner`` still holds, in one
+    UPDATE; returns the ids still held.
+
+    A lease that expired while nobody else claimed the order (an outage, a long
+    pause) is renewed too: ``lease_owner`` is the fence, not the clock.
+    """
+    if not order_ids:
+        return set()
+    stmt = (
+        update(_orders)
+        .where(_orders.c.id.in_(list(order_ids)), _orders.c.lease_owner == owner)
+        .values(lease_until=lease_until)
+        .returning(_orders.c.id)
+    )
+    return {oid for (oid,) in session.execute(stmt)}
+
+
+def release_leases(session: Session, owner: str, order_ids: Sequence[int]) -> None:
+    """Give orders back unsent (claimed beyond a touchpoint's free slots)."""
+    if order_ids:
+        session.execute(
+            update(_orders)
+            .where(_orders.c.id.in_(list(order_ids)), _orders.c.lease_owner == owner)
+            .values(lease_owner=None, lease_until=None)
+        )
+
+
+def claim_one_of(
+    session: Session, owner: str, touchpoint_id: int, now: datetime, lease_until: datetime
+) -> Sequence[Row[Any]]:
+    """Lease the most overdue order of one touchpoint (a circuit breaker's probe)."""
+    due = (
+        select(_orders.c.id)
+        .where(
+            _orders.c.touchpoint_id == touchpoint_id,
+            _orders.c.state.in_(ACTIVE_STATES),
+            _orders.c.next_attempt_at <= now,
+            (_orders.c.lease_until.is_(None)) | (_orders.c.lease_until < now),
+        )
+        .order_by(_orders.c.next_attempt_at)
+        .limit(1)
+    )
+    if dialect_name(session) == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(_orders)
+        .where(_orders.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_until=lease_until)
+        .returning(*CLAIM_COLUMNS)
+    )
+    return session.execute(stmt).all()
+
+
+def _health_of(row: Any) -> Health:
+    return Health(row.state, row.since, row.reason, row.failures, row.probe_owner)
+
+
+def unhealthy(session: Session) -> dict[int, Health]:
+    """Every touchpoint whose breaker is not closed or counts recent failures
+    (a handful of rows: read on every claim)."""
+    stmt = select(_health).where((_health.c.state != CLOSED) | (_health.c.failures > 0))
+    return {r.touchpoint_id: _health_of(r) for r in session.execute(stmt)}
+
+
+def health_of(session: Session, touchpoint_ids: Iterable[int]) -> dict[int, Health]:
+    ids = list(touchpoint_ids)
+    if not ids:
+        return {}
+    stmt = select(_health).where(_health.c.touchpoint_id.in_(ids))
+    return {r.touchpoint_id: _health_of(r) for r in session.execute(stmt)}
+
+
+def lock_health(
+    session: Session, touchpoint_ids: Iterable[int], now: datetime
+) -> dict[int, Health]:
+    """Lock (creating them closed if missing) the health rows of these touchpoints,
+    in id order so that workers never deadlock on them."""
+    ids = sorted(set(touchpoint_ids))
+    if not ids:
+        return {}
+    rows = [
+        {"touchpoint_id": t, "state": CLOSED, "since": now, "reason": None, "failures": 0}
+        for t in ids
+    ]
+    if dialect_name(session) == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        session.execute(pg_insert(_health).on_conflict_do_nothing(), rows)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        session.execute(sqlite_insert(_health).on_conflict_do_nothing(), rows)
+    stmt = select(_health).where(_health.c.touchpoint_id.in_(ids)).order_by(_health.c.touchpoint_id)
+    if dialect_name(session) == "postgresql":
+        stmt = stmt.with_for_update()
+    return {r.touchpoint_id: _health_of(r) for r in session.execute(stmt)}
+
+
+def save_health(session: Session, changed: dict[int, Health]) -> None:
+    if not changed:
+        return
+    stmt = (
+        update(_health)
+        .where(_health.c.touchpoint_id == bindparam("t_id"))
+        .values(
+            state=bindparam("state"),
+            since=bindparam("since"),
+            reason=bindparam("reason"),
+            failures=bindparam("failures"),
+            probe_owner=bindparam("probe_owner"),
+        )
+    )
+    session.connection().execute(
+        stmt,
+        [
+            {
+                "t_id": t,
+                "state": h.state,
+                "since": h.since,
+                "reason": h.reason,
+                "failures": h.failures,
+                "probe_owner": h.probe_owner,
+            }
+            for t, h in sorted(changed.items())
+        ],
+    )
+
+
+def take_probe(
+    session: Session, touchpoint_id: int, expected: Health, owner: str, now: datetime
+) -> bool:
+    """Move a touchpoint to ``half_open`` with ``owner`` probing, if nobody else
+    changed its row since ``expected`` was read (first worker wins)."""
+    stmt = (
+        update(_health)
+        .where(
+            _health.c.touchpoint_id == touchpoint_id,
+            _health.c.state == expected.state,
+            _health.c.since == expected.since,
+        )
+        .values(state=HALF_OPEN, since=now, probe_owner=owner)
+    )
+    return (session.execute(stmt).rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+def touchpoint_versions(
+    session: Session, ids: Iterable[int]
+) -> dict[int, tuple[datetime, datetime]]:
+    """``{id: (created_at, updated_at)}``: whether a cached touchpoint is current."""
+    t: Table = Touchpoint.__table__  # type: ignore[assignment]
+    stmt = select(t.c.id, t.c.created_at, t.c.updated_at).where(t.c.id.in_(list(ids)))
+    return {tid: (created, updated) for tid, created, updated in session.execute(stmt)}

@@ -3,16 +3,24 @@
 A pipeline on one asyncio loop, database work in threads so the loop never
 blocks::
 
-    claim (lease many due orders at once) ──► attempts (concurrent, within each
-    touchpoint's in-flight limit) ──► settle queue ──► settle (one transaction
-    for everything finished meanwhile)
+    claim (lease only what can be sent now: per touchpoint, the free places of
+    its in-flight limit; renew the leases held — the heartbeat) ──► attempts
+    (concurrent) ──► answers ──► settle (one transaction for everything
+    answered meanwhile, while the next claims go on)
 
-Workers are stateless: run one inside ``touchgate serve`` or any number of
-``touchgate worker`` processes against PostgreSQL. A worker killed at any
-moment loses nothing: its leases expire and another worker resends the same
-orders under the same ``orderNo`` (the receiver's idempotency key), and the
-settlement fence (``repository.lock_owned``) keeps a worker that lost its
-lease from recording anything.
+Leases are short (``--lease-seconds``, 15 s) and renewed every third of that
+while the worker lives. Workers are stateless: run one inside ``touchgate
+serve`` or any number of ``touchgate worker`` processes against PostgreSQL. A
+worker killed at any moment loses nothing: its leases expire within seconds
+and another worker resends the same orders under the same ``orderNo`` (the
+receiver's idempotency key); the settlement fence (``repository.lock_owned``:
+the order is still leased to this worker, expired or not) keeps a worker whose
+order was taken over from recording anything.
+
+When the database is unreachable, no new request starts; the answers of the
+requests in flight stay in memory (at most ``concurrency``) and are settled
+when it is back. Touchpoints whose requests keep failing are paused by their
+circuit breaker (``breaker``), shared through the database.
 """
 
 from __future__ import annotations
@@ -30,12 +38,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
+from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 
 from ..models import Touchpoint
 from ..models.base import utcnow
 from ..runtime import BackgroundTask, Runtime
-from . import protocol, rate_repository, receipts
+from . import breaker, protocol, rate_repository, receipts
 from . import repository as repo
 from .client import get_client
 from .outcomes import DEFAULT_POLL_SECONDS, ClaimedOrder, Outcome, receipt_timeout_minutes
@@ -45,14 +55,12 @@ from .settlement import settle
 
 log = logging.getLogger("touchgate.delivery.worker")
 
-# A claimed order must be settled before its lease ends, or another worker may
-# take it (harmless — the fence and the orderNo make it safe — but wasteful).
-DEFAULT_LEASE_SECONDS = 180.0
+# A short lease, renewed by the worker's heartbeat (every third of it) while the
+# worker lives: a killed worker's orders are due again within seconds.
+DEFAULT_LEASE_SECONDS = 15.0
 DEFAULT_IDLE_SECONDS = 0.5
 SETTLE_MAX = 500
-# Orders claimed per touchpoint beyond its in-flight limit, ready to go the
-# moment a slot frees (hides the claim round trip without hoarding orders).
-READY_PER_TOUCHPOINT = 2
+UNHEALTHY_READ_SECONDS = 0.5
 # Decrypted secrets are re-read at least this often (e.g. a rotation's grace period ends).
 TOUCHPOINT_CACHE_SECONDS = 60.0
 
@@ -114,21 +122,42 @@ class Worker:
         concurrency: int | None = None,
         lease_seconds: float = DEFAULT_LEASE_SECONDS,
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
+        breaker_rules: breaker.Rules = breaker.DEFAULT_RULES,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.runtime = runtime
         self.id = worker_id or default_worker_id()
         self.concurrency = concurrency or runtime.settings.worker_concurrency
         self.lease_seconds = lease_seconds
+        # Three heartbeats per lease: one late or lost beat does not lose the lease.
+        self.heartbeat_seconds = max(0.05, lease_seconds / 3)
         self.idle_seconds = idle_seconds
+        self.breaker_rules = breaker_rules
+        self.clock = clock
         self._in_flight = 0
         self._per_touchpoint: Counter[int] = Counter()
+        # Orders whose lease this worker holds: being sent, or answered and
+        # waiting for settlement. The heartbeat renews exactly these.
+        self._held: set[int] = set()
         self._queue: list[Outcome] = []
+        # What each answered request says about its touchpoint's health (HTTP only).
+        self._requests: dict[int, breaker.RequestResult] = {}
         self._queued = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._touchpoints: dict[int, _Cached] = {}
+        self._unhealthy: dict[int, breaker.Health] = {}
+        self._unhealthy_read = -UNHEALTHY_READ_SECONDS
+        self._last_beat = time.monotonic()
+        self._outage = _Outage()
         self.settled_users = 0
         self.sent_orders = 0
         self._rate = RateGate(reserve_in(runtime))  # rate limit
+        # Where the time goes (the benchmark prints these): seconds inside
+        # claim and settlement transactions, and how many of each.
+        self.claim_seconds = 0.0
+        self.claims = 0
+        self.settle_seconds = 0.0
+        self.settlements = 0
 
     # --- database work (in threads) ---------------------------------------------
 
@@ -137,41 +166,32 @@ class Worker:
         size = cached.config.max_in_flight if cached is not None else None
         return size or self.runtime.settings.per_touchpoint_in_flight
 
-    def _saturated(self, settling: list[Outcome]) -> list[int]:
-        """Touchpoints with their in-flight limit busy plus a small ready queue
-        (not counting the orders about to be settled).
-
-        Claiming more of them would only park orders (and their leases) behind
-        the client's per-touchpoint limit while other touchpoints' orders wait.
-        """
+    def _busy(self, settling: list[Outcome]) -> Counter[int]:
+        """Requests in flight per touchpoint (not counting the ones being settled)."""
         busy = Counter(self._per_touchpoint)
         busy.subtract(o.order.touchpoint_id for o in settling)
-        full = [tid for tid, n in busy.items() if n >= self._limit(tid) + READY_PER_TOUCHPOINT]
-        return full + self._rate.backlogged()  # rate limit: nor those far behind their rate
+        return busy
 
-    def _claim_in(
-        self, session: Session, limit: int, skip: list[int]
-    ) -> list[tuple[ClaimedOrder, _Cached]]:
-        now = utcnow()
-        until = now + timedelta(seconds=self.lease_seconds)
+    def _load_touchpoints(self, session: Session, ids: set[int], now: datetime) -> None:
+        # The touchpoints' versions are read on every claim (a few rows), so an
+        # edit applies to the next attempt; the whole row is read and its
+        # secrets decrypted only when it changed.
         clock = time.monotonic()
-        rows = repo.claim_due(session, self.id, now, until, limit, skip_touchpoints=skip)
-        if not rows:
-            return []
-        # The touchpoint rows are read on every claim (a few rows), so an edit
-        # applies to the next attempt; decrypting secrets happens only when the
-        # row changed.
-        ids = {r.touchpoint_id for r in rows}
         rates = rate_repository.requests_per_second(session, ids)  # rate limit
-        for tp in repo.touchpoints_by_id(session, ids):
-            version = (tp.created_at, tp.updated_at, rates.get(tp.id))  # rate limit
-            cached = self._touchpoints.get(tp.id)
+        stale = set()
+        for tid, (created, updated) in repo.touchpoint_versions(session, ids).items():
+            version = (created, updated, rates.get(tid))  # rate limit
+            cached = self._touchpoints.get(tid)
             if (
-                cached is not None
-                and cached.version == version
-                and (clock - cached.loaded < TOUCHPOINT_CACHE_SECONDS)
+                cached is None
+                or cached.version != version
+                or clock - cached.loaded >= TOUCHPOINT_CACHE_SECONDS
             ):
-                continue
+                stale.add(tid)
+        if not stale:
+            return
+        for tp in repo.touchpoints_by_id(session, stale):
+            version = (tp.created_at, tp.updated_at, rates.get(tp.id))  # rate limit
             plugin_config = None
             if tp.transport == "plugin":
                 plugin_config = _plugin_runtime_config(session, self.runtime, tp)
@@ -181,27 +201,144 @@ class Worker:
                 clock,
                 version,
             )
-        out = []
+
+    def _claim_in(
+        self, session: Session, free: int, busy: Counter[int]
+    ) -> list[tuple[ClaimedOrder, _Cached]]:
+        """Lease only what can be sent now: at most ``free`` orders, and per
+        touchpoint at most its free in-flight slots; none of a touchpoint whose
+        breaker is open (a probe once its cool-down is over)."""
+        now = self.clock()
+        until = now + timedelta(seconds=self.lease_seconds)
+        # Breakers change rarely: read again at least every half second, and on
+        # every claim while one is not closed (probes are due on time).
+        clock = time.monotonic()
+        if self._unhealthy or clock - self._unhealthy_read >= UNHEALTHY_READ_SECONDS:
+            self._unhealthy = repo.unhealthy(session)
+            self._unhealthy_read = clock
+        paused = [t for t, h in self._unhealthy.items() if h.state != breaker.CLOSED]
+        rows: list[Any] = []
+        for tid in paused:
+            h = self._unhealthy[tid]
+            if free - len(rows) <= 0 or not breaker.may_probe(h, now, self.breaker_rules):
+                continue
+            probe = repo.claim_one_of(session, self.id, tid, now, until)
+            if not probe:
+                continue
+            if repo.take_probe(session, tid, h, self.id, now):
+                log.info("touchpoint %d: cool-down over, sending one probe", tid)
+                rows.extend(probe)
+            else:
+                repo.release_leases(session, self.id, [probe[0].id])
+        skip = sorted(
+            {
+                *paused,
+                *(t for t, n in busy.items() if n >= self._limit(t)),
+                *self._rate.backlogged(),  # rate limit: nor those far behind their rate
+            }
+        )
+        if free - len(rows) > 0:
+            rows.extend(
+                repo.claim_due(
+                    session, self.id, now, until, free - len(rows), skip_touchpoints=skip
+                )
+            )
+        if not rows:
+            return []
+        self._load_touchpoints(session, {r.touchpoint_id for r in rows}, now)
+        out: list[tuple[ClaimedOrder, _Cached]] = []
+        extra: list[int] = []
+        taking = Counter(busy)
         for r in rows:
             order = ClaimedOrder(**r._asdict())
             cached = self._touchpoints.get(order.touchpoint_id)
             if cached is None:  # the touchpoint row is gone (cascade deletes its orders)
                 continue
+            if taking[order.touchpoint_id] >= self._limit(order.touchpoint_id):
+                extra.append(order.id)  # no free slot: give it back, unsent
+                continue
+            taking[order.touchpoint_id] += 1
             out.append((order, cached))
+        repo.release_leases(session, self.id, extra)
         return out
 
-    def _cycle(
-        self, outcomes: list[Outcome], limit: int, skip: list[int]
-    ) -> tuple[int, list[tuple[ClaimedOrder, _Cached]]]:
-        """Settle what finished and claim more, in ONE transaction (one write lock
-        on SQLite, one round trip of commits on PostgreSQL)."""
+    def _apply_health(self, session: Session, outcomes: list[Outcome]) -> None:
+        """Count the settled requests against their touchpoints' breakers."""
+        per_touchpoint: dict[int, list[breaker.RequestResult]] = {}
+        for o in outcomes:
+            result = self._requests.get(o.order.id)
+            if result is not None:
+                per_touchpoint.setdefault(o.order.touchpoint_id, []).append(result)
+        # Healthy touchpoints answering fine cost no write at all.
+        touched = [
+            t
+            for t, results in per_touchpoint.items()
+            if t in self._unhealthy or any(r.failed for r in results)
+        ]
+        if not touched:
+            return
+        now = self.clock()
+        current = repo.lock_health(session, touched, now)
+        changed: dict[int, breaker.Health] = {}
+        for tid in touched:
+            before = current.get(tid, breaker.CLOSED_HEALTH)
+            after = breaker.after_requests(before, per_touchpoint[tid], now, self.breaker_rules)
+            if after != before:
+                changed[tid] = after
+                # This worker's next claim sees it at once (others within
+                # UNHEALTHY_READ_SECONDS).
+                self._unhealthy = {**self._unhealthy, tid: after}
+                if after.state != before.state:
+                    _log_health(tid, before, after)
+        repo.save_health(session, changed)
+
+    def _claim_cycle(
+        self, free: int, busy: Counter[int], renew: list[int] | None
+    ) -> tuple[list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
+        """Renew the leases held (the heartbeat) and claim what can be sent now,
+        in one short transaction: new requests start before the answers that
+        freed their slots are settled, so a slow endpoint's slots never wait
+        for the database."""
+        started = time.perf_counter()
+        try:
+            return self._claim_tx(free, busy, renew)
+        finally:
+            self.claim_seconds += time.perf_counter() - started
+            self.claims += 1
+
+    def _claim_tx(
+        self, free: int, busy: Counter[int], renew: list[int] | None
+    ) -> tuple[list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
+        with self.runtime.tx() as session:
+            # Always reach the database (an idle worker's heartbeat has nothing
+            # to renew): a success here is how the end of an outage is noticed.
+            session.connection()
+            kept = None
+            if renew is not None:
+                until = self.clock() + timedelta(seconds=self.lease_seconds)
+                kept = repo.renew_leases(session, self.id, renew, until)
+            claimed = self._claim_in(session, free, busy) if free > 0 else []
+            return claimed, kept
+
+    def _settle_cycle(self, outcomes: list[Outcome]) -> int:
+        """Settle what finished (results, events, attempt log, breakers) in one
+        transaction; if that fails for another reason than the database being
+        away, one by one."""
+        started = time.perf_counter()
+        try:
+            return self._settle_tx(outcomes)
+        finally:
+            self.settle_seconds += time.perf_counter() - started
+            self.settlements += 1
+
+    def _settle_tx(self, outcomes: list[Outcome]) -> int:
         try:
             with self.runtime.tx() as session:
                 settled = settle(session, self.id, outcomes, followups=self.runtime.followups)
-                claimed = self._claim_in(session, limit, skip) if limit > 0 else []
-                return settled, claimed
+                self._apply_health(session, outcomes)
+                return settled
         except Exception as exc:
-            if len(outcomes) <= 1:
+            if len(outcomes) <= 1 or is_connection_error(exc):
                 raise
             # One bad settlement (a failing listener…) must not hold back the
             # others: settle them one by one, leave the failures to their leases.
@@ -213,17 +350,20 @@ class Worker:
                         settled += settle(
                             session, self.id, [outcome], followups=self.runtime.followups
                         )
+                        self._apply_health(session, [outcome])
                 except Exception as one_exc:
+                    if is_connection_error(one_exc):
+                        raise
                     log.exception(
                         "order %s: settlement failed", outcome.order.order_no, exc_info=one_exc
                     )
-            return settled, []
+            return settled
 
     # --- sending ---------------------------------------------------------------------
 
     async def _attempt(self, order: ClaimedOrder, cached: _Cached) -> Outcome:
         tp = cached.config
-        at = utcnow()
+        at = self.clock()
         gids = order.batch_gids()
         if order.state == "polling":
             if order.receipt_deadline is not None and at >= order.receipt_deadline:
@@ -250,6 +390,10 @@ class Worker:
             timeout=tp.timeout_seconds,
             touchpoint_id=tp.id,
             max_in_flight=tp.max_in_flight,
+        )
+        self._requests[order.id] = breaker.RequestResult(
+            breaker.request_failed(res.status, res.error_kind),
+            res.error or (f"HTTP {res.status}" if res.status is not None else None),
         )
         return receipts.from_http(order, tp, kind, at, gids, res)
 
@@ -294,67 +438,158 @@ class Worker:
             log.exception("order %s: attempt crashed", order.order_no, exc_info=exc)
             self._in_flight -= 1
             self._per_touchpoint[order.touchpoint_id] -= 1
+            self._held.discard(order.id)
+            self._requests.pop(order.id, None)
             self._queued.set()
             return
         self._queue.append(outcome)
         self._queued.set()
 
-    # --- the loops ---------------------------------------------------------------------
+    # --- the loop ----------------------------------------------------------------------
+
+    def _start(self, claimed: list[tuple[ClaimedOrder, _Cached]]) -> None:
+        for order, cached in claimed:
+            self._in_flight += 1
+            self._per_touchpoint[order.touchpoint_id] += 1
+            self._held.add(order.id)
+            task = asyncio.create_task(self._run_one(order, cached))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _beat(self, renewed: list[int], kept: set[int] | None, settling: list[Outcome]) -> None:
+        self._last_beat = time.monotonic()
+        if kept is None or len(kept) == len(renewed):
+            return
+        # Orders settled meanwhile (in parallel with the heartbeat) were released.
+        lost = set(renewed) - kept - {o.order.id for o in settling}
+        if lost:
+            log.warning("heartbeat: %d lease(s) were taken by another worker", len(lost))
+
+    def _done(self, batch: list[Outcome], settled: int) -> None:
+        """Forget outcomes that were settled (or given up)."""
+        del self._queue[: len(batch)]
+        self.settled_users += settled
+        self.sent_orders += len(batch)
+        self._in_flight -= len(batch)
+        for done in batch:
+            self._per_touchpoint[done.order.touchpoint_id] -= 1
+            self._held.discard(done.order.id)
+            self._requests.pop(done.order.id, None)
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Claim, send and settle until ``stop`` is set, then drain what is in flight."""
-        log.info("delivery worker %s started (concurrency %d)", self.id, self.concurrency)
-        idle_wait = 0.0
+        """Claim, send and settle until ``stop`` is set, then drain what is in flight.
+
+        Claims (with the heartbeat) and settlements run side by side: a slot
+        freed by an answer is refilled while that answer is being settled.
+        While the database is unreachable no new request starts; the answers of
+        requests already in flight wait in memory (at most ``concurrency`` of
+        them: nothing new is sent) and are settled when it is back, under the
+        lease fence.
+        """
+        log.info(
+            "delivery worker %s started (concurrency %d, lease %g s)",
+            self.id,
+            self.concurrency,
+            self.lease_seconds,
+        )
+        # Answers waiting for settlement hold new claims back beyond this: the
+        # next requests go out while the last ones are settled, but sending
+        # never runs further ahead of settlement (memory, and a failing
+        # endpoint's breaker opening late).
+        backlog_max = self.concurrency
+        settling: asyncio.Task[int] | None = None
+        settling_batch: list[Outcome] = []
+        retry_at = 0.0  # while the database is away: the next try
         try:
             while True:
-                if idle_wait:
-                    self._queued.clear()
-                    if not self._queue:
-                        # Once stopping, only outcomes matter (stop is already set).
-                        watch = None if stop.is_set() else stop
-                        await _wait_any(watch, self._queued, timeout=idle_wait)
-                    idle_wait = 0.0
-                batch, self._queue = self._queue[:SETTLE_MAX], self._queue[SETTLE_MAX:]
+                # Cleared before reading the state: whatever happens from here
+                # on (an answer, a settlement finishing) ends the wait below.
+                self._queued.clear()
+                now = time.monotonic()
                 stopping = stop.is_set()
-                if stopping and not batch and self._in_flight == 0:
+                # 1. A settlement that finished.
+                if settling is not None and settling.done():
+                    task, batch = settling, settling_batch
+                    settling, settling_batch = None, []
+                    exc = task.exception()
+                    if exc is None:
+                        self._outage.recovered()
+                        self._done(batch, task.result())
+                    elif is_connection_error(exc):
+                        self._outage.failed(exc, len(self._queue), self._in_flight)
+                        retry_at = now + OUTAGE_RETRY_SECONDS
+                    else:
+                        # Unexpected: give these answers up; their leases expire
+                        # and another attempt sends the same orders again.
+                        log.error("settling %d answer(s) failed", len(batch), exc_info=exc)
+                        self._done(batch, 0)
+                down = self._outage.down
+                answered = len(self._queue)
+                if stopping and self._in_flight == 0 and settling is None:
                     return
-                free = 0 if stopping else self.concurrency - (self._in_flight - len(batch))
-                if not batch and free <= 0:
-                    idle_wait = 1.0  # every slot busy: wait for an outcome
-                    continue
-                try:
-                    settled, claimed = await asyncio.to_thread(
-                        self._cycle, batch, free, self._saturated(batch)
+                if stopping and down and self._in_flight == answered and settling is None:
+                    return  # every answer is in; the last try below settles or gives up
+                # 2. Claim into free slots; renew the leases held when the
+                # heartbeat is due (while the database is away: to notice its return).
+                free = self.concurrency - (self._in_flight - answered)
+                if stopping or down or answered >= backlog_max or now < self._outage.claims_from:
+                    free = 0
+                beat = now - self._last_beat >= self.heartbeat_seconds or (down and now >= retry_at)
+                claimed: list[tuple[ClaimedOrder, _Cached]] = []
+                if free > 0 or beat:
+                    renew = sorted(self._held) if beat else None
+                    try:
+                        claimed, kept = await asyncio.to_thread(
+                            self._claim_cycle, free, self._busy(self._queue), renew
+                        )
+                    except Exception as exc:
+                        if is_connection_error(exc):
+                            self._outage.failed(exc, len(self._queue), self._in_flight)
+                            retry_at = time.monotonic() + OUTAGE_RETRY_SECONDS
+                        else:
+                            log.error("claiming orders failed", exc_info=exc)
+                        self._last_beat = time.monotonic()  # not again at once
+                    else:
+                        self._outage.recovered()
+                        self._start(claimed)
+                        if renew is not None:
+                            self._beat(renew, kept, settling_batch)
+                # 3. Settle what has been answered (one settlement at a time), after
+                # the claim: on SQLite both need the write lock, and the claim is short.
+                if settling is None and answered and (not down or now >= retry_at):
+                    settling_batch = self._queue[:SETTLE_MAX]
+                    settling = asyncio.create_task(
+                        asyncio.to_thread(self._settle_cycle, settling_batch)
                     )
-                except Exception as exc:  # database away: the leases bring the orders back
-                    log.exception("worker cycle failed", exc_info=exc)
-                    settled, claimed = 0, []
-                    idle_wait = 2.0
-                self.settled_users += settled
-                self.sent_orders += len(batch)
-                self._in_flight -= len(batch)
-                for done in batch:
-                    self._per_touchpoint[done.order.touchpoint_id] -= 1
-                for order, cached in claimed:
-                    self._in_flight += 1
-                    self._per_touchpoint[order.touchpoint_id] += 1
-                    task = asyncio.create_task(self._run_one(order, cached))
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                if stopping:
-                    idle_wait = idle_wait or 0.2
-                elif not claimed and not batch:
-                    idle_wait = self.idle_seconds  # nothing due: poll again later
-                elif not self._queue and len(claimed) < free:
-                    # Less work than room: let outcomes accumulate (bigger transactions).
-                    idle_wait = min(0.02, self.idle_seconds)
+                    settling.add_done_callback(lambda _: self._queued.set())
+                if free > 0 and claimed and len(claimed) >= free:
+                    continue  # more may be due
+                # 4. Wait for an answer, a finished settlement, the heartbeat or stop.
+                if self._outage.down:
+                    wait = max(0.01, retry_at - time.monotonic())
+                elif claimed or answered:
+                    wait = min(0.02, self.idle_seconds)  # let answers gather a little
+                else:
+                    wait = self.idle_seconds  # nothing due: poll again later
+                wait = min(wait, max(0.01, self._last_beat + self.heartbeat_seconds - now))
+                await _wait_any(None if stopping else stop, self._queued, timeout=wait)
         finally:
+            if settling is not None:
+                with contextlib.suppress(Exception):
+                    await settling
+                if not settling.cancelled() and settling.exception() is None:
+                    self._done(settling_batch, settling.result())
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._queue:
-                with contextlib.suppress(Exception):
-                    settled, _ = await asyncio.to_thread(self._cycle, self._queue, 0, [])
-                    self.settled_users += settled
+                try:
+                    self.settled_users += await asyncio.to_thread(self._settle_cycle, self._queue)
+                except Exception as exc:
+                    log.warning(
+                        "stopping with %d answer(s) unsettled (%s); their orders are sent again",
+                        len(self._queue),
+                        _short(exc),
+                    )
                 self._queue = []
             log.info(
                 "delivery worker %s stopped (%d orders, %d users settled)",
@@ -362,6 +597,90 @@ class Worker:
                 self.sent_orders,
                 self.settled_users,
             )
+
+
+OUTAGE_RETRY_SECONDS = 1.0
+OUTAGE_CLAIM_GRACE_SECONDS = 2.0
+# While the database stays away, one reminder line this often.
+OUTAGE_REMINDER_SECONDS = 60.0
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Did this fail because the database cannot be reached (as opposed to a bug
+    or a bad statement)? Connection refused or closed, the database not
+    accepting connections, a terminated backend."""
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, DisconnectionError):
+        return True
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, psycopg.OperationalError | psycopg.InterfaceError):
+            return True
+        if isinstance(cur, DBAPIError) and isinstance(cur.orig, psycopg.Error):
+            cur = cur.orig
+            continue
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+class _Outage:
+    """Says once that the database went away and once that it is back."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self._reminded = 0.0
+        # After an outage every worker renews its leases first; claims wait a
+        # moment so that nobody takes an order whose lease merely ran out while
+        # its worker could not reach the database either.
+        self.claims_from = 0.0
+
+    @property
+    def down(self) -> bool:
+        return self.since is not None
+
+    def failed(self, exc: BaseException, answers: int, in_flight: int) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since = self._reminded = now
+            log.warning(
+                "database unreachable (%s): no new requests; %d answer(s) kept, %d in flight",
+                _short(exc),
+                answers,
+                in_flight,
+            )
+        elif now - self._reminded >= OUTAGE_REMINDER_SECONDS:
+            self._reminded = now
+            log.warning(
+                "database still unreachable after %.0f s (%s); %d answer(s) kept",
+                now - self.since,
+                _short(exc),
+                answers,
+            )
+
+    def recovered(self) -> None:
+        if self.since is None:
+            return
+        now = time.monotonic()
+        log.info("database reachable again after %.1f s", now - self.since)
+        self.since = None
+        self.claims_from = now + OUTAGE_CLAIM_GRACE_SECONDS
+
+
+def _log_health(touchpoint_id: int, before: breaker.Health, after: breaker.Health) -> None:
+    if after.state == breaker.OPEN:
+        log.warning(
+            "touchpoint %d: deliveries paused (breaker open): %s", touchpoint_id, after.reason
+        )
+    elif after.state == breaker.CLOSED:
+        log.info("touchpoint %d: the probe succeeded, deliveries resume", touchpoint_id)
 
 
 async def _wait_any(

@@ -4,6 +4,7 @@ from .base import Base
 from .campaigns import Campaign as Campaign  # registers every campaigns table
 from .datastore import Attribute, Event, User
 from .delivery import Attempt, Order, OrderResult
+from .health import TouchpointHealth
 from .plugins import Plugin
 from .projects import ApiKey, AuditEntry, Project, Space
 from .protection import TouchpointProtection
@@ -22,6 +23,7 @@ __all__ = [
     "Project",
     "Space",
     "Touchpoint",
+    "TouchpointHealth",
     "TouchpointProtection",
     "TouchpointSpace",
     "User",

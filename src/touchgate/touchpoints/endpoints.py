@@ -162,6 +162,17 @@ def rotate_secret(pid: int, tid: int, ctx: CtxDep) -> SecretRotated:
         return out
 
 
+@router.post(BASE + "/{tid}/health/reset", response_model=TouchpointOut)
+@requires(PROJECT_ADMIN)
+def reset_health(pid: int, tid: int, ctx: CtxDep) -> TouchpointOut:
+    """Close the circuit breaker by hand: the touchpoint's orders are sent again."""
+    with ctx.runtime.tx() as session:
+        before = _shown(session, pid, tid)
+        out = TouchpointOut.model_validate(service.reset_health(session, pid, tid))
+        _audit(ctx, session, pid, "reset_health", out, before, after=out)
+        return out
+
+
 def _shown(session: Session, pid: int, tid: int) -> TouchpointOut:
     return TouchpointOut.model_validate(service.show_touchpoint(session, pid, tid))
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, delete, func, insert, select
+from sqlalchemy import Select, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..models import Order, Space, Touchpoint, TouchpointSpace
+from ..models import Order, Space, Touchpoint, TouchpointHealth, TouchpointSpace
 
 
 def _live(project_id: int) -> Select[Touchpoint]:
@@ -150,3 +150,24 @@ def unsettled_order_count(session: Session, touchpoint_id: int) -> int:
 def mark_deleted(session: Session, touchpoint: Touchpoint, at: datetime) -> None:
     touchpoint.deleted_at = at
     session.flush()
+
+
+def health_by_touchpoint(
+    session: Session, touchpoint_ids: Collection[int]
+) -> dict[int, TouchpointHealth]:
+    """The circuit-breaker rows of many touchpoints (absent: closed)."""
+    if not touchpoint_ids:
+        return {}
+    rows = session.scalars(
+        select(TouchpointHealth).where(TouchpointHealth.touchpoint_id.in_(list(touchpoint_ids)))
+    )
+    return {h.touchpoint_id: h for h in rows}
+
+
+def close_health(session: Session, touchpoint_id: int, now: datetime) -> None:
+    """Close a touchpoint's circuit breaker by hand (no row: already closed)."""
+    session.execute(
+        update(TouchpointHealth)
+        .where(TouchpointHealth.touchpoint_id == touchpoint_id)
+        .values(state="closed", since=now, reason=None, failures=0, probe_owner=None)
+    )

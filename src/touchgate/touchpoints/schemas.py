@@ -316,6 +316,15 @@ class LastTest(BaseModel):
     ok: bool
 
 
+class Health(BaseModel):
+    """The touchpoint's circuit breaker: ``open`` pauses its deliveries after
+    repeated failed requests, ``half_open`` while one probe tests it."""
+
+    state: Literal["closed", "open", "half_open"]
+    since: datetime | None
+    reason: str | None
+
+
 class TouchpointOut(BaseModel):
     """A touchpoint as the API shows it: secrets only as ``token_set``."""
 
@@ -339,6 +348,7 @@ class TouchpointOut(BaseModel):
     plugin_config: dict[str, Any] | None
     space_ids: list[int]
     last_test: LastTest | None
+    health: Health
     created_at: datetime
     updated_at: datetime
 

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from ..crypto import SecretBox, new_signing_secret
 from ..datastore import repository as datastore
 from ..errors import Conflict, FieldErrors, InvalidInput, NotFound, field_detail, pydantic_details
-from ..models import Touchpoint
+from ..models import Touchpoint, TouchpointHealth
 from ..models.base import utcnow
 from ..projects import service as projects
 from ..runtime import Runtime
@@ -86,7 +86,18 @@ def _plugins() -> ModuleType:
     return plugins
 
 
-def _view(session: Session, touchpoint: Touchpoint, space_ids: list[int]) -> View:
+def _health(row: TouchpointHealth | None) -> dict[str, Any]:
+    if row is None:
+        return {"state": "closed", "since": None, "reason": None}
+    return {"state": row.state, "since": row.since, "reason": row.reason}
+
+
+def _view(
+    session: Session,
+    touchpoint: Touchpoint,
+    space_ids: list[int],
+    health: TouchpointHealth | None = None,
+) -> View:
     plugin_config = None
     if touchpoint.transport == "plugin" and touchpoint.plugin_id is not None:
         plugin_config = _plugins().public_config(
@@ -116,6 +127,7 @@ def _view(session: Session, touchpoint: Touchpoint, space_ids: list[int]) -> Vie
         "plugin_config": plugin_config,
         "space_ids": space_ids,
         "last_test": last_test,
+        "health": _health(health),
         "created_at": touchpoint.created_at,
         "updated_at": touchpoint.updated_at,
     }
@@ -123,8 +135,10 @@ def _view(session: Session, touchpoint: Touchpoint, space_ids: list[int]) -> Vie
 
 def views(session: Session, touchpoints: Sequence[Touchpoint]) -> list[View]:
     """Output for many touchpoints; their spaces come from one query."""
-    spaces = repo.space_ids_by_touchpoint(session, [t.id for t in touchpoints])
-    return [_view(session, t, spaces[t.id]) for t in touchpoints]
+    ids = [t.id for t in touchpoints]
+    spaces = repo.space_ids_by_touchpoint(session, ids)
+    health = repo.health_by_touchpoint(session, ids)
+    return [_view(session, t, spaces[t.id], health.get(t.id)) for t in touchpoints]
 
 
 def view(session: Session, touchpoint: Touchpoint) -> View:
@@ -795,6 +809,13 @@ def rotate_secret(
     touchpoint.updated_at = now
     session.flush()
     return {"signing_secret": secret, "previous_secret_expires_at": now + SECRET_GRACE}
+
+
+def reset_health(session: Session, project_id: int, touchpoint_id: int) -> View:
+    """Close the touchpoint's circuit breaker by hand: its orders flow again at once."""
+    touchpoint = get_touchpoint(session, project_id, touchpoint_id)
+    repo.close_health(session, touchpoint.id, utcnow())
+    return view(session, touchpoint)
 
 
 def enum_param(session: Session, project_id: int, touchpoint_id: int, key: str) -> dict[str, Any]:
