@@ -23,6 +23,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     runtime_fixture,
     wait_for,
 )
+from touchgate import metrics
 from touchgate.delivery import breaker
 from touchgate.delivery.breaker import CLOSED, HALF_OPEN, OPEN, Health, RequestResult, Rules
 from touchgate.models import OrderResult
@@ -107,6 +108,11 @@ def test_a_failing_endpoint_pauses_its_deliveries_until_a_probe_succeeds(
         wait_for(lambda: _health(runtime, tp.project_id, tp.id)["state"] == OPEN, what="open")
         health = _health(runtime, tp.project_id, tp.id)
         assert str(health["reason"]).startswith("3 failed requests in a row; the last: HTTP 503")
+        # Operators see it on /metrics too.
+        assert (
+            f'touchgate_touchpoint_paused{{project_id="{tp.project_id}",'
+            f'touchpoint_id="{tp.id}",state="open"}} 1'
+        ) in metrics.render(runtime).splitlines()
         sent = len(endpoint.of("touch"))
         # The third failure opens it; one more request may have started while
         # that answer was being settled (claims do not wait for settlements).
@@ -122,6 +128,10 @@ def test_a_failing_endpoint_pauses_its_deliveries_until_a_probe_succeeds(
     finally:
         w.close()
     assert _health(runtime, tp.project_id, tp.id)["state"] == CLOSED
+    exposition = metrics.render(runtime).splitlines()
+    assert not [line for line in exposition if line.startswith("touchgate_touchpoint_paused{")]
+    assert 'touchgate_order_users{status="TOU_SUCC"} 10' in exposition
+    assert 'touchgate_order_users{status="pending"} 0' in exposition
     assert {st for st, _, _ in results(runtime, nos).values()} == {"TOU_SUCC"}
     # The probe went alone: nothing else was sent until it had been answered.
     probe = endpoint.of("touch")[sent]

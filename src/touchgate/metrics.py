@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 
-from .models import Order, OrderResult
+from .models import Order, OrderResult, Touchpoint, TouchpointHealth
 from .runtime import Runtime
 
 
@@ -24,12 +24,28 @@ def render(runtime: Runtime) -> str:
             "# TYPE touchgate_order_users gauge",
         ]
         users = session.scalar(select(func.coalesce(func.sum(Order.user_count), 0))) or 0
-        final = dict(
-            session.execute(
-                select(OrderResult.status, func.count()).group_by(OrderResult.status)
-            ).tuples()
+        # (A Result has keys(): dict() would read it as a mapping; take its rows.)
+        final: dict[str, int] = dict(
+            session.execute(select(OrderResult.status, func.count()).group_by(OrderResult.status))
+            .tuples()
+            .all()
         )
         pending = max(0, int(users) - sum(final.values()))
         for status, count in [("pending", pending), *sorted(final.items())]:
             lines.append(f'touchgate_order_users{{status="{status}"}} {count}')
+        lines += [
+            "# HELP touchgate_touchpoint_paused Touchpoints whose circuit breaker is not "
+            "closed (deliveries paused: open, or one probe out: half_open).",
+            "# TYPE touchgate_touchpoint_paused gauge",
+        ]
+        for pid, tid, state in session.execute(
+            select(Touchpoint.project_id, TouchpointHealth.touchpoint_id, TouchpointHealth.state)
+            .join(Touchpoint, Touchpoint.id == TouchpointHealth.touchpoint_id)
+            .where(TouchpointHealth.state != "closed", Touchpoint.deleted_at.is_(None))
+            .order_by(TouchpointHealth.touchpoint_id)
+        ):
+            lines.append(
+                f'touchgate_touchpoint_paused{{project_id="{pid}",touchpoint_id="{tid}",'
+                f'state="{state}"}} 1'
+            )
     return "\n".join(lines) + "\n"
