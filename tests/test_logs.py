@@ -56,6 +56,23 @@ def test_text_lines_have_time_level_and_logger(restore_logging: None) -> None:
     assert lines[1].endswith("WARNING uvicorn.access: GET / 200")
 
 
+def test_migrations_say_only_what_matters(restore_logging: None) -> None:
+    alembic = logging.getLogger("alembic.runtime.migration")
+    level = logging.getLogger("alembic").level
+    try:
+        out = io.StringIO()
+        configure(_settings(), out)
+        alembic.info("Running upgrade 0001 -> 0002, a docstring of many lines")
+        alembic.warning("something to look at")
+        assert out.getvalue().splitlines()[-1].endswith("something to look at")
+        assert "Running upgrade" not in out.getvalue()
+        configure(_settings(log_level="DEBUG"), out)
+        alembic.info("Running upgrade 0002 -> 0003")
+        assert "Running upgrade 0002 -> 0003" in out.getvalue()
+    finally:
+        logging.getLogger("alembic").setLevel(level)
+
+
 def test_json_lines_are_objects_with_extras_and_tracebacks(restore_logging: None) -> None:
     out = io.StringIO()
     configure(_settings(log_format="JSON", log_level="debug"), out)

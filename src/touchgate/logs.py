@@ -99,5 +99,10 @@ def configure(settings: Settings, stream: IO[str] | None = None) -> logging.Hand
             logger.removeHandler(old)
         logger.propagate = True
         logger.setLevel(logging.NOTSET)
+    # Alembic says what it sets up and each migration's whole docstring at INFO:
+    # noise at every start. Its warnings and errors still come through (and all
+    # of it at DEBUG).
+    quiet = logging.DEBUG if settings.log_level == "DEBUG" else logging.WARNING
+    logging.getLogger("alembic").setLevel(quiet)
     logging.captureWarnings(True)
     return handler
