@@ -152,12 +152,13 @@ def test_scheduler_logs_an_outage_once(
     calls = {"n": 0}
     stop = asyncio.Event()
 
-    def tick(runtime: Runtime) -> None:
+    def tick(runtime: Runtime) -> scheduler.TickReport:
         calls["n"] += 1
         if calls["n"] <= 5:
             raise OperationalError("SELECT 1", {}, sqlite3.OperationalError("disk I/O error"))
         if calls["n"] == 7:
             stop.set()
+        return scheduler.TickReport()
 
     monkeypatch.setattr(scheduler, "tick", tick)
     monkeypatch.setattr(scheduler, "maintain", lambda runtime, now: None)
