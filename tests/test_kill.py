@@ -125,6 +125,18 @@ def test_sigkill_loses_nothing_and_never_doubles(pg_runtime: Runtime, tmp_path: 
         first = _start_worker(runtime, "doomed", tmp_path / "worker-1.log")
         workers.append(first)
         wait_for(lambda: _settled(runtime) >= 3000, timeout=120, what="the workers to work")
+
+        def doomed_holds_orders() -> bool:
+            with runtime.tx() as s:
+                return bool(
+                    s.scalars(
+                        select(Order.id).where(Order.lease_owner == "doomed", Order.state != "done")
+                    ).first()
+                )
+
+        # Kill it while it is sending (it starts after the survivor and may have
+        # had nothing yet when the first 3,000 were settled).
+        wait_for(doomed_holds_orders, timeout=60, what="the doomed worker to hold orders")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
         killed_at = time.monotonic()
