@@ -25,6 +25,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     engine_database_fixture,
     enqueue,
     make_touchpoint,
+    payloads,
     results,
     runtime_fixture,
     touch_events,
@@ -45,7 +46,7 @@ def test_enqueue_groups_freezes_and_renders(runtime: Runtime) -> None:
     assert all(len(n) == 32 and int(n, 16) >= 0 for n in nos)
     with runtime.tx() as s:
         orders = s.scalars(select(Order).order_by(Order.id)).all()
-        entries = [orjson.loads(o.payload) for o in orders]
+        entries = [orjson.loads(p) for p in payloads(s)]
         assert [o.user_count for o in orders] == [2, 2]
         assert {(o.campaign_id, o.step_id, o.run_id, o.state) for o in orders} == {
             (7, "s1", 5, "sending")
@@ -72,7 +73,7 @@ def test_enqueue_drops_a_repeated_gid_within_a_batch(runtime: Runtime) -> None:
     [no] = enqueue(runtime, tp, [1, 2, 1])
     assert results(runtime, [no]) == {1: ("pending", None, 0), 2: ("pending", None, 0)}
     with runtime.tx() as s:
-        payload = s.scalar(select(Order.payload))
+        [payload] = payloads(s)
     assert payload is not None
     assert [e["gid"] for e in orjson.loads(payload)] == [1, 2]
 
@@ -89,15 +90,15 @@ def test_enqueue_users_directly_and_static_template(runtime: Runtime) -> None:
     assert res.user_count == 1200
     assert len(res.order_nos) == 3
     with runtime.tx() as s:
-        payloads = s.scalars(select(Order.payload).order_by(Order.id)).all()
-    first = orjson.loads(payloads[0])
+        sent_payloads = payloads(s)
+    first = orjson.loads(sent_payloads[0])
     assert len(first) == 500
     assert first[3] == {
         "gid": 3,
         "temData": {"title": "Same for all", "amount": 1.5},
         "dynamicData": {"phone": "3"},
     }
-    assert len(orjson.loads(payloads[2])) == 200
+    assert len(orjson.loads(sent_payloads[2])) == 200
 
 
 ODD_VALUES: list[Any] = [
@@ -144,8 +145,8 @@ def test_enqueue_without_placeholders_renders_the_same_entries(
             s.execute(Order.__table__.delete())
             res = enqueue_delivery(s, touchpoint=tp, gids=iter(gids), tem_data=tem)
         with runtime.tx() as s:
-            payloads = s.scalars(select(Order.payload).order_by(Order.id)).all()
-        sent = [e for p in payloads for e in orjson.loads(p)]
+            sent_payloads = payloads(s)
+        sent = [e for p in sent_payloads for e in orjson.loads(p)]
         unique = list(dict.fromkeys(gids[:4])) + list(dict.fromkeys(gids[4:]))
         assert res.user_count == len(unique) == len(sent)
         assert sent == [

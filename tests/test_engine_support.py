@@ -29,7 +29,7 @@ from touchgate.delivery.hooks import SettlementFollowup
 from touchgate.delivery.outcomes import protocol_gids
 from touchgate.delivery.worker import Worker
 from touchgate.migrate import upgrade
-from touchgate.models import Event, Order, Project, Touchpoint, User
+from touchgate.models import Event, Order, OrderPayload, Project, Touchpoint, User
 from touchgate.runtime import Runtime
 
 SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # 24 bytes, base64
@@ -293,12 +293,23 @@ def all_done(runtime: Runtime, order_nos: list[str]) -> bool:
         return len(states) == len(order_nos) and all(st == "done" for st in states)
 
 
+def payloads(session: Any) -> list[bytes]:
+    """The frozen payload of every order, in the orders' order."""
+    stmt = (
+        select(OrderPayload.payload)
+        .join(Order, Order.order_no == OrderPayload.order_no)
+        .order_by(Order.id)
+    )
+    return list(session.scalars(stmt))
+
+
 def results(runtime: Runtime, order_nos: list[str]) -> dict[int, tuple[str, str | None, int]]:
     """Every user of these orders: its final result, or ``("pending", None, 0)``."""
     out: dict[int, tuple[str, str | None, int]] = {}
     with runtime.tx() as s:
-        for order in s.scalars(select(Order).where(Order.order_no.in_(order_nos))):
-            for gid in protocol_gids(order.payload):
+        stmt = select(OrderPayload.payload).where(OrderPayload.order_no.in_(order_nos))
+        for payload in s.scalars(stmt):
+            for gid in protocol_gids(payload):
                 out[gid] = ("pending", None, 0)
         rows = s.execute(
             text(

@@ -873,7 +873,6 @@ def test_delete_refused_with_unsettled_orders(
                     project_id=pid,
                     touchpoint_id=tid,
                     state=state,
-                    payload=b"[]",
                     user_count=0,
                 )
             )

@@ -41,7 +41,16 @@ from ..datastore.repository import user_attributes as user_attributes
 from ..datastore.sensitive import SENSITIVE_TYPE
 from ..db import dialect_name
 from ..delivery.outcomes import protocol_gids
-from ..models import Attribute, Event, Order, OrderResult, Touchpoint, TouchpointSpace, User
+from ..models import (
+    Attribute,
+    Event,
+    Order,
+    OrderPayload,
+    OrderResult,
+    Touchpoint,
+    TouchpointSpace,
+    User,
+)
 from ..models.base import UTCDateTime
 from ..models.campaigns import (
     Campaign,
@@ -1265,7 +1274,14 @@ def _unsettled_orders(
 
 def _pending_gids(session: Session, order_id: int) -> list[int]:
     """The users of an order without a result, in gid order."""
-    payload = session.scalar(select(Order.payload).where(Order.id == order_id)) or b""
+    payload = (
+        session.scalar(
+            select(OrderPayload.payload)
+            .join(Order, Order.order_no == OrderPayload.order_no)
+            .where(Order.id == order_id)
+        )
+        or b""
+    )
     done = set(session.scalars(select(OrderResult.gid).where(OrderResult.order_id == order_id)))
     return sorted(g for g in protocol_gids(payload) if g not in done)
 

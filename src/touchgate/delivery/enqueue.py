@@ -173,7 +173,9 @@ def replay(session: Session, order_no: str, *, project_id: int | None = None) ->
             f"Order {order_no} has no failed users to replay.",
             code="nothing_to_replay",
         )
-    entries = [e for e in orjson.loads(order.payload) if e.get("gid") in failed]
+    entries = [
+        e for e in orjson.loads(repo.payload_of(session, order.order_no)) if e.get("gid") in failed
+    ]
     new_no = protocol.new_order_no()
     now = utcnow()
     repo.insert_orders(

@@ -29,7 +29,8 @@ def get_order(session: Session, project_id: int, order_no: str) -> Order:
 def order_detail(session: Session, project_id: int, order_no: str) -> dict[str, Any]:
     order = get_order(session, project_id, order_no)
     final = {r.gid: r for r in repo.order_results(session, order.id)}
-    gids = sorted({int(e["gid"]) for e in orjson.loads(order.payload)} | set(final))
+    entries = orjson.loads(repo.payload_of(session, order.order_no))
+    gids = sorted({int(e["gid"]) for e in entries} | set(final))
     users: list[dict[str, Any]] = []
     counts = {PENDING: 0, SUCC: 0, FAIL: 0}
     for gid in gids:

@@ -19,13 +19,14 @@ from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..db import dialect_name
-from ..models import Attempt, Order, OrderResult, Touchpoint
+from ..models import Attempt, Order, OrderPayload, OrderResult, Touchpoint
 from ..models.health import TouchpointHealth
 from .breaker import CLOSED, HALF_OPEN, Health
 
 ACTIVE_STATES = ("sending", "polling")
 TOUCH_EVENT = "$ma_channel_touch"
 _orders: Table = Order.__table__  # type: ignore[assignment]
+_payloads: Table = OrderPayload.__table__  # type: ignore[assignment]
 _results: Table = OrderResult.__table__  # type: ignore[assignment]
 _attempts: Table = Attempt.__table__  # type: ignore[assignment]
 
@@ -34,10 +35,27 @@ _attempts: Table = Attempt.__table__  # type: ignore[assignment]
 
 
 def insert_orders(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert orders in one executemany (no ids returned: nobody needs them, and
+    """Insert orders, each row with its ``payload``, in two executemany (the
+    payloads in their own table; no ids returned: nobody needs them, and
     returning them in order costs a sort of the batch)."""
     if rows:
-        session.execute(insert(_orders), rows)
+        session.execute(insert(_orders), [_without_payload(row) for row in rows])
+        session.execute(
+            insert(_payloads),
+            [{"order_no": row["order_no"], "payload": row["payload"]} for row in rows],
+        )
+
+
+def _without_payload(row: dict[str, Any]) -> dict[str, Any]:
+    out = dict(row)
+    del out["payload"]
+    return out
+
+
+def payload_of(session: Session, order_no: str) -> bytes:
+    """An order's frozen ``dataList`` (empty if it has none)."""
+    stmt = select(_payloads.c.payload).where(_payloads.c.order_no == order_no)
+    return session.scalar(stmt) or b""
 
 
 # --- reading -----------------------------------------------------------------
@@ -128,7 +146,7 @@ CLAIM_COLUMNS = (
     _orders.c.run_id,
     _orders.c.step_id,
     _orders.c.state,
-    _orders.c.payload,
+    _payloads.c.payload,
     _orders.c.user_count,
     _orders.c.attempt_count,
     _orders.c.receipt_deadline,
@@ -164,13 +182,27 @@ def claim_due(
     due = select(_orders.c.id).where(*conds).order_by(_orders.c.next_attempt_at).limit(limit)
     if dialect_name(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    return _lease(session, due, owner, lease_until)
+
+
+def _lease(session: Session, due: Any, owner: str, lease_until: datetime) -> Sequence[Row[Any]]:
+    """Lease the orders ``due`` selects; returns them with their payloads."""
     stmt = (
         update(_orders)
         .where(_orders.c.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=lease_until)
-        .returning(*CLAIM_COLUMNS)
+        .returning(_orders.c.id)
     )
-    return session.execute(stmt).all()
+    ids = list(session.scalars(stmt))
+    if not ids:
+        return []
+    claimed = (
+        select(*CLAIM_COLUMNS)
+        .join_from(_orders, _payloads, _payloads.c.order_no == _orders.c.order_no)
+        .where(_orders.c.id.in_(ids))
+        .order_by(_orders.c.next_attempt_at, _orders.c.id)
+    )
+    return cast(Sequence[Row[Any]], session.execute(claimed).all())
 
 
 def touchpoints_by_id(session: Session, ids: Iterable[int]) -> Sequence[Touchpoint]:
@@ -377,13 +409,7 @@ def claim_one_of(
     )
     if dialect_name(session) == "postgresql":
         due = due.with_for_update(skip_locked=True)
-    stmt = (
-        update(_orders)
-        .where(_orders.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_until=lease_until)
-        .returning(*CLAIM_COLUMNS)
-    )
-    return session.execute(stmt).all()
+    return _lease(session, due, owner, lease_until)
 
 
 def _health_of(row: Any) -> Health:

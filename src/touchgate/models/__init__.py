@@ -3,7 +3,7 @@
 from .base import Base
 from .campaigns import Campaign as Campaign  # registers every campaigns table
 from .datastore import Attribute, Event, User
-from .delivery import Attempt, Order, OrderResult
+from .delivery import Attempt, Order, OrderPayload, OrderResult
 from .health import TouchpointHealth
 from .plugins import Plugin
 from .projects import ApiKey, AuditEntry, Project, Space
@@ -18,6 +18,7 @@ __all__ = [
     "Base",
     "Event",
     "Order",
+    "OrderPayload",
     "OrderResult",
     "Plugin",
     "Project",

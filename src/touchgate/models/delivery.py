@@ -20,8 +20,8 @@ from .base import Base, BigId, JSONType, UTCDateTime, utcnow
 
 
 class Order(Base):
-    """One batch request. ``payload`` is the frozen ``dataList`` (orjson bytes):
-    it never changes across retries, nor does ``order_no``."""
+    """One batch request: its state, attempts and lease. Its frozen ``dataList``
+    is an ``OrderPayload``: it never changes across retries, nor does ``order_no``."""
 
     __tablename__ = "orders"
     __table_args__ = (
@@ -38,7 +38,6 @@ class Order(Base):
     step_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # sending: due for a delivery attempt · polling: waiting for async receipts · done
     state: Mapped[str] = mapped_column(String(16), default="sending")
-    payload: Mapped[bytes] = mapped_column(LargeBinary)
     user_count: Mapped[int] = mapped_column(Integer)
     attempt_count: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -52,10 +51,23 @@ class Order(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class OrderPayload(Base):
+    """An order's frozen ``dataList`` (orjson bytes), written once at enqueue.
+
+    Apart from the order's row on purpose: claims, heartbeats and settlement
+    update that row several times per attempt, and SQLite rewrites a whole row
+    (tens of kilobytes of payload for a batch of 500) at each update."""
+
+    __tablename__ = "order_payloads"
+
+    order_no: Mapped[str] = mapped_column(String(32), primary_key=True)
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class OrderResult(Base):
     """A user's final result in an order, written once when it settles (append-only).
 
-    The users of an order are named by its frozen ``payload``; a user without a
+    The users of an order are named by its frozen payload; a user without a
     row here is still pending. The primary key makes a second result for the
     same user of the same order impossible. No foreign key to ``orders``: it
     would cost a trigger per row on PostgreSQL, orders are never deleted, and
