@@ -37,6 +37,9 @@ def _sqlite_on_connect(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    # Checkpoints are the background thread's work (``WalCheckpoints``); a
+    # committing writer checkpoints only if that falls far behind.
+    cur.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     cur.close()
 
 
@@ -44,6 +47,118 @@ def _sqlite_on_begin(conn: Any) -> None:
     # BEGIN IMMEDIATE takes the write lock up front, so two writers queue on
     # busy_timeout instead of failing with "database is locked" mid-transaction.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class WriteTurns:
+    """SQLite's one write lock, taken in turn by this process's threads.
+
+    Every transaction here is a writer (``BEGIN IMMEDIATE``), and a writer that
+    finds the lock taken waits in SQLite's busy handler, which polls with
+    growing sleeps (up to 100 ms): a thread writing back to back (a campaign's
+    pages) then keeps one that is sleeping (the delivery worker's settlement)
+    out for as long as it goes on, and the lock stands idle while the next one
+    sleeps. Here the process's transactions queue first come, first served and
+    hand the lock over at once; other processes (a command-line import) still
+    meet at SQLite's lock. Re-entrant: a transaction opened inside another on
+    the same thread does not wait for itself."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._next = 0
+        self._serving = 0
+        self._local = threading.local()
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        depth: int = getattr(self._local, "depth", 0)
+        if depth == 0:
+            with self._cond:
+                ticket = self._next
+                self._next += 1
+                while ticket != self._serving:
+                    self._cond.wait()
+        self._local.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._local.depth = depth
+            if depth == 0:
+                with self._cond:
+                    self._serving += 1
+                    self._cond.notify_all()
+
+
+# The write turns of each SQLite engine (``transaction`` takes one).
+_write_turns: weakref.WeakKeyDictionary[Engine, WriteTurns] = weakref.WeakKeyDictionary()
+
+# SQLite's own default is 1,000 pages (4 MB), checkpointed by whichever commit
+# crosses it, inside that writer's turn.
+WAL_AUTOCHECKPOINT_PAGES = 16000
+CHECKPOINT_SECONDS = 0.2
+
+
+class WalCheckpoints:
+    """Copies SQLite's write-ahead log into the database from a thread of its own.
+
+    A checkpoint copies every page written since the last one and syncs the
+    file; left to SQLite, the commit that makes the log cross 4 MB does it while
+    it still holds its write turn, so claims and settlements took turns waiting
+    for disk writes. A passive checkpoint runs beside the writers (it needs no
+    write lock); this one runs every ``CHECKPOINT_SECONDS`` after a commit, on
+    its own connection, and stops with the engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = weakref.ref(engine)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def committed(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None and not self._stop.is_set():
+                    self._thread = threading.Thread(
+                        target=self._run, name="sqlite-checkpoints", daemon=True
+                    )
+                    self._thread.start()
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(5)
+
+    def _run(self) -> None:
+        engine = self._engine()
+        if engine is None:
+            return
+        path = engine.url.database
+        del engine  # not kept alive by this thread
+        try:
+            conn = sqlite3.connect(path or "", timeout=30, check_same_thread=False)
+        except sqlite3.Error:
+            return
+        try:
+            while not self._stop.is_set():
+                self._wake.wait()
+                self._wake.clear()
+                if self._stop.wait(CHECKPOINT_SECONDS):
+                    break
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        finally:
+            conn.close()
+
+
+_checkpoints: weakref.WeakKeyDictionary[Engine, WalCheckpoints] = weakref.WeakKeyDictionary()
+
+
+def _is_file(url: str) -> bool:
+    path = make_url(url).database
+    return bool(path) and path != ":memory:" and not (path or "").startswith("file:")
 
 
 def _create_private_sqlite_file(url: str) -> None:
@@ -139,6 +254,11 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
+        _write_turns[engine] = WriteTurns()
+        if _is_file(url):
+            checkpoints = _checkpoints[engine] = WalCheckpoints(engine)
+            event.listen(engine, "commit", lambda _conn: checkpoints.committed())
+            event.listen(engine, "engine_disposed", lambda _engine: checkpoints.stop())
         return engine
     engine = create_engine(
         url, pool_size=pool_size, max_overflow=20, pool_pre_ping=True, future=True
@@ -155,16 +275,20 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on error."""
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    """One unit of work: commit on success, roll back on error. On SQLite it waits
+    for this process's earlier writers first (``WriteTurns``)."""
+    bind = factory.kw.get("bind")
+    turns = _write_turns.get(bind) if isinstance(bind, Engine) else None
+    with turns.turn() if turns is not None else contextlib.nullcontext():
+        session = factory()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
 
 
 def dialect_name(session: Session) -> str:

@@ -37,10 +37,6 @@ log = logging.getLogger("touchgate.campaigns.scheduler")
 
 TICK_SECONDS = 1.0
 DUE_PER_TICK = 200
-# On SQLite, after each piece of due work, pause half as long as it took
-# (at most SQLITE_TURN_MAX seconds of it) so the delivery worker gets the write lock.
-SQLITE_TURN = 0.5
-SQLITE_TURN_MAX = 0.5
 # A tick starts no more due work after this many seconds (the next tick goes on).
 DUE_SECONDS = 5.0
 # Pieces of due work done at once on PostgreSQL.
@@ -125,18 +121,12 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
         with ThreadPoolExecutor(DUE_THREADS, thread_name_prefix="campaign-due") as pool:
             report.due += sum(1 for result in pool.map(do, due_work) if result is True)
         due_work = []
+    # On SQLite the pages and the delivery worker's transactions take the one write
+    # lock in turn (``db.WriteTurns``), so both move together.
     for work in due_work:
-        started = time.monotonic()
         result = do(work)
         if report.more:
             break
-        if sqlite:
-            # SQLite has one writer, and a writer waiting for the lock polls with
-            # growing sleeps: back to back, the pages of a big run would keep the
-            # delivery worker from settling (and claiming) until the last one. A
-            # pause of half the page's time outlasts the waiter's next poll (sleeps of
-            # 25–100 ms) and gives it its turn, so both move together.
-            time.sleep(min(time.monotonic() - started, SQLITE_TURN_MAX) * SQLITE_TURN)
         if result is True:
             report.due += 1
     with runtime.tx() as session:
