@@ -32,6 +32,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     wait_for,
 )
 from touchgate.delivery import rate_repository
+from touchgate.delivery import repository as delivery_repository
 from touchgate.delivery.rate_gate import AHEAD_SECONDS, LATE_RETRIES, LONG_WAIT_SECONDS, RateGate
 from touchgate.delivery.ratelimit import (
     MAX_GROUP_SECONDS,
@@ -348,9 +349,13 @@ def test_the_limits_are_read_for_the_touchpoints_that_have_one(runtime: Runtime)
     removed = _limited(runtime, None)
     plain = make_touchpoint(runtime, "http://127.0.0.1:9/touch").id
     with runtime.tx() as s:
-        got = rate_repository.requests_per_second(s, [limited, removed, plain])
-        assert rate_repository.requests_per_second(s, []) == {}
-    assert got == {limited: 2.5}
+        versions = delivery_repository.touchpoint_versions(s, [limited, removed, plain])
+        assert delivery_repository.touchpoint_versions(s, []) == {}
+    assert {tid: rps for tid, (_c, _u, rps) in versions.items()} == {
+        limited: 2.5,
+        removed: None,
+        plain: None,
+    }
 
 
 def test_concurrent_reservations_never_overlap(runtime: Runtime) -> None:

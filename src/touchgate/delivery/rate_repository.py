@@ -3,13 +3,10 @@ and reserving request slots on the timeline every worker process shares."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ..db import dialect_name
-from ..models.protection import TouchpointProtection
 from .ratelimit import Reservation
 
 # The database's own clock, in seconds since the epoch, read when the row is
@@ -23,23 +20,13 @@ _NOW = {
 _LATER = {"postgresql": "GREATEST", "sqlite": "max"}
 
 
-def requests_per_second(session: Session, touchpoint_ids: Iterable[int]) -> dict[int, float]:
-    """``{touchpoint id: requests per second}`` for the touchpoints with a rate limit."""
-    ids = list(touchpoint_ids)
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(TouchpointProtection.touchpoint_id, TouchpointProtection.rate_limit).where(
-            TouchpointProtection.touchpoint_id.in_(ids)
-        )
-    ).all()
-    out: dict[int, float] = {}
-    for touchpoint_id, limit in rows:
-        # A removed limit may be stored as JSON null.
-        rps = limit.get("requests_per_second") if isinstance(limit, dict) else None
-        if isinstance(rps, int | float) and rps > 0:
-            out[touchpoint_id] = float(rps)
-    return out
+def rate_of(limit: object) -> float | None:
+    """Requests per second of a stored ``rate_limit`` (None: no limit; a removed
+    limit may be stored as JSON null)."""
+    rps = limit.get("requests_per_second") if isinstance(limit, dict) else None
+    if isinstance(rps, int | float) and rps > 0:
+        return float(rps)
+    return None
 
 
 def reserve_slots(

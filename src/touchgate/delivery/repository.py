@@ -21,7 +21,9 @@ from sqlalchemy.orm import Session
 from ..db import dialect_name
 from ..models import Attempt, Order, OrderPayload, OrderResult, Touchpoint
 from ..models.health import TouchpointHealth
+from ..models.protection import TouchpointProtection
 from .breaker import CLOSED, HALF_OPEN, Health
+from .rate_repository import rate_of
 
 ACTIVE_STATES = ("sending", "polling")
 TOUCH_EVENT = "$ma_channel_touch"
@@ -186,14 +188,23 @@ def claim_due(
 
 
 def _lease(session: Session, due: Any, owner: str, lease_until: datetime) -> Sequence[Row[Any]]:
-    """Lease the orders ``due`` selects; returns them with their payloads."""
+    """Lease the orders ``due`` selects; returns them with their payloads (one
+    statement on PostgreSQL; SQLite's RETURNING names only the updated table)."""
     stmt = (
         update(_orders)
         .where(_orders.c.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=lease_until)
-        .returning(_orders.c.id)
     )
-    ids = list(session.scalars(stmt))
+    if dialect_name(session) == "postgresql":
+        leased = stmt.returning(*(c for c in CLAIM_COLUMNS if c.table is _orders)).cte("leased")
+        with_payloads = (
+            select(*(leased.c[c.name] for c in CLAIM_COLUMNS if c.table is _orders))
+            .add_columns(_payloads.c.payload)
+            .join_from(leased, _payloads, _payloads.c.order_no == leased.c.order_no)
+            .order_by(leased.c.id)
+        )
+        return session.execute(with_payloads).all()
+    ids = list(session.scalars(stmt.returning(_orders.c.id)))
     if not ids:
         return []
     claimed = (
@@ -283,14 +294,14 @@ def insert_results(session: Session, at: datetime, groups: Sequence[SettledGroup
         results: list[str] = []
         events: list[str] = []
         for g in groups:
+            gids = list(map(str, g.gids))
             msg = _copy_text(g.error_msg)
-            head = f"{g.order_id}\t"
-            tail = f"\t{g.status}\t{msg}\t{g.attempts}\t{stamp}\n"
-            results += [f"{head}{gid}{tail}" for gid in g.gids]
+            results.append(
+                _lines(f"{g.order_id}\t", gids, f"\t{g.status}\t{msg}\t{g.attempts}\t{stamp}\n")
+            )
             # JSON text has no raw tabs or newlines, only backslashes to double.
-            head = f"{g.project_id}\t{TOUCH_EVENT}\t"
-            tail = f"\t{stamp}\t{g.properties.replace(chr(92), chr(92) * 2)}\n"
-            events += [f"{head}{gid}{tail}" for gid in g.gids]
+            props = g.properties.replace(chr(92), chr(92) * 2)
+            events.append(_lines(f"{g.project_id}\t{TOUCH_EVENT}\t", gids, f"\t{stamp}\t{props}\n"))
         with raw.cursor() as cur:
             with cur.copy(
                 "COPY order_results (order_id, gid, status, error_msg, attempts, settled_at) "
@@ -318,6 +329,11 @@ def insert_results(session: Session, at: datetime, groups: Sequence[SettledGroup
         f"SELECT ?, '{TOUCH_EVENT}', value, '{stamp}', ? FROM json_each(?)",
         [(g.project_id, g.properties, gids) for g, gids in zip(groups, gid_lists, strict=True)],
     )
+
+
+def _lines(head: str, gids: list[str], tail: str) -> str:
+    """``head + gid + tail`` for each gid, joined in one C-level pass."""
+    return head + (tail + head).join(gids) + tail if gids else ""
 
 
 def _sqlite_stamp(at: datetime) -> str:
@@ -506,8 +522,17 @@ def take_probe(
 
 def touchpoint_versions(
     session: Session, ids: Iterable[int]
-) -> dict[int, tuple[datetime, datetime]]:
-    """``{id: (created_at, updated_at)}``: whether a cached touchpoint is current."""
+) -> dict[int, tuple[datetime, datetime, float | None]]:
+    """``{id: (created_at, updated_at, requests per second)}`` in one query: whether
+    a cached touchpoint is current, and its rate limit (None: none)."""
     t: Table = Touchpoint.__table__  # type: ignore[assignment]
-    stmt = select(t.c.id, t.c.created_at, t.c.updated_at).where(t.c.id.in_(list(ids)))
-    return {tid: (created, updated) for tid, created, updated in session.execute(stmt)}
+    p: Table = TouchpointProtection.__table__  # type: ignore[assignment]
+    stmt = (
+        select(t.c.id, t.c.created_at, t.c.updated_at, p.c.rate_limit)
+        .join_from(t, p, p.c.touchpoint_id == t.c.id, isouter=True)
+        .where(t.c.id.in_(list(ids)))
+    )
+    return {
+        tid: (created, updated, rate_of(limit))
+        for tid, created, updated, limit in session.execute(stmt)
+    }

@@ -67,6 +67,16 @@ def _all(gids: Sequence[int], status: str, msg: str) -> dict[int, tuple[str, str
     return dict.fromkeys(gids, result)
 
 
+def _finals(
+    statuses: Mapping[int, tuple[str, str]], pending: set[int]
+) -> Mapping[int, tuple[str, str]]:
+    """The final statuses of the users still pending (usually all of them: then
+    the answer's own mapping, checked in one set operation)."""
+    if statuses.keys() <= pending:
+        return statuses
+    return {g: st for g, st in statuses.items() if g in pending}
+
+
 def plan(o: Outcome, db_state: str, pending: Sequence[int], now: datetime) -> Plan:
     """What settling ``o`` does to an order in ``db_state`` whose users ``pending``
     have no result yet (pure)."""
@@ -85,14 +95,16 @@ def plan(o: Outcome, db_state: str, pending: Sequence[int], now: datetime) -> Pl
             if delay is not None:
                 due = now + timedelta(seconds=delay)
                 return Plan("sending", made, due, deadline, o.reason or None, {})
-            finals = _all(pending, FAIL, f"retries exhausted: {o.reason}")
+            finals: Mapping[int, tuple[str, str]] = _all(
+                pending, FAIL, f"retries exhausted: {o.reason}"
+            )
             return Plan("done", made, now, deadline, o.reason or None, finals)
         if isinstance(o, Failed):
             return Plan(
                 "done", made, now, deadline, o.reason or None, _all(pending, FAIL, o.reason)
             )
         pend = set(pending)
-        finals = {g: st for g, st in o.statuses.items() if g in pend}
+        finals = _finals(o.statuses, pend)
         if o.receipt.mode == "async" and len(finals) < len(pend):
             until = now + timedelta(minutes=o.receipt.timeout_minutes)
             due = min(now + timedelta(seconds=o.receipt.poll_seconds), until)
@@ -108,7 +120,7 @@ def plan(o: Outcome, db_state: str, pending: Sequence[int], now: datetime) -> Pl
     last_error = order.last_error
     if isinstance(o, Delivered):
         pend = set(pending)
-        finals = {g: st for g, st in o.statuses.items() if g in pend}
+        finals = _finals(o.statuses, pend)
         if len(finals) >= len(pend):
             return Plan("done", made, now, deadline, last_error, finals)
         poll_seconds = o.receipt.poll_seconds
@@ -122,6 +134,17 @@ def plan(o: Outcome, db_state: str, pending: Sequence[int], now: datetime) -> Pl
     return Plan(
         "polling", made, min(nxt, deadline) if deadline else nxt, deadline, last_error, finals
     )
+
+
+def _by_result(finals: Mapping[int, tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
+    """The users of each distinct result (one set pass when all share one)."""
+    results = set(finals.values())
+    if len(results) == 1:
+        return {results.pop(): list(finals)}
+    by_result: dict[tuple[str, str], list[int]] = {}
+    for g, result in finals.items():
+        by_result.setdefault(result, []).append(g)
+    return by_result
 
 
 def _attempt_row(order_id: int, a: AttemptRecord, late: str | None = None) -> dict[str, Any]:
@@ -220,9 +243,7 @@ def settle(
             "order_no": order.order_no,
         }
         # Users of one order mostly share a result: one group per distinct result.
-        by_result: dict[tuple[str, str], list[int]] = {}
-        for g, result in p.finals.items():
-            by_result.setdefault(result, []).append(g)
+        by_result = _by_result(p.finals)
         for (status, error_msg), group in by_result.items():
             props = {**base, "status": status, "error_msg": error_msg, "attempts": n}
             groups.append(
