@@ -43,7 +43,7 @@ def test_turns_are_served_first_come_first_served() -> None:
         t.start()
         threads.append(t)
         # Queued in this order: each has taken its ticket before the next starts.
-        _wait_until(lambda i=i: turns._next == i + 2)
+        _wait_until(lambda i=i: turns.waiting() == i + 1)
     release.set()
     for t in threads:
         t.join(10)

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import threading
 import weakref
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -63,29 +64,46 @@ class WriteTurns:
     the same thread does not wait for itself."""
 
     def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._next = 0
-        self._serving = 0
+        self._mutex = threading.Lock()
+        self._busy = False
+        # One closed gate per waiting thread, in arrival order; the thread ending
+        # its turn opens the first (the turn passes without being free between).
+        self._waiting: deque[threading.Lock] = deque()
         self._local = threading.local()
 
     @contextmanager
     def turn(self) -> Iterator[None]:
         depth: int = getattr(self._local, "depth", 0)
         if depth == 0:
-            with self._cond:
-                ticket = self._next
-                self._next += 1
-                while ticket != self._serving:
-                    self._cond.wait()
+            self._acquire()
         self._local.depth = depth + 1
         try:
             yield
         finally:
             self._local.depth = depth
             if depth == 0:
-                with self._cond:
-                    self._serving += 1
-                    self._cond.notify_all()
+                self._release()
+
+    def waiting(self) -> int:
+        """How many threads wait for their turn."""
+        return len(self._waiting)
+
+    def _acquire(self) -> None:
+        with self._mutex:
+            if not self._busy:
+                self._busy = True
+                return
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        gate.acquire()  # opened by the thread whose turn ends
+
+    def _release(self) -> None:
+        with self._mutex:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._busy = False
 
 
 # The write turns of each SQLite engine (``transaction`` takes one).
