@@ -3,12 +3,15 @@ log checkpointed from a thread of its own."""
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from pathlib import Path
 
+import pytest
 from sqlalchemy import text
 
+from touchgate import db
 from touchgate.db import WriteTurns, make_engine, make_sessionmaker, transaction
 
 
@@ -90,3 +93,18 @@ def test_the_log_is_checkpointed_beside_the_writers(tmp_path: Path) -> None:
     assert checkpointer_runs()
     engine.dispose()
     _wait_until(lambda: not checkpointer_runs())
+
+
+def test_the_checkpoint_thread_ends_with_an_engine_never_disposed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(db, "CHECKPOINT_IDLE_SECONDS", 0.05)
+    engine = make_engine(f"sqlite:///{tmp_path / 'dropped.db'}")
+    sessions = make_sessionmaker(engine)
+    with transaction(sessions) as s:
+        s.execute(text("CREATE TABLE t (x INTEGER)"))
+    thread = db._checkpoints[engine]._thread
+    assert thread is not None and thread.is_alive()
+    del engine, sessions, s
+    gc.collect()
+    _wait_until(lambda: not thread.is_alive())

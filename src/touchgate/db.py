@@ -113,6 +113,8 @@ _write_turns: weakref.WeakKeyDictionary[Engine, WriteTurns] = weakref.WeakKeyDic
 # crosses it, inside that writer's turn.
 WAL_AUTOCHECKPOINT_PAGES = 16000
 CHECKPOINT_SECONDS = 0.2
+# How often an idle checkpoint thread looks whether its engine still exists.
+CHECKPOINT_IDLE_SECONDS = 30.0
 
 
 class WalCheckpoints:
@@ -161,7 +163,10 @@ class WalCheckpoints:
             return
         try:
             while not self._stop.is_set():
-                self._wake.wait()
+                if not self._wake.wait(CHECKPOINT_IDLE_SECONDS):
+                    if self._engine() is None:
+                        break  # an engine dropped without dispose(): stop with it
+                    continue
                 self._wake.clear()
                 if self._stop.wait(CHECKPOINT_SECONDS):
                     break
