@@ -127,8 +127,9 @@ class WalCheckpoints:
     write lock); this one runs every ``CHECKPOINT_SECONDS`` after a commit, on
     its own connection, and stops with the engine."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, path: str) -> None:
         self._engine = weakref.ref(engine)
+        self._path = path
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,13 +153,8 @@ class WalCheckpoints:
             thread.join(5)
 
     def _run(self) -> None:
-        engine = self._engine()
-        if engine is None:
-            return
-        path = engine.url.database
-        del engine  # not kept alive by this thread
         try:
-            conn = sqlite3.connect(path or "", timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(self._path, timeout=30, check_same_thread=False)
         except sqlite3.Error:
             return
         try:
@@ -179,18 +175,18 @@ class WalCheckpoints:
 _checkpoints: weakref.WeakKeyDictionary[Engine, WalCheckpoints] = weakref.WeakKeyDictionary()
 
 
-def _is_file(url: str) -> bool:
+def _file_path(url: str) -> str | None:
+    """The file of an SQLite URL (None: in memory, or a ``file:`` URI)."""
     path = make_url(url).database
-    return bool(path) and path != ":memory:" and not (path or "").startswith("file:")
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return None
+    return path
 
 
-def _create_private_sqlite_file(url: str) -> None:
+def _create_private_sqlite_file(path: str) -> None:
     """Create the SQLite file owner-only (0600) before SQLite does: it holds users'
     personal data and key hashes, and SQLite gives its -wal and -shm files the
     mode of the database file."""
-    path = make_url(url).database
-    if not path or path == ":memory:" or path.startswith("file:"):
-        return
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
@@ -271,15 +267,17 @@ def statement_timeout(seconds: float) -> Iterator[None]:
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     url = normalize_url(url)
     if is_sqlite_url(url):
-        _create_private_sqlite_file(url)
+        path = _file_path(url)
+        if path is not None:
+            _create_private_sqlite_file(path)
         engine = create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=pool_size
         )
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_on_begin)
         _write_turns[engine] = WriteTurns()
-        if _is_file(url):
-            checkpoints = _checkpoints[engine] = WalCheckpoints(engine)
+        if path is not None:
+            checkpoints = _checkpoints[engine] = WalCheckpoints(engine, path)
             event.listen(engine, "commit", lambda _conn: checkpoints.committed())
             event.listen(engine, "engine_disposed", lambda _engine: checkpoints.stop())
         return engine

@@ -40,17 +40,9 @@ from sqlalchemy.orm import Session
 from ..datastore.repository import user_attributes as user_attributes
 from ..datastore.sensitive import SENSITIVE_TYPE
 from ..db import dialect_name
+from ..delivery import repository as delivery_repository
 from ..delivery.outcomes import protocol_gids
-from ..models import (
-    Attribute,
-    Event,
-    Order,
-    OrderPayload,
-    OrderResult,
-    Touchpoint,
-    TouchpointSpace,
-    User,
-)
+from ..models import Attribute, Event, Order, OrderResult, Touchpoint, TouchpointSpace, User
 from ..models.base import UTCDateTime
 from ..models.campaigns import (
     Campaign,
@@ -1272,16 +1264,9 @@ def _unsettled_orders(
     return session.execute(query.order_by(Order.id)).all()
 
 
-def _pending_gids(session: Session, order_id: int) -> list[int]:
+def _pending_gids(session: Session, order_id: int, order_no: str) -> list[int]:
     """The users of an order without a result, in gid order."""
-    payload = (
-        session.scalar(
-            select(OrderPayload.payload)
-            .join(Order, Order.order_no == OrderPayload.order_no)
-            .where(Order.id == order_id)
-        )
-        or b""
-    )
+    payload = delivery_repository.payload_of(session, order_no)
     done = set(session.scalars(select(OrderResult.gid).where(OrderResult.order_id == order_id)))
     return sorted(g for g in protocol_gids(payload) if g not in done)
 
@@ -1323,7 +1308,7 @@ def _pending(
             total += count
             offset = max(0, offset - count) if len(out) < limit else offset
             continue
-        gids = _pending_gids(session, order.id)
+        gids = _pending_gids(session, order.id, order.order_no)
         if order.id == after_order:
             gids = [g for g in gids if g > after_gid]
         if flt.gid is not None:

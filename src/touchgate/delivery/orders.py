@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from sqlalchemy.orm import Session
 
 from ..errors import InvalidInput, NotFound
 from ..models import Order
 from . import repository as repo
+from .outcomes import protocol_gids
 from .protocol import FAIL, PENDING, SUCC
 
 ORDER_STATES = ("sending", "polling", "done")
@@ -29,8 +29,7 @@ def get_order(session: Session, project_id: int, order_no: str) -> Order:
 def order_detail(session: Session, project_id: int, order_no: str) -> dict[str, Any]:
     order = get_order(session, project_id, order_no)
     final = {r.gid: r for r in repo.order_results(session, order.id)}
-    entries = orjson.loads(repo.payload_of(session, order.order_no))
-    gids = sorted({int(e["gid"]) for e in entries} | set(final))
+    gids = sorted(set(protocol_gids(repo.payload_of(session, order.order_no))) | set(final))
     users: list[dict[str, Any]] = []
     counts = {PENDING: 0, SUCC: 0, FAIL: 0}
     for gid in gids:

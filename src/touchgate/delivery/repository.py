@@ -188,23 +188,15 @@ def claim_due(
 
 
 def _lease(session: Session, due: Any, owner: str, lease_until: datetime) -> Sequence[Row[Any]]:
-    """Lease the orders ``due`` selects; returns them with their payloads (one
-    statement on PostgreSQL; SQLite's RETURNING names only the updated table)."""
+    """Lease the orders ``due`` selects; returns them with their payloads (SQLite's
+    RETURNING names only the updated table, so the payloads are a second read)."""
     stmt = (
         update(_orders)
         .where(_orders.c.id.in_(due.scalar_subquery()))
         .values(lease_owner=owner, lease_until=lease_until)
+        .returning(_orders.c.id)
     )
-    if dialect_name(session) == "postgresql":
-        leased = stmt.returning(*(c for c in CLAIM_COLUMNS if c.table is _orders)).cte("leased")
-        with_payloads = (
-            select(*(leased.c[c.name] for c in CLAIM_COLUMNS if c.table is _orders))
-            .add_columns(_payloads.c.payload)
-            .join_from(leased, _payloads, _payloads.c.order_no == leased.c.order_no)
-            .order_by(leased.c.id)
-        )
-        return session.execute(with_payloads).all()
-    ids = list(session.scalars(stmt.returning(_orders.c.id)))
+    ids = list(session.scalars(stmt))
     if not ids:
         return []
     claimed = (

@@ -124,7 +124,6 @@ class Worker:
         idle_seconds: float = DEFAULT_IDLE_SECONDS,
         breaker_rules: breaker.Rules = breaker.DEFAULT_RULES,
         clock: Callable[[], datetime] = utcnow,
-        settlements_at_once: int | None = None,
     ) -> None:
         self.runtime = runtime
         self.id = worker_id or default_worker_id()
@@ -145,8 +144,7 @@ class Worker:
         # answers each settles. PostgreSQL settles two batches at once (while one
         # waits for the database, the other is built); SQLite has one writer.
         self._settling: list[tuple[asyncio.Task[int], list[Outcome]]] = []
-        pg = runtime.engine.dialect.name == "postgresql"
-        self.settlements_at_once = settlements_at_once or (2 if pg else 1)
+        self.settlements_at_once = 2 if runtime.engine.dialect.name == "postgresql" else 1
         # What each answered request says about its touchpoint's health (HTTP only).
         self._requests: dict[int, breaker.RequestResult] = {}
         self._queued = asyncio.Event()
@@ -464,12 +462,12 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _beat(self, renewed: list[int], kept: set[int] | None, settling: list[Outcome]) -> None:
+    def _beat(self, renewed: list[int], kept: set[int] | None) -> None:
         self._last_beat = time.monotonic()
         if kept is None or len(kept) == len(renewed):
             return
         # Orders settled meanwhile (in parallel with the heartbeat) were released.
-        lost = set(renewed) - kept - {o.order.id for o in settling}
+        lost = set(renewed) - kept - {o.order.id for o in self._answered()}
         if lost:
             log.warning("heartbeat: %d lease(s) were taken by another worker", len(lost))
 
@@ -558,7 +556,7 @@ class Worker:
                         self._outage.recovered()
                         self._start(claimed)
                         if renew is not None:
-                            self._beat(renew, kept, self._answered())
+                            self._beat(renew, kept)
                 # 3. Settle what has been answered, after the claim (on SQLite both
                 # need the write lock, and the claim is short); while the database
                 # is away, one try at a time.
