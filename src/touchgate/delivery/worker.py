@@ -140,11 +140,6 @@ class Worker:
         # waiting for settlement. The heartbeat renews exactly these.
         self._held: set[int] = set()
         self._queue: list[Outcome] = []
-        # Settlements running (each in its own thread and transaction) and the
-        # answers each settles. PostgreSQL settles two batches at once (while one
-        # waits for the database, the other is built); SQLite has one writer.
-        self._settling: list[tuple[asyncio.Task[int], list[Outcome]]] = []
-        self.settlements_at_once = 2 if runtime.engine.dialect.name == "postgresql" else 1
         # What each answered request says about its touchpoint's health (HTTP only).
         self._requests: dict[int, breaker.RequestResult] = {}
         self._queued = asyncio.Event()
@@ -171,14 +166,10 @@ class Worker:
         size = cached.config.max_in_flight if cached is not None else None
         return size or self.runtime.settings.per_touchpoint_in_flight
 
-    def _answered(self) -> list[Outcome]:
-        """Answers not settled yet: waiting, and being settled."""
-        return self._queue + [o for _, batch in self._settling for o in batch]
-
-    def _busy(self) -> Counter[int]:
-        """Requests in flight per touchpoint (not counting the answered ones)."""
+    def _busy(self, settling: list[Outcome]) -> Counter[int]:
+        """Requests in flight per touchpoint (not counting the ones being settled)."""
         busy = Counter(self._per_touchpoint)
-        busy.subtract(o.order.touchpoint_id for o in self._answered())
+        busy.subtract(o.order.touchpoint_id for o in settling)
         return busy
 
     def _load_touchpoints(self, session: Session, ids: set[int], now: datetime) -> None:
@@ -462,17 +453,18 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _beat(self, renewed: list[int], kept: set[int] | None) -> None:
+    def _beat(self, renewed: list[int], kept: set[int] | None, settling: list[Outcome]) -> None:
         self._last_beat = time.monotonic()
         if kept is None or len(kept) == len(renewed):
             return
         # Orders settled meanwhile (in parallel with the heartbeat) were released.
-        lost = set(renewed) - kept - {o.order.id for o in self._answered()}
+        lost = set(renewed) - kept - {o.order.id for o in settling}
         if lost:
             log.warning("heartbeat: %d lease(s) were taken by another worker", len(lost))
 
     def _done(self, batch: list[Outcome], settled: int) -> None:
         """Forget outcomes that were settled (or given up)."""
+        del self._queue[: len(batch)]
         self.settled_users += settled
         self.sent_orders += len(batch)
         self._in_flight -= len(batch)
@@ -502,6 +494,8 @@ class Worker:
         # never runs further ahead of settlement (memory, and a failing
         # endpoint's breaker opening late).
         backlog_max = self.concurrency
+        settling: asyncio.Task[int] | None = None
+        settling_batch: list[Outcome] = []
         retry_at = 0.0  # while the database is away: the next try
         try:
             while True:
@@ -510,15 +504,15 @@ class Worker:
                 self._queued.clear()
                 now = time.monotonic()
                 stopping = stop.is_set()
-                # 1. Settlements that finished.
-                for task, batch in [s for s in self._settling if s[0].done()]:
-                    self._settling.remove((task, batch))
+                # 1. A settlement that finished.
+                if settling is not None and settling.done():
+                    task, batch = settling, settling_batch
+                    settling, settling_batch = None, []
                     exc = task.exception()
                     if exc is None:
                         self._outage.recovered()
                         self._done(batch, task.result())
                     elif is_connection_error(exc):
-                        self._queue[:0] = batch  # settled when the database is back
                         self._outage.failed(exc, len(self._queue), self._in_flight)
                         retry_at = now + OUTAGE_RETRY_SECONDS
                     else:
@@ -527,10 +521,10 @@ class Worker:
                         log.error("settling %d answer(s) failed", len(batch), exc_info=exc)
                         self._done(batch, 0)
                 down = self._outage.down
-                answered = len(self._answered())
-                if stopping and self._in_flight == 0 and not self._settling:
+                answered = len(self._queue)
+                if stopping and self._in_flight == 0 and settling is None:
                     return
-                if stopping and down and self._in_flight == answered and not self._settling:
+                if stopping and down and self._in_flight == answered and settling is None:
                     return  # every answer is in; the last try below settles or gives up
                 # 2. Claim into free slots; renew the leases held when the
                 # heartbeat is due (while the database is away: to notice its return).
@@ -543,7 +537,7 @@ class Worker:
                     renew = sorted(self._held) if beat else None
                     try:
                         claimed, kept = await asyncio.to_thread(
-                            self._claim_cycle, free, self._busy(), renew
+                            self._claim_cycle, free, self._busy(self._queue), renew
                         )
                     except Exception as exc:
                         if is_connection_error(exc):
@@ -556,19 +550,15 @@ class Worker:
                         self._outage.recovered()
                         self._start(claimed)
                         if renew is not None:
-                            self._beat(renew, kept)
-                # 3. Settle what has been answered, after the claim (on SQLite both
-                # need the write lock, and the claim is short); while the database
-                # is away, one try at a time.
-                at_once = 1 if down else self.settlements_at_once
-                while (
-                    self._queue and len(self._settling) < at_once and (not down or now >= retry_at)
-                ):
-                    batch = self._queue[:SETTLE_MAX]
-                    del self._queue[: len(batch)]
-                    task = asyncio.create_task(asyncio.to_thread(self._settle_cycle, batch))
-                    task.add_done_callback(lambda _: self._queued.set())
-                    self._settling.append((task, batch))
+                            self._beat(renew, kept, settling_batch)
+                # 3. Settle what has been answered (one settlement at a time), after
+                # the claim: on SQLite both need the write lock, and the claim is short.
+                if settling is None and answered and (not down or now >= retry_at):
+                    settling_batch = self._queue[:SETTLE_MAX]
+                    settling = asyncio.create_task(
+                        asyncio.to_thread(self._settle_cycle, settling_batch)
+                    )
+                    settling.add_done_callback(lambda _: self._queued.set())
                 if free > 0 and claimed and len(claimed) >= free:
                     continue  # more may be due
                 # 4. Wait for an answer, a finished settlement, the heartbeat or stop.
@@ -581,14 +571,11 @@ class Worker:
                 wait = min(wait, max(0.01, self._last_beat + self.heartbeat_seconds - now))
                 await _wait_any(None if stopping else stop, self._queued, timeout=wait)
         finally:
-            for task, batch in self._settling:
+            if settling is not None:
                 with contextlib.suppress(Exception):
-                    await task
-                if not task.cancelled() and task.exception() is None:
-                    self._done(batch, task.result())
-                else:
-                    self._queue[:0] = batch  # one last try below
-            self._settling = []
+                    await settling
+                if not settling.cancelled() and settling.exception() is None:
+                    self._done(settling_batch, settling.result())
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._queue:
