@@ -118,7 +118,11 @@ def test_receipt_timeout_fails_pending_users(
     )
     add_users(runtime, tp.project_id, range(1, 3))
     [no] = enqueue(runtime, tp, [1, 2])
-    wait_for(lambda: len(endpoint.of("receipt")) >= 1, what="a receipt poll")
+    # The poll's settlement writes the order's deadline back: wait until it is in.
+    wait_for(
+        lambda: any(a["kind"] == "receipt" for a in attempts_of(runtime, no)),
+        what="a receipt poll settled",
+    )
     assert _state(runtime, no) == "polling"
     # Bring the deadline (60 minutes away) to now instead of waiting for it.
     with runtime.tx() as s:
