@@ -575,7 +575,9 @@ def test_a_big_run_is_routed_page_by_page(
             assert runner.fire(session, cid, at) is not None
         with runtime.tx() as session:
             pages = session.execute(
-                select(CampaignDue.kind, CampaignDue.step_id, CampaignDue.gids)
+                select(
+                    CampaignDue.kind, CampaignDue.step_id, CampaignDue.gid_from, CampaignDue.gid_to
+                )
                 .where(CampaignDue.campaign_id == cid)
                 .order_by(CampaignDue.id)
             ).all()
@@ -583,14 +585,18 @@ def test_a_big_run_is_routed_page_by_page(
                 select(func.sum(Order.user_count)).where(Order.campaign_id == cid)
             )
         assert queued == 7
-        assert [(kind, step, len(gids)) for kind, step, gids in pages] == [
-            ("step", "s1", 7),
-            ("step", "s1", 7),
-            ("step", "s1", 7),
-            ("step", "s1", 7),
-            ("step", "s1", 5),
+        # Each page names a range of the run's entries, in gid order, after the first.
+        paged = [[g for g in everyone if lo <= g <= hi] for _, _, lo, hi in pages]
+        sizes = [(p.kind, p.step_id, len(gids)) for p, gids in zip(pages, paged, strict=True)]
+        assert sizes == [
+            ("entries", "s1", 7),
+            ("entries", "s1", 7),
+            ("entries", "s1", 7),
+            ("entries", "s1", 7),
+            ("entries", "s1", 5),
         ]
-        assert [g for _, _, gids in pages for g in gids] == everyone[7:]
+        assert [g for gids in paged for g in gids] == everyone[7:]
+        assert pages[0].gid_from == everyone[6] + 1
 
         # A tick that has spent its time leaves the pages for the next one, at once.
         monkeypatch.setattr(scheduler, "DUE_SECONDS", 0.0)

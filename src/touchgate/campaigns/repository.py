@@ -33,7 +33,6 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.orm import Session
 
@@ -395,47 +394,63 @@ def add_entry_pages(
     step_id: str,
     due_at: datetime,
     page: int,
+    after: int,
 ) -> int:
-    """The run's entered users after the first ``page`` (see ``first_entry_page``)
-    reach its first step: one due row (``kind = step``) per ``page`` users in gid
-    order, written by one INSERT … SELECT (the gids never pass through Python here).
-    Each is then routed in its own short transaction, so the delivery worker starts
-    on the first page while later ones are routed, and a crash mid-way leaves the
-    pages not yet done. Returns how many due rows."""
-    numbered = (
-        select(
-            CampaignEntry.gid,
-            ((func.row_number().over(order_by=CampaignEntry.gid) - 1) // page).label("page"),
-        )
-        .where(CampaignEntry.run_id == run_id)
-        .subquery("numbered")
+    """The run's entered users after gid ``after`` (the end of its first page, see
+    ``first_entry_page``) reach its first step: one due row (``kind = entries``) per
+    ``page`` users in gid order, each naming its range of the run's entries. The
+    ranges are found by walking the entries' index a page at a time (the gids never
+    pass through Python or JSON here). Each page is then routed in its own short
+    transaction, so the delivery worker starts on the first page while later ones
+    are routed, and a crash mid-way leaves the pages not yet done. Returns how many
+    due rows."""
+    after_gid = bindparam("after", type_=BigInteger())
+    in_run = CampaignEntry.run_id == run_id
+    # The gid ``page`` entries on: the end of the page starting after ``after``.
+    page_end = (
+        select(CampaignEntry.gid)
+        .where(in_run, CampaignEntry.gid > after_gid)
+        .order_by(CampaignEntry.gid)
+        .offset(page - 1)
+        .limit(1)
     )
-    if dialect_name(session) == "postgresql":
-        gids: Any = func.jsonb_agg(aggregate_order_by(numbered.c.gid, numbered.c.gid))
-    else:
-        gids = func.json_group_array(numbered.c.gid)
-    rows = (
-        select(
-            literal(campaign_id),
-            literal(run_id, BigInteger()),
-            literal(step_id),
-            literal("step"),
-            _ts(due_at),
-            gids,
-            literal(False),
+    last = session.scalar(select(func.max(CampaignEntry.gid)).where(in_run))
+    rows: list[dict[str, Any]] = []
+    while last is not None and after < last:
+        end = session.scalar(page_end, {"after": after})
+        end = last if end is None else int(end)
+        rows.append(
+            {
+                "campaign_id": campaign_id,
+                "run_id": run_id,
+                "step_id": step_id,
+                "kind": "entries",
+                "due_at": due_at,
+                "gids": [],
+                "fallback": False,
+                "gid_from": after + 1,
+                "gid_to": end,
+            }
         )
-        .select_from(numbered)
-        .where(numbered.c.page > 0)
-        .group_by(numbered.c.page)
+        after = end
+    if rows:
+        session.execute(insert(CampaignDue), rows)
+    return len(rows)
+
+
+def entry_gids(session: Session, run_id: int, gid_from: int, gid_to: int) -> list[int]:
+    """The gids of a run's entries from ``gid_from`` to ``gid_to`` (a page)."""
+    return list(
+        session.execute(
+            select(CampaignEntry.gid)
+            .where(
+                CampaignEntry.run_id == run_id,
+                CampaignEntry.gid >= gid_from,
+                CampaignEntry.gid <= gid_to,
+            )
+            .order_by(CampaignEntry.gid)
+        ).scalars()
     )
-    result = session.execute(
-        insert(CampaignDue)
-        .from_select(
-            ["campaign_id", "run_id", "step_id", "kind", "due_at", "gids", "fallback"], rows
-        )
-        .returning(CampaignDue.id)
-    )
-    return len(result.all())
 
 
 def first_entry_page(session: Session, run_id: int, page: int) -> list[int]:
@@ -577,6 +592,8 @@ def claim_due(session: Session, due_id: int) -> CampaignDue | None:
             CampaignDue.gids,
             CampaignDue.channel,
             CampaignDue.fallback,
+            CampaignDue.gid_from,
+            CampaignDue.gid_to,
         )
     ).first()
     if row is None:
@@ -591,6 +608,8 @@ def claim_due(session: Session, due_id: int) -> CampaignDue | None:
         gids=row.gids,
         channel=row.channel,
         fallback=row.fallback,
+        gid_from=row.gid_from,
+        gid_to=row.gid_to,
     )
 
 

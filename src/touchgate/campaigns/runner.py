@@ -196,14 +196,20 @@ def execute_run(
     ctx.tally.add("suppressed", suppressed, reason=repo.PARTICIPATION)
     # The first page is routed (and sent) in this transaction, as a small run is
     # whole; the others become due work, each routed in its own transaction.
-    dispatch(ctx, _router(ctx), content.strategy, repo.first_entry_page(session, run_id, PAGE))
-    pages = repo.add_entry_pages(
-        session,
-        campaign_id=campaign.id,
-        run_id=run_id,
-        step_id=content.strategy.id,
-        due_at=now,
-        page=PAGE,
+    first = repo.first_entry_page(session, run_id, PAGE)
+    dispatch(ctx, _router(ctx), content.strategy, first)
+    pages = (
+        repo.add_entry_pages(
+            session,
+            campaign_id=campaign.id,
+            run_id=run_id,
+            step_id=content.strategy.id,
+            due_at=now,
+            page=PAGE,
+            after=first[-1],
+        )
+        if len(first) == PAGE
+        else 0
     )
     ctx.flush()
     log.info(
@@ -335,7 +341,10 @@ def run_due(session: Session, due_id: int, now: datetime) -> bool:
     step = ctx.content.step(row.step_id)
     if step is None:
         return True
-    gids = [int(g) for g in row.gids]
+    if row.kind == "entries" and row.gid_from is not None and row.gid_to is not None:
+        gids = repo.entry_gids(session, row.run_id, row.gid_from, row.gid_to)
+    else:
+        gids = [int(g) for g in row.gids]
     if row.kind == "hold" and isinstance(step, SendStep) and row.channel is not None:
         release_held(ctx, step, row.channel, gids, fallback=row.fallback)
     elif row.kind == "send" and isinstance(step, SendStep):

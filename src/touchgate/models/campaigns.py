@@ -129,10 +129,12 @@ class CampaignStepUser(Base):
 
 class CampaignDue(Base):
     """Work a campaign must do later, for a chunk of users: a delayed send
-    (``kind = send``), a step that follows a settled send (``kind = step``), or a
+    (``kind = send``), a step that follows a settled send (``kind = step``), a
     send held by quiet hours (``kind = hold``: ``channel`` of the step, and whether
-    the users are falling back from an earlier channel). The process that deletes
-    the row owns the work."""
+    the users are falling back from an earlier channel), or a page of a run's
+    entered users reaching its first step (``kind = entries``: the run's entries
+    with ``gid_from <= gid <= gid_to``; ``gids`` is empty). The process that
+    deletes the row owns the work."""
 
     __tablename__ = "campaign_due"
     __table_args__ = (Index("ix_campaign_due_due_at", "due_at"),)
@@ -144,11 +146,13 @@ class CampaignDue(Base):
         ForeignKey("campaign_runs.id", ondelete="CASCADE"),
     )
     step_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(8))  # send | step | hold
+    kind: Mapped[str] = mapped_column(String(8))  # send | step | hold | entries
     due_at: Mapped[datetime] = mapped_column(UTCDateTime)
     gids: Mapped[list[int]] = mapped_column(JSONType)
     channel: Mapped[int | None] = mapped_column(Integer, nullable=True)
     fallback: Mapped[bool] = mapped_column(Boolean, default=False)
+    gid_from: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gid_to: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class CampaignListGid(Base):
