@@ -34,7 +34,7 @@ from test_campaign_support import (
 )
 from touchgate.models.base import utcnow
 from touchgate.models.campaigns import CampaignEntry, CampaignRun
-from touchgate.runtime import Runtime
+from touchgate.runtime import Nudge, Runtime
 
 N_USERS = 10_000
 
@@ -221,8 +221,10 @@ def test_recurring_campaign_with_two_worker_processes(
     import_users(client, pid, ({"gid": g, "attributes": attrs(g)} for g in range(1, 301)))
     workers = [_worker(database.url, tmp_path, f"w{i}") for i in range(2)]
     # Leave the scheduling to the two worker processes: the test's own server (same
-    # database) stops ticking for the duration of the test.
+    # database) stops ticking for the duration of the test, and is not woken by the
+    # publish either (its scheduler listens to the runtime's own nudge).
     runtime.campaign_tick_seconds = 3600.0
+    own_nudge, runtime.campaigns_changed = runtime.campaigns_changed, Nudge()
     time.sleep(1.5)
     try:
         with running_receiver(Receiver()) as rx:
@@ -273,6 +275,7 @@ def test_recurring_campaign_with_two_worker_processes(
         assert stats["suppressed_by_reason"] == {"participation": stats["suppressed"]}
     finally:
         runtime.campaign_tick_seconds = None
+        runtime.campaigns_changed = own_nudge
         for proc in workers:
             proc.send_signal(signal.SIGTERM)
         for proc in workers:
@@ -282,3 +285,23 @@ def test_recurring_campaign_with_two_worker_processes(
                 proc.kill()
         logs = {p.name: p.read_text()[-2000:] for p in tmp_path.glob("w*.log")}
         assert all("Traceback" not in text for text in logs.values()), logs
+
+
+def test_a_published_campaign_starts_at_once(client: httpx.Client, runtime: Runtime) -> None:
+    """Publishing wakes this process's scheduler: a "send now" campaign does not wait
+    for the next tick (here an hour away)."""
+    pid, sid = make_project(client, "At once")
+    import_users(client, pid, ({"gid": g, "attributes": attrs(g)} for g in range(1, 51)))
+    runtime.campaign_tick_seconds = 3600.0
+    time.sleep(1.5)  # the tick under way (if any) ends; the next is an hour away
+    try:
+        with running_receiver(Receiver()) as rx:
+            tid = make_touchpoint(client, pid, rx.url, [sid])
+            base = f"/projects/{pid}/spaces/{sid}/campaigns"
+            body = campaign_body(tid, audience={"match": "all"})
+            cid = client.post(base, json=body).json()["id"]
+            _publish(client, base, cid)
+            wait_for(lambda: len(rx.gids()) >= 50, timeout=20, what="the campaign's sends")
+            assert sorted(rx.gids()) == list(range(1, 51))
+    finally:
+        runtime.campaign_tick_seconds = None

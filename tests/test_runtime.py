@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import make_settings
-from touchgate.runtime import BackgroundTask, Runtime
+from touchgate.runtime import BackgroundTask, Nudge, Runtime, wait_any
 
 
 def test_a_task_that_stops_when_asked() -> None:
@@ -26,6 +26,28 @@ def test_a_task_that_stops_when_asked() -> None:
         return seen
 
     assert asyncio.run(main()) == ["drained"]
+
+
+def test_a_nudge_from_another_thread_wakes_a_waiting_loop() -> None:
+    """``notify`` from a request's thread sets the listening loop's event (the loop
+    stops waiting at once); after ``unlisten`` it no longer does."""
+    nudge = Nudge()
+    nudge.notify()  # nobody listens: nothing happens
+
+    async def main() -> tuple[bool, bool]:
+        woken = asyncio.Event()
+        unlisten = nudge.listen(woken)
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.05, lambda: loop.run_in_executor(None, nudge.notify))
+        await wait_any(None, woken, timeout=30)
+        first = woken.is_set()
+        woken.clear()
+        unlisten()
+        await asyncio.to_thread(nudge.notify)
+        await asyncio.sleep(0.05)
+        return first, woken.is_set()
+
+    assert asyncio.run(main()) == (True, False)
 
 
 def test_a_task_that_does_not_stop_is_cancelled(caplog: pytest.LogCaptureFixture) -> None:

@@ -13,7 +13,9 @@ client.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import threading
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -46,6 +48,48 @@ if TYPE_CHECKING:
     from .touchpoints.guard import UsageCheck
 
 log = logging.getLogger(__name__)
+
+
+class Nudge:
+    """A wake-up call to the loops of this process that wait for one kind of work
+    (orders to send, campaigns to start): whoever commits such work calls
+    :meth:`notify`, from any thread, and the loops start on it now instead of at
+    their next poll. Loops in other processes still find the work by polling."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+
+    def listen(self, event: asyncio.Event) -> Callable[[], None]:
+        """Set ``event`` (an event of the running loop) at every notify, until the
+        returned function is called."""
+        entry = (asyncio.get_running_loop(), event)
+        with self._lock:
+            self._listeners.append(entry)
+
+        def stop() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._listeners.remove(entry)
+
+        return stop
+
+    def notify(self) -> None:
+        with self._lock:
+            listeners = list(self._listeners)
+        for loop, event in listeners:
+            with contextlib.suppress(RuntimeError):  # that loop has closed meanwhile
+                loop.call_soon_threadsafe(event.set)
+
+
+async def wait_any(*events: asyncio.Event | None, timeout: float) -> None:
+    """Wait until one of the events (``None``: left out) is set or ``timeout`` passes."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
+    if not waits:
+        await asyncio.sleep(timeout)
+        return
+    _, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
+    for w in pending:
+        w.cancel()
 
 
 @dataclass
@@ -100,6 +144,10 @@ class Runtime:
     options_cache: OptionsCache = field(default_factory=dict)
     # Who still needs a touchpoint (``touchpoints.guard``): given by the composition root.
     touchpoint_usage_checks: tuple[UsageCheck, ...] = ()
+    # Wake-up calls (``Nudge``): orders were queued (the delivery worker), a
+    # campaign changed state (the campaign scheduler).
+    orders_queued: Nudge = field(default_factory=Nudge)
+    campaigns_changed: Nudge = field(default_factory=Nudge)
     # Tasks started by ``serve``'s lifespan.
     delivery_worker: BackgroundTask | None = None
     campaign_scheduler: BackgroundTask | None = None

@@ -274,11 +274,14 @@ def campaign_action(
             _audit(ctx, session, action, out, before, out)
         return out
 
-    return service.prepare_fetch_record(
+    out = service.prepare_fetch_record(
         runtime,
         lambda s: service.options_for_action(s, runtime, pid, sid, cid, action),
         record,
     )
+    # Committed: this process's scheduler starts a published campaign now.
+    runtime.campaigns_changed.notify()
+    return out
 
 
 # --- protection ---------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from ..db import dialect_name
 from ..models.base import utcnow
 from ..models.campaigns import Campaign
 from ..outage import database_error, describe
-from ..runtime import Runtime
+from ..runtime import Runtime, wait_any
 from . import repository as repo
 from . import runner
 from .runner import CampaignBroken
@@ -99,6 +99,7 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
             report.closed += 1
         elif result is not None:
             report.runs += 1
+            runtime.orders_queued.notify()  # the run's first page is queued
     with runtime.tx() as session:
         due_work = repo.due_work(session, now, DUE_PER_TICK)
         sqlite = dialect_name(session) == "sqlite"
@@ -113,7 +114,10 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
             report.more = True
             return None
         due_id, campaign_id = work
-        return _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
+        done = _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
+        if done is True:
+            runtime.orders_queued.notify()  # the page's orders are committed
+        return done
 
     if not sqlite and len(due_work) > 1:
         # PostgreSQL works on several pieces at once (while one waits for the
@@ -152,9 +156,22 @@ def maintain(runtime: Runtime, now: datetime) -> int:
 
 async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | None = None) -> None:
     """Tick until ``stop`` is set (the worker command and ``serve`` run this)."""
+    # A campaign published (or resumed…) in this process: tick now, not at the next.
+    changed = asyncio.Event()
+    unlisten = runtime.campaigns_changed.listen(changed)
+    try:
+        await _tick_forever(runtime, stop, interval, changed)
+    finally:
+        unlisten()
+
+
+async def _tick_forever(
+    runtime: Runtime, stop: asyncio.Event, interval: float | None, changed: asyncio.Event
+) -> None:
     maintained = float("-inf")
     down_since: float | None = None  # the database is unreachable since then
     while not stop.is_set():
+        changed.clear()
         more = False
         try:
             more = (await asyncio.to_thread(tick, runtime)).more
@@ -189,10 +206,9 @@ async def run_forever(runtime: Runtime, stop: asyncio.Event, interval: float | N
             if every is None:
                 every = TICK_SECONDS
             remaining = every - (time.monotonic() - started)
-            if remaining <= 0:
+            if remaining <= 0 or changed.is_set():
                 break
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(remaining, 1.0))
+            await wait_any(stop, changed, timeout=min(remaining, 1.0))
 
 
 async def _pause(stop: asyncio.Event, seconds: float) -> None:

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session
 
 from ..models import Touchpoint
 from ..models.base import utcnow
-from ..runtime import BackgroundTask, Runtime
+from ..runtime import BackgroundTask, Runtime, wait_any
 from . import breaker, protocol, receipts
 from . import repository as repo
 from .client import get_client
@@ -497,6 +497,8 @@ class Worker:
         settling: asyncio.Task[int] | None = None
         settling_batch: list[Outcome] = []
         retry_at = 0.0  # while the database is away: the next try
+        # Orders queued in this process (a campaign page, a replay) wake the loop.
+        unlisten = self.runtime.orders_queued.listen(self._queued)
         try:
             while True:
                 # Cleared before reading the state: whatever happens from here
@@ -569,8 +571,9 @@ class Worker:
                 else:
                     wait = self.idle_seconds  # nothing due: poll again later
                 wait = min(wait, max(0.01, self._last_beat + self.heartbeat_seconds - now))
-                await _wait_any(None if stopping else stop, self._queued, timeout=wait)
+                await wait_any(None if stopping else stop, self._queued, timeout=wait)
         finally:
+            unlisten()
             if settling is not None:
                 with contextlib.suppress(Exception):
                     await settling
@@ -678,19 +681,6 @@ def _log_health(touchpoint_id: int, before: breaker.Health, after: breaker.Healt
         )
     elif after.state == breaker.CLOSED:
         log.info("touchpoint %d: the probe succeeded, deliveries resume", touchpoint_id)
-
-
-async def _wait_any(
-    first: asyncio.Event | None, other: asyncio.Event | None, timeout: float
-) -> None:
-    """Wait until either event is set or ``timeout`` passes."""
-    waits = [asyncio.ensure_future(e.wait()) for e in (first, other) if e is not None]
-    if not waits:
-        await asyncio.sleep(timeout)
-        return
-    _, pending = await asyncio.wait(waits, timeout=timeout, return_when="FIRST_COMPLETED")
-    for w in pending:
-        w.cancel()
 
 
 def _loads(payload: bytes) -> Any:
