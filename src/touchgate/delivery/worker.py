@@ -59,6 +59,10 @@ log = logging.getLogger("touchgate.delivery.worker")
 # worker lives: a killed worker's orders are due again within seconds.
 DEFAULT_LEASE_SECONDS = 15.0
 DEFAULT_IDLE_SECONDS = 0.5
+# Settlements a worker runs at once on PostgreSQL, each on its own connection: the
+# server's time per user (heap and index inserts of results and events) is most of
+# a settlement, and two server processes use two cores. SQLite has one writer.
+PG_SETTLEMENTS_AT_ONCE = 2
 SETTLE_MAX = 500
 UNHEALTHY_READ_SECONDS = 0.5
 # Decrypted secrets are re-read at least this often (e.g. a rotation's grace period ends).
@@ -140,6 +144,13 @@ class Worker:
         # waiting for settlement. The heartbeat renews exactly these.
         self._held: set[int] = set()
         self._queue: list[Outcome] = []
+        # Settlements running (each in its own thread and transaction) and the
+        # answers each settles. PostgreSQL settles two batches at once (while one
+        # waits for the database, the other is built); SQLite has one writer.
+        self._settling: list[tuple[asyncio.Task[int], list[Outcome]]] = []
+        self.settlements_at_once = (
+            PG_SETTLEMENTS_AT_ONCE if runtime.engine.dialect.name == "postgresql" else 1
+        )
         # What each answered request says about its touchpoint's health (HTTP only).
         self._requests: dict[int, breaker.RequestResult] = {}
         self._queued = asyncio.Event()
@@ -166,10 +177,14 @@ class Worker:
         size = cached.config.max_in_flight if cached is not None else None
         return size or self.runtime.settings.per_touchpoint_in_flight
 
-    def _busy(self, settling: list[Outcome]) -> Counter[int]:
-        """Requests in flight per touchpoint (not counting the ones being settled)."""
+    def _answered(self) -> list[Outcome]:
+        """Answers not settled yet: waiting, and being settled."""
+        return self._queue + [o for _, batch in self._settling for o in batch]
+
+    def _busy(self) -> Counter[int]:
+        """Requests in flight per touchpoint (not counting the answered ones)."""
         busy = Counter(self._per_touchpoint)
-        busy.subtract(o.order.touchpoint_id for o in settling)
+        busy.subtract(o.order.touchpoint_id for o in self._answered())
         return busy
 
     def _load_touchpoints(self, session: Session, ids: set[int], now: datetime) -> None:
@@ -453,18 +468,17 @@ class Worker:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    def _beat(self, renewed: list[int], kept: set[int] | None, settling: list[Outcome]) -> None:
+    def _beat(self, renewed: list[int], kept: set[int] | None) -> None:
         self._last_beat = time.monotonic()
         if kept is None or len(kept) == len(renewed):
             return
         # Orders settled meanwhile (in parallel with the heartbeat) were released.
-        lost = set(renewed) - kept - {o.order.id for o in settling}
+        lost = set(renewed) - kept - {o.order.id for o in self._answered()}
         if lost:
             log.warning("heartbeat: %d lease(s) were taken by another worker", len(lost))
 
     def _done(self, batch: list[Outcome], settled: int) -> None:
         """Forget outcomes that were settled (or given up)."""
-        del self._queue[: len(batch)]
         self.settled_users += settled
         self.sent_orders += len(batch)
         self._in_flight -= len(batch)
@@ -494,8 +508,6 @@ class Worker:
         # never runs further ahead of settlement (memory, and a failing
         # endpoint's breaker opening late).
         backlog_max = self.concurrency
-        settling: asyncio.Task[int] | None = None
-        settling_batch: list[Outcome] = []
         retry_at = 0.0  # while the database is away: the next try
         # Orders queued in this process (a campaign page, a replay) wake the loop.
         unlisten = self.runtime.orders_queued.listen(self._queued)
@@ -506,15 +518,15 @@ class Worker:
                 self._queued.clear()
                 now = time.monotonic()
                 stopping = stop.is_set()
-                # 1. A settlement that finished.
-                if settling is not None and settling.done():
-                    task, batch = settling, settling_batch
-                    settling, settling_batch = None, []
+                # 1. Settlements that finished.
+                for task, batch in [s for s in self._settling if s[0].done()]:
+                    self._settling.remove((task, batch))
                     exc = task.exception()
                     if exc is None:
                         self._outage.recovered()
                         self._done(batch, task.result())
                     elif is_connection_error(exc):
+                        self._queue[:0] = batch  # settled when the database is back
                         self._outage.failed(exc, len(self._queue), self._in_flight)
                         retry_at = now + OUTAGE_RETRY_SECONDS
                     else:
@@ -523,10 +535,10 @@ class Worker:
                         log.error("settling %d answer(s) failed", len(batch), exc_info=exc)
                         self._done(batch, 0)
                 down = self._outage.down
-                answered = len(self._queue)
-                if stopping and self._in_flight == 0 and settling is None:
+                answered = len(self._answered())
+                if stopping and self._in_flight == 0 and not self._settling:
                     return
-                if stopping and down and self._in_flight == answered and settling is None:
+                if stopping and down and self._in_flight == answered and not self._settling:
                     return  # every answer is in; the last try below settles or gives up
                 # 2. Claim into free slots; renew the leases held when the
                 # heartbeat is due (while the database is away: to notice its return).
@@ -539,7 +551,7 @@ class Worker:
                     renew = sorted(self._held) if beat else None
                     try:
                         claimed, kept = await asyncio.to_thread(
-                            self._claim_cycle, free, self._busy(self._queue), renew
+                            self._claim_cycle, free, self._busy(), renew
                         )
                     except Exception as exc:
                         if is_connection_error(exc):
@@ -552,15 +564,19 @@ class Worker:
                         self._outage.recovered()
                         self._start(claimed)
                         if renew is not None:
-                            self._beat(renew, kept, settling_batch)
-                # 3. Settle what has been answered (one settlement at a time), after
-                # the claim: on SQLite both need the write lock, and the claim is short.
-                if settling is None and answered and (not down or now >= retry_at):
-                    settling_batch = self._queue[:SETTLE_MAX]
-                    settling = asyncio.create_task(
-                        asyncio.to_thread(self._settle_cycle, settling_batch)
-                    )
-                    settling.add_done_callback(lambda _: self._queued.set())
+                            self._beat(renew, kept)
+                # 3. Settle what has been answered, after the claim (on SQLite both
+                # need the write lock, and the claim is short); while the database
+                # is away, one try at a time.
+                at_once = 1 if down else self.settlements_at_once
+                while (
+                    self._queue and len(self._settling) < at_once and (not down or now >= retry_at)
+                ):
+                    batch = self._queue[:SETTLE_MAX]
+                    del self._queue[: len(batch)]
+                    task = asyncio.create_task(asyncio.to_thread(self._settle_cycle, batch))
+                    task.add_done_callback(lambda _: self._queued.set())
+                    self._settling.append((task, batch))
                 if free > 0 and claimed and len(claimed) >= free:
                     continue  # more may be due
                 # 4. Wait for an answer, a finished settlement, the heartbeat or stop.
@@ -574,11 +590,14 @@ class Worker:
                 await wait_any(None if stopping else stop, self._queued, timeout=wait)
         finally:
             unlisten()
-            if settling is not None:
+            for task, batch in self._settling:
                 with contextlib.suppress(Exception):
-                    await settling
-                if not settling.cancelled() and settling.exception() is None:
-                    self._done(settling_batch, settling.result())
+                    await task
+                if not task.cancelled() and task.exception() is None:
+                    self._done(batch, task.result())
+                else:
+                    self._queue[:0] = batch  # one last try below
+            self._settling = []
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
             if self._queue:
