@@ -286,7 +286,7 @@ def participation_sql(
     campaign_id: int, every_days: int | None, now: datetime
 ) -> ColumnElement[bool]:
     """Users who may enter again: never entered (once), or not within N days (every)."""
-    earlier = select(CampaignEntry.id).where(
+    earlier = select(CampaignEntry.gid).where(
         CampaignEntry.campaign_id == campaign_id,
         CampaignEntry.gid == User.gid,
     )
@@ -348,7 +348,7 @@ def insert_entries(
             .execution_options(preserve_rowcount=True)
         )
     )
-    this_run = select(CampaignEntry.id).where(
+    this_run = select(CampaignEntry.gid).where(
         CampaignEntry.run_id == run_id, CampaignEntry.gid == User.gid
     )
     suppressed_sel = (

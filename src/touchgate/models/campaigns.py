@@ -85,18 +85,21 @@ class CampaignEntry(Base):
 
     Like ``orders.campaign_id``, the per-user tables carry no foreign keys: on
     PostgreSQL a foreign key is a trigger fired per inserted row, which doubled the
-    cost of selecting an audience. Deleting a campaign deletes its rows explicitly."""
+    cost of selecting an audience. Deleting a campaign deletes its rows explicitly.
+    Keyed by the run and the user, with no id of its own (a sequence and an index
+    less per entered user; on SQLite the rows are stored in key order)."""
 
     __tablename__ = "campaign_entries"
     __table_args__ = (
-        UniqueConstraint("run_id", "gid"),
         Index("ix_campaign_entries_participation", "campaign_id", "gid", "at"),
+        {"sqlite_with_rowid": False},
     )
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    run_id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    gid: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     campaign_id: Mapped[int] = mapped_column(Integer)
-    run_id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
-    gid: Mapped[int] = mapped_column(BigInteger)
     # Always ``entered`` since 0006 (suppressed users have their own table).
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
