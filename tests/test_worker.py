@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -26,6 +29,7 @@ from test_engine_support import (  # noqa: F401  (fixtures)
     wait_for,
 )
 from touchgate.delivery import repository as repo
+from touchgate.delivery.enqueue import enqueue_delivery
 from touchgate.delivery.outcomes import AttemptRecord, ClaimedOrder, Delivered, Outcome, Retryable
 from touchgate.delivery.settlement import settle
 from touchgate.models import Order
@@ -72,6 +76,37 @@ def test_leases_and_the_settlement_fence(runtime: Runtime) -> None:
         assert settle(s, "worker-b", [_success(b)]) == 0
     assert len(touch_events(runtime, tp.project_id)) == 3
     assert _claim(runtime, "worker-c", seconds=30, now_offset=3600) == []
+
+
+def test_committed_orders_wake_this_process_worker(runtime: Runtime) -> None:
+    """``Runtime.tx`` wakes the worker's loop once a unit of work that queued orders
+    has committed; one that rolled back, or queued nothing, does not."""
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch")
+    add_users(runtime, tp.project_id, range(1, 3))
+
+    async def woken_by(work: Callable[[], object]) -> bool:
+        event = asyncio.Event()
+        unlisten = runtime.orders_queued.listen(event)
+        try:
+            with contextlib.suppress(RuntimeError):
+                await asyncio.to_thread(work)
+            await asyncio.sleep(0.05)  # call_soon_threadsafe's callback runs
+            return event.is_set()
+        finally:
+            unlisten()
+
+    def rolled_back() -> None:
+        with runtime.tx() as s:
+            enqueue_delivery(s, touchpoint=tp, gids=[1], tem_data={})
+            raise RuntimeError("the unit of work fails")
+
+    def nothing_queued() -> None:
+        with runtime.tx() as s:
+            s.execute(select(Order.id)).all()
+
+    assert asyncio.run(woken_by(rolled_back)) is False
+    assert asyncio.run(woken_by(nothing_queued)) is False
+    assert asyncio.run(woken_by(lambda: enqueue(runtime, tp, [2]))) is True
 
 
 def test_not_yet_due_orders_wait(runtime: Runtime) -> None:

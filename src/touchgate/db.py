@@ -8,7 +8,7 @@ import sqlite3
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
@@ -310,6 +310,13 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
         finally:
             session.close()
+
+
+def pg_bigint_array(values: Iterable[int]) -> str:
+    """The text of a PostgreSQL ``bigint[]`` literal (``{1,2,3}``), to bind as one
+    parameter and cast: psycopg adapts a list of thousands of ints value by value,
+    which costs more than the query (about 1.5 us a value)."""
+    return "{" + ",".join(map(str, map(int, values))) + "}"
 
 
 def dialect_name(session: Session) -> str:

@@ -28,6 +28,7 @@ from .config import Settings, get_settings
 from .crypto import SecretBox, load_key_material
 from .db import make_engine, make_sessionmaker, transaction
 from .delivery.hooks import SettlementFollowup
+from .delivery.repository import queued_orders
 
 
 def default_followups() -> tuple[SettlementFollowup, ...]:
@@ -144,8 +145,8 @@ class Runtime:
     options_cache: OptionsCache = field(default_factory=dict)
     # Who still needs a touchpoint (``touchpoints.guard``): given by the composition root.
     touchpoint_usage_checks: tuple[UsageCheck, ...] = ()
-    # Wake-up calls (``Nudge``): orders were queued (the delivery worker), a
-    # campaign changed state (the campaign scheduler).
+    # Wake-up calls (``Nudge``): orders were committed (``tx`` wakes the delivery
+    # worker), a campaign changed state (the campaign scheduler).
     orders_queued: Nudge = field(default_factory=Nudge)
     campaigns_changed: Nudge = field(default_factory=Nudge)
     # Tasks started by ``serve``'s lifespan.
@@ -168,9 +169,12 @@ class Runtime:
 
     @contextmanager
     def tx(self) -> Iterator[Session]:
-        """A unit of work owned by the caller (a request, a job, a command)."""
+        """A unit of work owned by the caller (a request, a job, a command). Once it
+        has committed orders, this process's delivery worker is woken for them."""
         with transaction(self.sessions) as session:
             yield session
+        if queued_orders(session):
+            self.orders_queued.notify()
 
     def close(self) -> None:
         self.engine.dispose()

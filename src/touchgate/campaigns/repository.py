@@ -38,7 +38,7 @@ from sqlalchemy.orm import Session
 
 from ..datastore.repository import user_attributes as user_attributes
 from ..datastore.sensitive import SENSITIVE_TYPE
-from ..db import dialect_name
+from ..db import dialect_name, pg_bigint_array
 from ..delivery import repository as delivery_repository
 from ..delivery.outcomes import protocol_gids
 from ..models import Attribute, Event, Order, OrderResult, Touchpoint, TouchpointSpace, User
@@ -62,6 +62,8 @@ from ..models.protection import (
 )
 
 PARTICIPATION = "participation"
+# The kind of due row that names a page of a run's entries by gid range.
+ENTRIES = "entries"
 # A query of any columns (used as a subquery or read row by row).
 Rows = Select[*tuple[Any, ...]]
 
@@ -79,11 +81,8 @@ def gid_in(session: Session, column: Any, gids: Sequence[int]) -> ColumnElement[
 
 
 def _pg_bigints(gids: Sequence[int]) -> ColumnElement[Any]:
-    """The gids as one ``bigint[]`` parameter, sent as an array literal: psycopg's
-    adaptation of a list of thousands of ints costs more than the query (about
-    1.5 us per gid)."""
-    literal_text = "{" + ",".join(map(str, map(int, gids))) + "}"
-    return bindparam(None, literal_text, type_=String()).cast(postgresql.ARRAY(BigInteger))
+    """The gids as one ``bigint[]`` parameter (an array literal, ``pg_bigint_array``)."""
+    return bindparam(None, pg_bigint_array(gids), type_=String()).cast(postgresql.ARRAY(BigInteger))
 
 
 def gid_rows(session: Session, gids: Sequence[int]) -> tuple[Any, ColumnElement[Any]]:
@@ -428,7 +427,7 @@ def add_entry_pages(
                 "campaign_id": campaign_id,
                 "run_id": run_id,
                 "step_id": step_id,
-                "kind": "entries",
+                "kind": ENTRIES,
                 "due_at": due_at,
                 "gids": [],
                 "fallback": False,
@@ -582,7 +581,8 @@ def due_work(session: Session, now: datetime, limit: int) -> list[tuple[int, int
 
 
 def claim_due(session: Session, due_id: int) -> CampaignDue | None:
-    """Delete the row and return it: only the process whose delete hit it owns the work."""
+    """Delete the row and return it, with its users in ``gids`` (a page of entries
+    read from its range): only the process whose delete hit it owns the work."""
     row = session.execute(
         delete(CampaignDue)
         .where(CampaignDue.id == due_id)
@@ -602,6 +602,9 @@ def claim_due(session: Session, due_id: int) -> CampaignDue | None:
     ).first()
     if row is None:
         return None
+    gids = row.gids
+    if row.kind == ENTRIES and row.gid_from is not None and row.gid_to is not None:
+        gids = entry_gids(session, row.run_id, row.gid_from, row.gid_to)
     return CampaignDue(
         id=row.id,
         campaign_id=row.campaign_id,
@@ -609,7 +612,7 @@ def claim_due(session: Session, due_id: int) -> CampaignDue | None:
         step_id=row.step_id,
         kind=row.kind,
         due_at=row.due_at,
-        gids=row.gids,
+        gids=gids,
         channel=row.channel,
         fallback=row.fallback,
         gid_from=row.gid_from,

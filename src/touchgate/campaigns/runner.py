@@ -341,10 +341,7 @@ def run_due(session: Session, due_id: int, now: datetime) -> bool:
     step = ctx.content.step(row.step_id)
     if step is None:
         return True
-    if row.kind == "entries" and row.gid_from is not None and row.gid_to is not None:
-        gids = repo.entry_gids(session, row.run_id, row.gid_from, row.gid_to)
-    else:
-        gids = [int(g) for g in row.gids]
+    gids = [int(g) for g in row.gids]
     if row.kind == "hold" and isinstance(step, SendStep) and row.channel is not None:
         release_held(ctx, step, row.channel, gids, fallback=row.fallback)
     elif row.kind == "send" and isinstance(step, SendStep):

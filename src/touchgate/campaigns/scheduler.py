@@ -99,7 +99,6 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
             report.closed += 1
         elif result is not None:
             report.runs += 1
-            runtime.orders_queued.notify()  # the run's first page is queued
     with runtime.tx() as session:
         due_work = repo.due_work(session, now, DUE_PER_TICK)
         sqlite = dialect_name(session) == "sqlite"
@@ -114,10 +113,7 @@ def tick(runtime: Runtime, now: datetime | None = None) -> TickReport:
             report.more = True
             return None
         due_id, campaign_id = work
-        done = _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
-        if done is True:
-            runtime.orders_queued.notify()  # the page's orders are committed
-        return done
+        return _guarded(runtime, campaign_id, partial(runner.run_due, due_id=due_id, now=now))
 
     if not sqlite and len(due_work) > 1:
         # PostgreSQL works on several pieces at once (while one waits for the

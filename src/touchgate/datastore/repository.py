@@ -12,6 +12,7 @@ import orjson
 from sqlalchemy import Connection, Table, func, insert, select
 from sqlalchemy.orm import Session
 
+from ..db import pg_bigint_array
 from ..models import Attribute, Event, User
 from ..models.base import utcnow
 
@@ -117,8 +118,7 @@ def _users_where(
         return (
             "unnest(%s::bigint[]) AS g(gid) JOIN users u ON u.gid = g.gid",
             "u.project_id = %s",
-            # An array literal: psycopg's list adaptation costs more than the query.
-            ("{" + ",".join(map(str, map(int, gids))) + "}", project_id),
+            (pg_bigint_array(gids), project_id),
             None,
         )
     marks = ",".join("?" * len(gids))

@@ -68,5 +68,4 @@ def replay_order(pid: int, order_no: str, ctx: CtxDep) -> ReplayOut:
             f"as order {new_no}",
             after=out.model_dump(mode="json"),
         )
-    ctx.runtime.orders_queued.notify()  # committed: this process's worker sends it now
-    return out
+        return out

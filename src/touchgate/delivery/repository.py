@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any, cast
 
 import orjson
@@ -19,7 +19,7 @@ import psycopg
 from sqlalchemy import Row, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from ..db import dialect_name
+from ..db import dialect_name, pg_bigint_array
 from ..models import Attempt, Order, OrderPayload, OrderResult, Touchpoint
 from ..models.health import TouchpointHealth
 from ..models.protection import TouchpointProtection
@@ -47,6 +47,17 @@ def insert_orders(session: Session, rows: list[dict[str, Any]]) -> None:
             insert(_payloads),
             [{"order_no": row["order_no"], "payload": row["payload"]} for row in rows],
         )
+        session.info[_ORDERS_QUEUED] = True
+
+
+# Marks a session that inserted orders (``queued_orders``).
+_ORDERS_QUEUED = "touchgate.delivery.orders_queued"
+
+
+def queued_orders(session: Session) -> bool:
+    """Whether this unit of work inserted orders: once it has committed, this
+    process's delivery worker is woken for them (``Runtime.tx``)."""
+    return bool(session.info.get(_ORDERS_QUEUED))
 
 
 def _without_payload(row: dict[str, Any]) -> dict[str, Any]:
@@ -279,10 +290,10 @@ def insert_results(session: Session, at: datetime, groups: Sequence[SettledGroup
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         raw = cast("psycopg.Connection[Any]", conn.connection.dbapi_connection)
-        # Array literals: psycopg's adaptation of long lists costs more than the query.
-        gids = ",".join(",".join(map(str, g.gids)) for g in groups if g.gids)
-        group_of = ",".join(
-            ",".join(repeat(str(n), len(g.gids))) for n, g in enumerate(groups, 1) if g.gids
+        # Every group's gids, and beside each the group's number (1-based).
+        gids = pg_bigint_array(chain.from_iterable(g.gids for g in groups))
+        group_of = pg_bigint_array(
+            chain.from_iterable(repeat(n, len(g.gids)) for n, g in enumerate(groups, 1))
         )
         with raw.cursor() as cur:
             cur.execute(
@@ -304,8 +315,8 @@ def insert_results(session: Session, at: datetime, groups: Sequence[SettledGroup
                     [g.error_msg for g in groups],
                     [g.attempts for g in groups],
                     [g.properties for g in groups],
-                    "{" + gids + "}",
-                    "{" + group_of + "}",
+                    gids,
+                    group_of,
                     at,
                     TOUCH_EVENT,
                     at,
