@@ -9,6 +9,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.exc import DBAPIError
 
 from touchgate.datastore.importer import (
@@ -446,6 +447,38 @@ def test_a_failed_write_stops_the_import(runtime: Runtime, pid: int, refuse_gid_
         job.run(pieces(lines(*({"gid": gid} for gid in range(1, 50))), (40,)))
     assert (job.report.imported, job.report.written) == (12, 12)
     assert user_count(runtime, pid) == 12
+
+
+def test_a_user_created_by_a_concurrent_import_is_merged_into(
+    runtime: Runtime, client: httpx.Client, pid: int
+) -> None:
+    """Another import creates user 1 while this chunk is written (committed after this
+    chunk looked for existing users): the user is updated, not created twice, and
+    nothing of the chunk is lost. On PostgreSQL this is the plain INSERT's unique
+    violation, after which the chunk is written again by the upsert."""
+    job = UserImport.open(runtime, pid, ImportFormat.NDJSON)
+    other = runtime.engine.connect()
+    other.begin()
+    other.execute(insert(User), [{"project_id": pid, "gid": 1, "attributes": {"city": "A"}}])
+    body = lines({"gid": 1, "attributes": {"level": 2}}, {"gid": 2, "attributes": {"city": "B"}})
+    done: list[ImportReport] = []
+    worker = threading.Thread(target=lambda: done.append(job.run(iter([body]))))
+    worker.start()
+    if other.dialect.name == "postgresql":
+        # This import's INSERT waits for the other one's row of user 1.
+        deadline = time.monotonic() + 10
+        while not other.exec_driver_sql(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted"
+        ).scalar_one():
+            assert time.monotonic() < deadline, "the import never waited for the other one"
+            time.sleep(0.01)
+    other.commit()
+    other.close()
+    worker.join(30)
+    assert done, "the import did not finish"
+    assert (done[0].imported, done[0].updated, done[0].rejected) == (1, 1, 0)
+    assert attrs(client, pid, 1) == {"city": "A", "level": 2}
+    assert attrs(client, pid, 2) == {"city": "B"}
 
 
 # -- CSV ------------------------------------------------------------------------------------

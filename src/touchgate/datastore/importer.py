@@ -56,7 +56,7 @@ from . import repository as repo
 from . import sensitive, service
 
 MAX_GID = 2**63 - 1
-CHUNK_LINES = 10_000
+CHUNK_LINES = 25_000
 # Lines parsed with one call (see UserImport._run_ndjson).
 PARSE_LINES = 200
 MAX_ERRORS = 1_000

