@@ -10,8 +10,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+import pytest
+from sqlalchemy import event, func, select
 
 from test_engine_support import (  # noqa: F401  (fixtures)
     Endpoint,
@@ -32,6 +34,7 @@ from touchgate.delivery import repository as repo
 from touchgate.delivery.enqueue import enqueue_delivery
 from touchgate.delivery.outcomes import AttemptRecord, ClaimedOrder, Delivered, Outcome, Retryable
 from touchgate.delivery.settlement import settle
+from touchgate.delivery.worker import Worker
 from touchgate.models import Order
 from touchgate.models.base import utcnow
 from touchgate.runtime import Runtime
@@ -107,6 +110,55 @@ def test_committed_orders_wake_this_process_worker(runtime: Runtime) -> None:
     assert asyncio.run(woken_by(rolled_back)) is False
     assert asyncio.run(woken_by(nothing_queued)) is False
     assert asyncio.run(woken_by(lambda: enqueue(runtime, tp, [2]))) is True
+
+
+def test_a_postgresql_claim_is_one_statement(runtime: Runtime) -> None:
+    """On PostgreSQL the worker claims on its own connection in autocommit, with one
+    statement that leases, reads the payloads and the touchpoints' versions: what
+    it claims is what the transaction of ``claim_due`` gives, and it holds the
+    lease (nobody else gets the order)."""
+    if runtime.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite claims in a transaction: BEGIN IMMEDIATE is its write lock")
+    tp = make_touchpoint(runtime, "http://127.0.0.1:9/touch", batch_size=2)
+    other = make_touchpoint(
+        runtime, "http://127.0.0.1:9/other", project_id=tp.project_id, name="other"
+    )
+    add_users(runtime, tp.project_id, range(1, 6))
+    nos = enqueue(runtime, tp, [1, 2, 3, 4])
+    enqueue(runtime, other, [5])
+    worker = Worker(runtime, worker_id="w")
+    worker._unhealthy_read = time.monotonic()  # the breakers were just read
+    statements: list[tuple[Any, str]] = []
+
+    def count(conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append((conn, statement))
+
+    event.listen(runtime.engine, "before_cursor_execute", count)
+    try:
+        connection = worker._connection()  # checked out (and pinged) once, kept
+        statements.clear()
+        claimed, kept = worker._claim_now(connection, 1, Counter({other.id: 9}), None)
+        # One statement on the claims' connection; the touchpoint, new to the
+        # worker's cache, was loaded in a transaction of its own.
+        assert [c for c, _ in statements].count(connection) == 1
+        statements.clear()
+        more, _ = worker._claim_now(connection, 5, Counter({other.id: 9}), None)
+        assert len(statements) == 1  # its version is current: nothing else is read
+    finally:
+        event.remove(runtime.engine, "before_cursor_execute", count)
+        worker._close_connection()
+    assert kept is None and claimed is not None and more is not None
+    got = [order for order, _ in claimed + more]
+    assert [o.order_no for o in got] == nos  # the other touchpoint is at its limit
+    assert {cached.config.id for _, cached in claimed + more} == {tp.id}
+    with runtime.tx() as s:
+        owners = dict(s.execute(select(Order.order_no, Order.lease_owner)).tuples().all())
+    assert owners == {nos[0]: "w", nos[1]: "w", **{n: None for n in owners if n not in nos}}
+    assert _claim(runtime, "x", seconds=30, now_offset=0)[:1] != got[:1]  # leased to w
+    # Given back, the same orders come out of claim_due's transaction alike.
+    with runtime.tx() as s:
+        repo.release_leases(s, "w", [o.id for o in got])
+    assert _claim(runtime, "x", seconds=30)[:2] == got
 
 
 def test_not_yet_due_orders_wait(runtime: Runtime) -> None:

@@ -8,6 +8,12 @@ blocks::
     (concurrent) ──► answers ──► settle (one transaction for everything
     answered meanwhile, while the next claims go on)
 
+On PostgreSQL a claim is one statement on a connection the worker keeps, in
+autocommit (``repository.claim_due_now``: leases, payloads and the touchpoints'
+versions in one round trip): the time from an answer to the next request is
+mostly the claim's. SQLite claims in a transaction (BEGIN IMMEDIATE takes its
+write lock).
+
 Leases are short (``--lease-seconds``, 15 s) and renewed every third of that
 while the worker lives. Workers are stateless: run one inside ``touchgate
 serve`` or any number of ``touchgate worker`` processes against PostgreSQL. A
@@ -39,6 +45,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
+from sqlalchemy import Connection
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 from sqlalchemy.orm import Session
 
@@ -158,6 +165,11 @@ class Worker:
         self._touchpoints: dict[int, _Cached] = {}
         self._unhealthy: dict[int, breaker.Health] = {}
         self._unhealthy_read = -UNHEALTHY_READ_SECONDS
+        # PostgreSQL claims on a connection of their own, in autocommit (_claim_now);
+        # SQLite's claims need BEGIN IMMEDIATE, the write lock, in a transaction.
+        self._claims_in_autocommit = runtime.engine.dialect.name == "postgresql"
+        self._claim_connection: Connection | None = None
+        self._claiming = False  # a claim runs (in a thread) on that connection
         self._last_beat = time.monotonic()
         self._outage = _Outage()
         self.settled_users = 0
@@ -191,17 +203,25 @@ class Worker:
         # The touchpoints' versions (and rate limits) are read on every claim (a
         # few rows, one query), so an edit applies to the next attempt; the whole
         # row is read and its secrets decrypted only when it changed.
-        clock = time.monotonic()
         versions = repo.touchpoint_versions(session, ids)
-        stale = {
+        stale = self._stale(versions)
+        if stale:
+            self._load_stale(session, stale, versions, now)
+
+    def _stale(self, versions: dict[int, repo.Version]) -> set[int]:
+        clock = time.monotonic()
+        return {
             tid
             for tid, version in versions.items()
             if (cached := self._touchpoints.get(tid)) is None
             or cached.version != version
             or clock - cached.loaded >= TOUCHPOINT_CACHE_SECONDS
         }
-        if not stale:
-            return
+
+    def _load_stale(
+        self, session: Session, stale: set[int], versions: dict[int, repo.Version], now: datetime
+    ) -> None:
+        clock = time.monotonic()
         for tp in repo.touchpoints_by_id(session, stale):
             version = versions.get(tp.id, (tp.created_at, tp.updated_at, None))
             plugin_config = None
@@ -214,6 +234,46 @@ class Worker:
                 version,
             )
 
+    def _read_health(self, db: Session | Connection) -> list[int]:
+        """The touchpoints whose breaker is not closed (their orders wait, but for
+        probes). Breakers change rarely: read again at least every half second,
+        and on every claim while one is not closed (probes are due on time)."""
+        clock = time.monotonic()
+        if self._unhealthy or clock - self._unhealthy_read >= UNHEALTHY_READ_SECONDS:
+            self._unhealthy = repo.unhealthy(db)
+            self._unhealthy_read = clock
+        return [t for t, h in self._unhealthy.items() if h.state != breaker.CLOSED]
+
+    def _skip(self, paused: list[int], busy: Counter[int]) -> list[int]:
+        """Touchpoints not to claim for: paused, at their in-flight limit, or far
+        behind their rate limit."""
+        return sorted(
+            {
+                *paused,
+                *(t for t, n in busy.items() if n >= self._limit(t)),
+                *self._rate.backlogged(),  # rate limit: nor those far behind their rate
+            }
+        )
+
+    def _take(
+        self, orders: list[ClaimedOrder], busy: Counter[int]
+    ) -> tuple[list[tuple[ClaimedOrder, _Cached]], list[int]]:
+        """What to send of the claimed orders, and the ids to give back (their
+        touchpoint is at its in-flight limit)."""
+        out: list[tuple[ClaimedOrder, _Cached]] = []
+        extra: list[int] = []
+        taking = Counter(busy)
+        for order in orders:
+            cached = self._touchpoints.get(order.touchpoint_id)
+            if cached is None:  # the touchpoint row is gone (cascade deletes its orders)
+                continue
+            if taking[order.touchpoint_id] >= self._limit(order.touchpoint_id):
+                extra.append(order.id)  # no free slot: give it back, unsent
+                continue
+            taking[order.touchpoint_id] += 1
+            out.append((order, cached))
+        return out, extra
+
     def _claim_in(
         self, session: Session, free: int, busy: Counter[int]
     ) -> list[tuple[ClaimedOrder, _Cached]]:
@@ -222,13 +282,7 @@ class Worker:
         breaker is open (a probe once its cool-down is over)."""
         now = self.clock()
         until = now + timedelta(seconds=self.lease_seconds)
-        # Breakers change rarely: read again at least every half second, and on
-        # every claim while one is not closed (probes are due on time).
-        clock = time.monotonic()
-        if self._unhealthy or clock - self._unhealthy_read >= UNHEALTHY_READ_SECONDS:
-            self._unhealthy = repo.unhealthy(session)
-            self._unhealthy_read = clock
-        paused = [t for t, h in self._unhealthy.items() if h.state != breaker.CLOSED]
+        paused = self._read_health(session)
         rows: list[Any] = []
         for tid in paused:
             h = self._unhealthy[tid]
@@ -242,13 +296,7 @@ class Worker:
                 rows.extend(probe)
             else:
                 repo.release_leases(session, self.id, [probe[0].id])
-        skip = sorted(
-            {
-                *paused,
-                *(t for t, n in busy.items() if n >= self._limit(t)),
-                *self._rate.backlogged(),  # rate limit: nor those far behind their rate
-            }
-        )
+        skip = self._skip(paused, busy)
         if free - len(rows) > 0:
             rows.extend(
                 repo.claim_due(
@@ -258,21 +306,58 @@ class Worker:
         if not rows:
             return []
         self._load_touchpoints(session, {r.touchpoint_id for r in rows}, now)
-        out: list[tuple[ClaimedOrder, _Cached]] = []
-        extra: list[int] = []
-        taking = Counter(busy)
-        for r in rows:
-            order = ClaimedOrder(**r._asdict())
-            cached = self._touchpoints.get(order.touchpoint_id)
-            if cached is None:  # the touchpoint row is gone (cascade deletes its orders)
-                continue
-            if taking[order.touchpoint_id] >= self._limit(order.touchpoint_id):
-                extra.append(order.id)  # no free slot: give it back, unsent
-                continue
-            taking[order.touchpoint_id] += 1
-            out.append((order, cached))
+        out, extra = self._take([ClaimedOrder(**r._asdict()) for r in rows], busy)
         repo.release_leases(session, self.id, extra)
         return out
+
+    def _claim_now(
+        self, connection: Connection, free: int, busy: Counter[int], renew: list[int] | None
+    ) -> tuple[list[tuple[ClaimedOrder, _Cached]] | None, set[int] | None]:
+        """PostgreSQL: renew and claim on this worker's connection in autocommit,
+        each one statement (``repo.claim_due_now``: the leases, payloads and
+        touchpoint versions in one round trip). Claims nothing (None) while a
+        breaker is not closed: probes take the transaction of :meth:`_claim_tx`."""
+        kept = None
+        if renew is not None:
+            until = self.clock() + timedelta(seconds=self.lease_seconds)
+            kept = repo.renew_leases(connection, self.id, renew, until)
+        if free <= 0:
+            return [], kept
+        paused = self._read_health(connection)
+        if paused:
+            return None, kept
+        now = self.clock()
+        until = now + timedelta(seconds=self.lease_seconds)
+        claimed = repo.claim_due_now(
+            connection, self.id, now, until, free, skip_touchpoints=self._skip(paused, busy)
+        )
+        if not claimed:
+            return [], kept
+        versions = {c.fields["touchpoint_id"]: c.version for c in claimed if c.version}
+        if stale := self._stale(versions):
+            with self.runtime.tx() as session:
+                self._load_stale(session, stale, versions, now)
+        out, extra = self._take([ClaimedOrder(**c.fields) for c in claimed], busy)
+        repo.release_leases(connection, self.id, extra)
+        return out, kept
+
+    def _connection(self) -> Connection:
+        """The connection claims run on (PostgreSQL), kept between claims."""
+        if self._claim_connection is None:
+            self._claim_connection = self.runtime.engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+        return self._claim_connection
+
+    def _close_connection(self, *, broken: bool = False) -> None:
+        """Give the claims' connection back (``broken``: discard it; after an error
+        it may be dead, and the pool checks the next one it hands out)."""
+        connection, self._claim_connection = self._claim_connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                if broken:
+                    connection.invalidate()
+                connection.close()
 
     def _apply_health(self, session: Session, outcomes: list[Outcome]) -> None:
         """Count the settled requests against their touchpoints' breakers."""
@@ -312,9 +397,20 @@ class Worker:
         freed their slots are settled, so a slow endpoint's slots never wait
         for the database."""
         started = time.perf_counter()
+        self._claiming = True
         try:
-            return self._claim_tx(free, busy, renew)
+            if not self._claims_in_autocommit:
+                return self._claim_tx(free, busy, renew)
+            try:
+                claimed, kept = self._claim_now(self._connection(), free, busy, renew)
+            except Exception:
+                self._close_connection(broken=True)  # a new one next time
+                raise
+            if claimed is None:
+                claimed, _ = self._claim_tx(free, busy, None)
+            return claimed, kept
         finally:
+            self._claiming = False
             self.claim_seconds += time.perf_counter() - started
             self.claims += 1
 
@@ -590,6 +686,8 @@ class Worker:
                 await wait_any(None if stopping else stop, self._queued, timeout=wait)
         finally:
             unlisten()
+            if not self._claiming:  # else a cancelled claim's thread still uses it
+                await asyncio.to_thread(self._close_connection)
             for task, batch in self._settling:
                 with contextlib.suppress(Exception):
                     await task
