@@ -442,18 +442,18 @@ def add_entry_pages(
 
 
 def entry_gids(session: Session, run_id: int, gid_from: int, gid_to: int) -> list[int]:
-    """The gids of a run's entries from ``gid_from`` to ``gid_to`` (a page)."""
-    return list(
-        session.execute(
-            select(CampaignEntry.gid)
-            .where(
-                CampaignEntry.run_id == run_id,
-                CampaignEntry.gid >= gid_from,
-                CampaignEntry.gid <= gid_to,
-            )
-            .order_by(CampaignEntry.gid)
-        ).scalars()
-    )
+    """The gids of a run's entries from ``gid_from`` to ``gid_to`` (a page), in order.
+
+    Driver-level SQL: a page is thousands of rows, and an ORM-enabled select made
+    a Python object per row (a tenth of ``serve``'s time in a SQLite campaign)."""
+    conn = session.connection()
+    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    rows = conn.exec_driver_sql(
+        "SELECT gid FROM campaign_entries"
+        f" WHERE run_id = {mark} AND gid >= {mark} AND gid <= {mark} ORDER BY gid",
+        (run_id, gid_from, gid_to),
+    ).cursor.fetchall()
+    return [gid for (gid,) in rows]
 
 
 def first_entry_page(session: Session, run_id: int, page: int) -> list[int]:
