@@ -16,7 +16,7 @@ from typing import Any, cast
 
 import orjson
 import psycopg
-from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Row, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ..db import dialect_name, pg_bigint_array
@@ -223,6 +223,10 @@ def _lease(session: Session, due: Any, owner: str, lease_until: datetime) -> Seq
 Version = tuple[datetime, datetime, float | None]  # touchpoint created, updated, rate limit
 
 
+def _version(created_at: datetime, updated_at: datetime, rate_limit: object) -> Version:
+    return created_at, updated_at, rate_of(rate_limit)
+
+
 @dataclass(frozen=True)
 class Claimed:
     """A leased order (``CLAIM_COLUMNS`` by name) and the version of its touchpoint
@@ -233,28 +237,30 @@ class Claimed:
 
 
 _CLAIM_NAMES = [c.name for c in CLAIM_COLUMNS]
-# CLAIM_COLUMNS from the leased row ``l`` and its payload ``p``.
-_PG_CLAIM_COLUMNS = ", ".join(
-    f"p.{c.name}" if c.table is _payloads else f"l.{c.name}" for c in CLAIM_COLUMNS
-)
-_PG_CLAIM = (
+_touchpoints: Table = Touchpoint.__table__  # type: ignore[assignment]
+_protection: Table = TouchpointProtection.__table__  # type: ignore[assignment]
+# One statement: lease the due orders, then read them with their payloads and
+# their touchpoints' versions. Typed by the tables' own columns (aware UTC times).
+_PG_CLAIM = text(
     "WITH due AS (SELECT id FROM orders"
     f" WHERE state IN ({', '.join(repr(s) for s in ACTIVE_STATES)})"
-    " AND next_attempt_at <= %(now)s AND (lease_until IS NULL OR lease_until < %(now)s)"
-    " AND touchpoint_id <> ALL(%(skip)s::bigint[])"
-    " ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED), "
-    "l AS (UPDATE orders SET lease_owner = %(owner)s, lease_until = %(until)s"
-    " FROM due WHERE orders.id = due.id RETURNING orders.*) "
-    f"SELECT {_PG_CLAIM_COLUMNS}, t.created_at, t.updated_at, tp.rate_limit"
+    " AND next_attempt_at <= :now AND (lease_until IS NULL OR lease_until < :now)"
+    " AND touchpoint_id <> ALL(CAST(:skip AS bigint[]))"
+    " ORDER BY next_attempt_at LIMIT :limit FOR UPDATE SKIP LOCKED), "
+    "l AS (UPDATE orders SET lease_owner = :owner, lease_until = :until"
+    " FROM due WHERE orders.id = due.id RETURNING orders.*) SELECT "
+    + ", ".join(f"p.{c.name}" if c.table is _payloads else f"l.{c.name}" for c in CLAIM_COLUMNS)
+    + ", t.created_at, t.updated_at, tp.rate_limit"
     " FROM l JOIN order_payloads p ON p.order_no = l.order_no"
     " LEFT JOIN touchpoints t ON t.id = l.touchpoint_id"
     " LEFT JOIN touchpoint_protection tp ON tp.touchpoint_id = l.touchpoint_id"
     " ORDER BY l.next_attempt_at, l.id"
+).columns(
+    *CLAIM_COLUMNS,
+    _touchpoints.c.created_at,
+    _touchpoints.c.updated_at,
+    _protection.c.rate_limit,
 )
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    return None if value is None else value.astimezone(UTC)
 
 
 def claim_due_now(
@@ -271,7 +277,7 @@ def claim_due_now(
     cache is checked against), so a claim is one round trip instead of six
     (connection check, BEGIN, lease, payloads, versions, COMMIT). The leases are
     committed when the statement ends, as by :func:`claim_due`'s transaction."""
-    rows = connection.exec_driver_sql(
+    rows = connection.execute(
         _PG_CLAIM,
         {
             "now": now,
@@ -280,18 +286,16 @@ def claim_due_now(
             "limit": limit,
             "skip": pg_bigint_array(skip_touchpoints),
         },
-    ).all()
-    width = len(CLAIM_COLUMNS)
-    out = []
-    for row in rows:
-        fields = dict(zip(_CLAIM_NAMES, row[:width], strict=True))
-        fields["receipt_deadline"] = _utc(fields["receipt_deadline"])
-        created, updated, rate_limit = row[width:]
-        version = None
-        if created is not None:
-            version = (created.astimezone(UTC), updated.astimezone(UTC), rate_of(rate_limit))
-        out.append(Claimed(fields, version))
-    return out
+    )
+    return [
+        Claimed(
+            {name: row._mapping[name] for name in _CLAIM_NAMES},
+            None
+            if row.created_at is None
+            else _version(row.created_at, row.updated_at, row.rate_limit),
+        )
+        for row in rows
+    ]
 
 
 def touchpoints_by_id(session: Session, ids: Iterable[int]) -> Sequence[Touchpoint]:
@@ -599,19 +603,16 @@ def take_probe(
     return (session.execute(stmt).rowcount or 0) == 1  # type: ignore[attr-defined]
 
 
-def touchpoint_versions(
-    session: Session, ids: Iterable[int]
-) -> dict[int, tuple[datetime, datetime, float | None]]:
+def touchpoint_versions(session: Session, ids: Iterable[int]) -> dict[int, Version]:
     """``{id: (created_at, updated_at, requests per second)}`` in one query: whether
     a cached touchpoint is current, and its rate limit (None: none)."""
-    t: Table = Touchpoint.__table__  # type: ignore[assignment]
-    p: Table = TouchpointProtection.__table__  # type: ignore[assignment]
+    t, p = _touchpoints, _protection
     stmt = (
         select(t.c.id, t.c.created_at, t.c.updated_at, p.c.rate_limit)
         .join_from(t, p, p.c.touchpoint_id == t.c.id, isouter=True)
         .where(t.c.id.in_(list(ids)))
     )
     return {
-        tid: (created, updated, rate_of(limit))
+        tid: _version(created, updated, limit)
         for tid, created, updated, limit in session.execute(stmt)
     }

@@ -242,6 +242,10 @@ class Worker:
         if self._unhealthy or clock - self._unhealthy_read >= UNHEALTHY_READ_SECONDS:
             self._unhealthy = repo.unhealthy(db)
             self._unhealthy_read = clock
+        return self._paused()
+
+    def _paused(self) -> list[int]:
+        """Touchpoints whose breaker was not closed when last read."""
         return [t for t, h in self._unhealthy.items() if h.state != breaker.CLOSED]
 
     def _skip(self, paused: list[int], busy: Counter[int]) -> list[int]:
@@ -315,8 +319,8 @@ class Worker:
     ) -> tuple[list[tuple[ClaimedOrder, _Cached]] | None, set[int] | None]:
         """PostgreSQL: renew and claim on this worker's connection in autocommit,
         each one statement (``repo.claim_due_now``: the leases, payloads and
-        touchpoint versions in one round trip). Claims nothing (None) while a
-        breaker is not closed: probes take the transaction of :meth:`_claim_tx`."""
+        touchpoint versions in one round trip). Claims nothing (None) when it
+        finds a breaker not closed: probes take the transaction of :meth:`_claim_tx`."""
         kept = None
         if renew is not None:
             until = self.clock() + timedelta(seconds=self.lease_seconds)
@@ -393,13 +397,13 @@ class Worker:
         self, free: int, busy: Counter[int], renew: list[int] | None
     ) -> tuple[list[tuple[ClaimedOrder, _Cached]], set[int] | None]:
         """Renew the leases held (the heartbeat) and claim what can be sent now,
-        in one short transaction: new requests start before the answers that
-        freed their slots are settled, so a slow endpoint's slots never wait
-        for the database."""
+        in one short transaction (on PostgreSQL one statement each, unless a
+        breaker is open): new requests start before the answers that freed their
+        slots are settled, so a slow endpoint's slots never wait for the database."""
         started = time.perf_counter()
         self._claiming = True
         try:
-            if not self._claims_in_autocommit:
+            if not self._claims_in_autocommit or self._paused():
                 return self._claim_tx(free, busy, renew)
             try:
                 claimed, kept = self._claim_now(self._connection(), free, busy, renew)
